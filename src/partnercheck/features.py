@@ -1,0 +1,159 @@
+"""From an email record to the tagged tokens and rule hits the model reads.
+
+In the manner of SpamBayes' tokenizer, every token says where it came from:
+
+============================  ===============================================
+``partner``                   a stemmed word of the new body text
+``free trial``                two neighbouring stemmed words (bigram)
+``subject:partner``           a stemmed word of the subject
+``sig:founder``               a stemmed word of the signature block
+``url:calendar``              a word from a link's path or host name
+``header:list-unsubscribe``   how the mail was sent (bulk headers, a real or fake reply)
+``shape:html-only``           how the mail is built (tracking pixel, booking link, ...)
+============================  ===============================================
+
+Numbers, money amounts, percentages, e-mail addresses and URLs become placeholder words
+(``__money__``, ``__pct__``, ``__num__``, ``__email__``, ``__url__``) so the model learns that
+a price is quoted, not which price. Sender domains, names and Message-IDs are deliberately
+not tokens: they identify a corpus's authors, not what a message asks of its reader.
+Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
+that quotes a pitch is not read as one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nltk.stem.snowball import SnowballStemmer
+
+from .mail import EmailRecord
+from .normalize import normalize
+from .rules import RuleHit, RuleSet
+
+_STEMMER = SnowballStemmer("english")
+_STEMS: dict[str, str] = {}
+_MAX_STEM_CACHE = 200_000
+
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_MONEY = re.compile(
+    r"[$€£]\s?\d[\d,.]*\s?[km]?\b|\b\d[\d,.]*\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds)\b|\b\d[\d,.]*\s?€"
+)
+_PERCENT = re.compile(r"\b\d+(?:[.,]\d+)?\s?%")
+_NUMBER = re.compile(r"\b\d[\d,.:/-]*\b")
+_TOKEN = re.compile(r"__(?:money|pct|num|email|url)__|[^\W\d_]{2,}")
+_URL_WORDS = re.compile(r"[a-z]{3,}")
+_BOOKING = re.compile(r"calendly|calendar|/book|booking|schedul|meetings?[./]|/meet\b|chili|savvycal|tidycal|zcal")
+_UNSUBSCRIBE = re.compile(r"unsub|opt-?out|optout|preferences|remove")
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|r)\s*(?:\[\d+\])?\s*:", re.I)
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv)\s*:", re.I)
+_URL_STOP = frozenset({"http", "https", "www", "com", "org", "net", "html", "php", "example", "test", "index"})
+
+#: Body text beyond this is not tokenised: the opening of a mail says what it wants.
+MAX_TOKEN_CHARS = 20_000
+
+
+class Extracted:
+    """What the model reads of one message: its tokens and its rule hits."""
+
+    __slots__ = ("tokens", "hits")
+
+    def __init__(self, tokens: list[str], hits: list[RuleHit]) -> None:
+        self.tokens = tokens
+        self.hits = hits
+
+
+def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
+    """Tokens and rule hits for one record."""
+    subject = normalize(record.subject)
+    body = normalize(record.body[:MAX_TOKEN_CHARS])
+    signature = normalize(record.signature[:2000])
+    hits = rules.match(subject, f"{body}\n{signature}" if signature else body)
+    tokens = ["subject:" + w for w in _words(subject)]
+    body_words = _words(body)
+    tokens.extend(body_words)
+    tokens.extend(f"{a} {b}" for a, b in zip(body_words, body_words[1:]))
+    tokens.extend("sig:" + w for w in _words(signature))
+    tokens.extend(_link_tokens(record.links))
+    tokens.extend(_header_tokens(record))
+    tokens.extend(_shape_tokens(record))
+    return Extracted(tokens, hits)
+
+
+def _words(text: str) -> list[str]:
+    if not text:
+        return []
+    text = _URL.sub(" __url__ ", text)
+    if "@" in text:
+        text = _EMAIL.sub(" __email__ ", text)
+    text = _MONEY.sub(" __money__ ", text)
+    if "%" in text:
+        text = _PERCENT.sub(" __pct__ ", text)
+    text = _NUMBER.sub(" __num__ ", text)
+    return [_stem(w) for w in _TOKEN.findall(text)]
+
+
+def _stem(word: str) -> str:
+    stem = _STEMS.get(word)
+    if stem is None:
+        stem = word if word.startswith("__") else _STEMMER.stem(word)
+        if len(_STEMS) < _MAX_STEM_CACHE:
+            _STEMS[word] = stem
+    return stem
+
+
+def _link_tokens(links: list[str]) -> list[str]:
+    tokens = set()
+    for link in links[:30]:
+        lowered = link.lower()
+        tokens.update("url:" + w for w in _URL_WORDS.findall(lowered) if w not in _URL_STOP)
+        if _BOOKING.search(lowered):
+            tokens.add("shape:booking-link")
+        if _UNSUBSCRIBE.search(lowered):
+            tokens.add("shape:unsubscribe-link")
+    if len(links) > 5:
+        tokens.add("shape:many-links")
+    return sorted(tokens)
+
+
+def _header_tokens(record: EmailRecord) -> list[str]:
+    headers = record.headers
+    tokens = []
+    if "list-unsubscribe" in headers:
+        tokens.append("header:list-unsubscribe")
+    if "list-id" in headers:
+        tokens.append("header:list-id")
+    if headers.get("precedence", "").lower() in ("bulk", "list", "junk"):
+        tokens.append("header:bulk")
+    threaded = "in-reply-to" in headers or "references" in headers
+    if _REPLY_SUBJECT.match(record.subject):
+        tokens.append("header:reply" if threaded else "header:reply-without-thread")
+    elif threaded:
+        tokens.append("header:threaded")
+    if _FORWARD_SUBJECT.match(record.subject):
+        tokens.append("header:forward")
+    if record.reply_to and record.from_addr and record.reply_to_domain != record.from_domain:
+        tokens.append("header:reply-to-elsewhere")
+    if record.cc:
+        tokens.append("header:cc")
+    if len(record.to) > 3:
+        tokens.append("header:many-recipients")
+    return tokens
+
+
+def _shape_tokens(record: EmailRecord) -> list[str]:
+    tokens = []
+    if record.html_only:
+        tokens.append("shape:html-only")
+    if record.tracking_pixel:
+        tokens.append("shape:tracking-pixel")
+    if record.attachments:
+        tokens.append("shape:attachment")
+    new, quoted = len(record.body), len(record.quoted)
+    if quoted:
+        tokens.append("shape:mostly-quoted" if quoted > new else "shape:some-quoted")
+    if new < 300:
+        tokens.append("shape:short")
+    elif new > 2500:
+        tokens.append("shape:long")
+    return tokens

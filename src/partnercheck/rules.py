@@ -1,0 +1,170 @@
+"""Keyword rules: readable evidence for a label, loaded from TOML and compiled once.
+
+The built-in rules live in ``rules.toml`` beside this module; a user can add a rules file
+of the same format (see :mod:`partnercheck.config`). Each rule's patterns are joined into
+one regular expression, so a rule costs one scan of the text, and every hit reports the
+words that triggered it. ``decide = true`` in a user's rule makes a hit decide the verdict
+outright; built-in rules only ever feed the model and the explanation. A pattern is only
+run on a text that contains one of the words its matches can start with (see
+:mod:`partnercheck.rule_triggers`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+
+from .labels import LABELS
+from .rule_triggers import TriggeredPattern, word_positions
+
+MACROS = {
+    "__money__": r"(?:[$€£]\s?\d[\d,.]{0,12}\s?[km]?\b|\b\d[\d,.]{0,12}\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds|€|\$)(?!\w))",
+    "__pct__": r"(?:\d{1,3}(?:[.,]\d{1,2})?\s?%)",
+    "__num__": r"(?:\d[\d,.]{0,12})",
+}
+#: At most this many distinct matched snippets are kept per rule hit.
+MAX_SNIPPETS = 3
+_FIELDS = ("all", "subject", "body")
+
+
+class RulesError(Exception):
+    """A rules file that cannot be used; the message says which file and which rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    label: str
+    weight: float
+    description: str
+    patterns: tuple[str, ...]
+    field: str = "all"
+    decide: bool = False
+    user: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    """One rule that fired, with the words that fired it."""
+
+    rule: Rule
+    matches: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+class RuleSet:
+    """Compiled rules; :meth:`match` returns the hits for one text."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        seen = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise RulesError(f"rule {rule.id} is defined twice")
+            seen.add(rule.id)
+        self.rules = tuple(rules)
+        self._compiled = [(rule, _compile_patterns(rule)) for rule in rules]
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __getstate__(self):
+        return {"rules": self.rules}
+
+    def __setstate__(self, state):
+        self.__init__(list(state["rules"]))
+
+    def match(self, subject: str, body: str) -> list[RuleHit]:
+        """Hits on already normalised subject and body text."""
+        everything = f"{subject}\n{body}"
+        where = word_positions(everything)
+        hits = []
+        for rule, patterns in self._compiled:
+            if rule.field == "all":
+                text, offset = everything, 0
+            elif rule.field == "subject":
+                text, offset = subject, 0
+            else:
+                text, offset = body, len(subject) + 1
+            snippets: list[str] = []
+            for pattern in patterns:
+                for found in pattern.finditer(text, where, offset):
+                    snippet = found.group(0).strip()
+                    if snippet not in snippets:
+                        snippets.append(snippet)
+                        if len(snippets) == MAX_SNIPPETS:
+                            break
+                if len(snippets) == MAX_SNIPPETS:
+                    break
+            if snippets:
+                hits.append(RuleHit(rule, tuple(snippets)))
+        return hits
+
+    def __add__(self, other: "RuleSet") -> "RuleSet":
+        return RuleSet(list(self.rules) + list(other.rules))
+
+
+def builtin_rules() -> RuleSet:
+    """The rules shipped with partnercheck."""
+    text = resources.files("partnercheck").joinpath("rules.toml").read_text(encoding="utf-8")
+    return RuleSet(parse_rules(text, "built-in rules.toml"))
+
+
+def load_rules(path: str, user: bool = True) -> RuleSet:
+    """A rules file of the same format as the built-in one."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
+    return RuleSet(parse_rules(text, path, user=user))
+
+
+def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{where}: not valid TOML: {exc}") from None
+    rules = []
+    for number, entry in enumerate(data.get("rule", []), start=1):
+        rule_id = entry.get("id") or f"#{number}"
+        context = f"{where}: rule {rule_id}"
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", str(rule_id)):
+            raise RulesError(f"{context}: id must be UPPER_SNAKE_CASE")
+        label = entry.get("label")
+        if label not in LABELS:
+            raise RulesError(f"{context}: label must be one of {', '.join(LABELS)}, not {label!r}")
+        patterns = entry.get("patterns") or ([entry["pattern"]] if "pattern" in entry else [])
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise RulesError(f"{context}: needs a non-empty list of patterns")
+        weight = entry.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or not 0 < weight <= 10:
+            raise RulesError(f"{context}: weight must be a number above 0 and at most 10")
+        field = entry.get("field", "all")
+        if field not in _FIELDS:
+            raise RulesError(f"{context}: field must be one of {', '.join(_FIELDS)}")
+        decide = bool(entry.get("decide", False))
+        if decide and not user:
+            raise RulesError(f"{context}: only a user's own rules may decide outright")
+        rule = Rule(rule_id, label, float(weight), str(entry.get("description", "")), tuple(patterns), field,
+                    decide, user)
+        _compile_patterns(rule, context)
+        rules.append(rule)
+    return rules
+
+
+def _compile_patterns(rule: Rule, context: str = "") -> list[TriggeredPattern]:
+    """Each pattern of ``rule`` compiled, with the words its matches need."""
+    compiled = []
+    for pattern in rule.patterns:
+        for macro, expansion in MACROS.items():
+            pattern = pattern.replace(macro, expansion)
+        try:
+            compiled.append(TriggeredPattern(pattern))
+        except re.error as exc:
+            raise RulesError(f"{context or rule.id}: bad pattern {pattern!r}: {exc}") from None
+    return compiled

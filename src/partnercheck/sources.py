@@ -1,0 +1,398 @@
+"""Streaming readers for every form in which people export mail.
+
+A :class:`Source` names where mail comes from (``-`` for stdin, an .eml file, a folder of
+.eml files, an mbox, a Maildir, a CSV/TSV or JSON-lines export, or a folder whose
+sub-folders are named after labels) and yields :class:`~partnercheck.mail.EmailRecord`
+objects one at a time. Nothing is loaded whole and nothing is ever written to a source:
+every file is opened read-only, and no lock is taken.
+
+Formats are recognised from the path (a ``cur``/``new`` pair means Maildir, label-named
+sub-folders mean a labelled folder, a file whose first line is an mbox ``From `` line
+means mbox, ``.csv``/``.tsv``/``.jsonl`` mean tables) and can be forced by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+from .labels import LABELS
+from .mail import EmailRecord, header_text, parse_message, split_reply
+
+FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")
+
+#: A line that opens a new message in an mbox: ``From `` then an address, then a ctime
+#: date. Asking for the weekday or the time keeps body lines such as "From here on..."
+#: that follow a blank line inside a message from splitting it.
+_MBOX_SEPARATOR = re.compile(
+    rb"From \S+ +(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b|.*\d\d:\d\d:\d\d)"
+)
+#: mboxrd escapes body lines ``From `` as ``>From ``; one ``>`` is removed on reading.
+_ESCAPED_FROM = re.compile(rb">+From ")
+
+# Column names a table export may use, first match wins; all are configurable.
+BODY_COLUMNS = ("body", "text", "content", "message", "raw")
+SUBJECT_COLUMNS = ("subject",)
+FROM_COLUMNS = ("from", "sender", "from_addr")
+LABEL_COLUMNS = ("label", "verdict")
+_EML_SUFFIXES = {".eml", ".msg", ".txt", ""}
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class SourceError(Exception):
+    """A source that cannot be read at all: its message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a CSV/TSV/JSON-lines export hold what. ``None`` means look."""
+
+    body: str | None = None
+    subject: str | None = None
+    sender: str | None = None
+    label: str | None = None
+
+
+class Source:
+    """A stream of email records from one path.
+
+    ``total`` and ``position`` give progress in ``unit`` (bytes for single files,
+    messages for folders) so that a caller can draw a progress bar without a second pass.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        fmt: str | None = None,
+        columns: Columns | None = None,
+        label: str | None = None,
+        stdin: IO[bytes] | None = None,
+    ) -> None:
+        if fmt is not None and fmt not in FORMATS:
+            raise SourceError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        if label is not None and label not in LABELS:
+            raise SourceError(f"unknown label {label!r}; choose one of {', '.join(LABELS)}")
+        self.path = path
+        self.columns = columns or Columns()
+        self.label = label
+        self._stdin = stdin
+        self.position = 0
+        self.total: int | None = None
+        self.unit = "bytes"
+        if path == "-":
+            self.format = fmt or "stdin"
+        else:
+            self.format = fmt or detect_format(path)
+        self.name = "-" if path == "-" else os.path.abspath(path)
+
+    def __iter__(self) -> Iterator[EmailRecord]:
+        records = self._records()
+        if self.label is None:
+            return records
+        return (_with_label(r, self.label) for r in records)
+
+    def _records(self) -> Iterator[EmailRecord]:
+        fmt = self.format
+        if self.path == "-":
+            return self._read_stdin(fmt)
+        path = Path(self.path)
+        if not path.exists():
+            raise SourceError(f"{self.path}: no such file or directory")
+        if fmt in ("eml", "mbox", "csv", "tsv", "jsonl"):
+            if not path.is_file():
+                raise SourceError(f"{self.path}: not a file, so it cannot be read as {fmt}")
+            self.total = path.stat().st_size
+            handle = _open_read(path)
+            return self._from_handle(handle, fmt)
+        if not path.is_dir():
+            raise SourceError(f"{self.path}: not a folder, so it cannot be read as {fmt}")
+        if fmt == "maildir":
+            files = [(f, None) for sub in ("cur", "new") for f in _files(path / sub, recursive=False)]
+        elif fmt == "labelled":
+            files = _labelled_files(path)
+        else:
+            files = [(f, None) for f in _files(path, recursive=True)]
+        self.total, self.unit = len(files), "messages"
+        return self._read_files(path, files)
+
+    def _from_handle(self, handle: IO[bytes], fmt: str) -> Iterator[EmailRecord]:
+        with handle:
+            if fmt == "mbox":
+                yield from self._counted(read_mbox(handle, self.name))
+            elif fmt == "eml":
+                data = handle.read()
+                self.position = len(data)
+                yield parse_message(data, key=os.path.basename(self.name), source=self.name)
+            else:
+                yield from self._counted(read_table(handle, fmt, self.columns, self.name))
+
+    def _counted(self, records: Iterator[EmailRecord]) -> Iterator[EmailRecord]:
+        for record in records:
+            self.position += len(record.raw) if record.raw is not None else len(record.body)
+            yield record
+
+    def _read_stdin(self, fmt: str) -> Iterator[EmailRecord]:
+        stream = self._stdin or sys.stdin.buffer
+        if fmt in ("csv", "tsv", "jsonl"):
+            yield from read_table(stream, fmt, self.columns, "-")
+            return
+        if fmt == "stdin":
+            if not hasattr(stream, "peek"):
+                stream = io.BytesIO(stream.read())
+                first = stream.getvalue()[:5]
+            else:
+                first = stream.peek(5)[:5]
+            fmt = "mbox" if first == b"From " else "eml"
+        if fmt == "mbox":
+            yield from read_mbox(stream, "-")
+        elif fmt == "eml":
+            yield parse_message(stream.read(), key="-", source="-")
+        else:
+            raise SourceError(f"standard input cannot be read as {fmt}")
+
+    def _read_files(self, root: Path, files: list[tuple[Path, str | None]]) -> Iterator[EmailRecord]:
+        for file, label in files:
+            key = file.relative_to(root).as_posix()
+            try:
+                with _open_read(file) as handle:
+                    data = handle.read()
+            except SourceError as exc:
+                record = EmailRecord(key=key, source=self.name, problems=[str(exc)])
+            else:
+                record = parse_message(data, key=key, source=self.name)
+            if label is not None:
+                record.label = label
+            self.position += 1
+            yield record
+
+
+def detect_format(path: str) -> str:
+    """Recognise a source's format from its path and, for files, its first bytes."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "cur").is_dir() or (p / "new").is_dir():
+            return "maildir"
+        if any((p / label).is_dir() for label in LABELS):
+            return "labelled"
+        return "folder"
+    if not p.exists():
+        raise SourceError(f"{path}: no such file or directory")
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".mbox", ".mbx"):
+        return "mbox"
+    with _open_read(p) as handle:
+        first = handle.read(5)
+    return "mbox" if first == b"From " else "eml"
+
+
+def read_mbox(stream: IO[bytes], source: str) -> Iterator[EmailRecord]:
+    """Stream messages out of an mbox (mboxo or mboxrd, LF or CRLF), one at a time.
+
+    Keys are the 1-based position of the message in the file.
+    """
+    lines: list[bytes] = []
+    index = 0
+    previous_blank = True
+    started = False
+    for line in stream:
+        if line.startswith(b"From ") and (
+            (not started) or (previous_blank and _MBOX_SEPARATOR.match(line))
+        ):
+            if started:
+                index += 1
+                yield _mbox_message(lines, index, source)
+            lines = []
+            started = True
+            previous_blank = False
+            continue
+        if line.startswith(b">") and _ESCAPED_FROM.match(line):
+            line = line[1:]
+        lines.append(line)
+        previous_blank = line in (b"\n", b"\r\n")
+    if started or any(line.strip() for line in lines):
+        yield _mbox_message(lines, index + 1, source)
+
+
+def _mbox_message(lines: list[bytes], index: int, source: str) -> EmailRecord:
+    # The blank line that separates messages belongs to the mbox, not to the message.
+    if lines and lines[-1] in (b"\n", b"\r\n"):
+        lines = lines[:-1]
+    return parse_message(b"".join(lines), key=str(index), source=source)
+
+
+def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> Iterator[EmailRecord]:
+    """Stream records out of a CSV, TSV or JSON-lines export, one row at a time.
+
+    A row needs a body column (``body``, ``text``, ``content``, ``message``; ``raw`` holds
+    a whole RFC 5322 message). A table written by ``partnercheck label`` has no body but
+    ``source`` and ``key`` columns: its messages are fetched again from their sources, with
+    the (possibly corrected) ``verdict`` column as their label.
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    rows = _json_rows(text, source) if fmt == "jsonl" else _csv_rows(text, fmt, source)
+    first = next(rows, None)
+    if first is None:
+        return
+    header = list(first[1])
+    body_col = _pick(header, columns.body, BODY_COLUMNS, "body", source)
+    label_col = _pick(header, columns.label, LABEL_COLUMNS, "label", source, required=False)
+    if body_col is None:
+        if "source" in header and "key" in header:
+            yield from _refetch(_chain(first, rows), label_col, source)
+            return
+        raise SourceError(
+            f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "
+            "name it with --body-column"
+        )
+    subject_col = _pick(header, columns.subject, SUBJECT_COLUMNS, "subject", source, required=False)
+    from_col = _pick(header, columns.sender, FROM_COLUMNS, "from", source, required=False)
+    for number, row in _chain(first, rows):
+        key = str(row.get("key") or row.get("id") or number)
+        value = _cell(row.get(body_col))
+        if body_col == "raw" or (columns.body is None and value.startswith(("From:", "Received:", "Return-Path:"))):
+            record = parse_message(value.encode("utf-8", "surrogateescape"), key=key, source=source)
+        else:
+            record = record_from_fields(
+                body=value,
+                subject=_cell(row.get(subject_col)) if subject_col else "",
+                sender=_cell(row.get(from_col)) if from_col else "",
+                key=key,
+                source=source,
+            )
+            record.message_id = _cell(row.get("message_id"))
+            record.date = _cell(row.get("date"))
+        if label_col:
+            record.label = _cell(row.get(label_col)).strip().lower() or None
+        yield record
+
+
+def record_from_fields(body: str, subject: str = "", sender: str = "", key: str = "", source: str = "") -> EmailRecord:
+    """A record for mail that arrives as fields rather than as a message (table rows)."""
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(header_text(sender))
+    new, quoted, signature = split_reply(body)
+    record = EmailRecord(
+        key=key, source=source, from_name=name, from_addr=addr.lower(), subject=header_text(subject),
+        body=new, quoted=quoted, signature=signature,
+    )
+    if not body.strip():
+        record.problems.append("empty message")
+    return record
+
+
+def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str) -> Iterator[EmailRecord]:
+    if label_col is None:
+        raise SourceError(f"{table}: rows name their source and key but carry no label or verdict column")
+    wanted: dict[str, dict[str, str]] = {}
+    for number, row in rows:
+        source, key = _cell(row.get("source")), _cell(row.get("key"))
+        if source == "-":
+            raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
+        wanted.setdefault(source, {})[key] = _cell(row.get(label_col)).strip().lower()
+    for path, labels in wanted.items():
+        found = 0
+        for record in Source(path):
+            if record.key in labels:
+                record.label = labels[record.key] or None
+                found += 1
+                yield record
+        if found < len(labels):
+            missing = len(labels) - found
+            raise SourceError(f"{table}: {missing} message(s) listed for {path} are no longer in it")
+
+
+def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(text, delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        for number, row in enumerate(reader, start=1):
+            yield number, row
+    except csv.Error as exc:
+        raise SourceError(f"{source}: not valid {fmt.upper()} near row {reader.line_num}: {exc}") from None
+
+
+def _json_rows(text: IO[str], source: str) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{source}: line {number} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise SourceError(f"{source}: line {number} is not a JSON object")
+        yield number, row
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _pick(header: list[str], chosen: str | None, candidates: tuple[str, ...], what: str, source: str,
+          required: bool = True) -> str | None:
+    if chosen is not None:
+        if chosen not in header:
+            raise SourceError(f"{source}: no column named {chosen!r} for the {what} (columns: {', '.join(header)})")
+        return chosen
+    lowered = {name.lower(): name for name in header}
+    for candidate in candidates:
+        if candidate in lowered:
+            return lowered[candidate]
+    return None
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _with_label(record: EmailRecord, label: str) -> EmailRecord:
+    record.label = label
+    return record
+
+
+def _open_read(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        raise SourceError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in _EML_SUFFIXES:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
+    found = []
+    for label in LABELS:
+        folder = root / label
+        found.extend((f, label) for f in _files(folder, recursive=True))
+    return found

@@ -1,0 +1,193 @@
+"""Probabilities, rule hits, sender lists and thresholds to one verdict with its reasons.
+
+The decision, in order:
+
+1. a sender on the user's block list is ``pitch``; one on the allow list can never be
+   ``pitch`` (it falls back to the better of the other two);
+2. a user's own rule marked ``decide = true`` that fired decides its label;
+3. otherwise the model's calibrated probabilities, nudged by the weights of the user's
+   other rules (which the model never saw in training), give the top label; it stands only
+   if its probability reaches ``min_confidence``, and a ``pitch`` stands only if
+   ``partnership`` scored below ``partnership_guard``. Anything else is ``unsure``.
+
+The guard exists because the costly mistake is filing a genuine partnership as a pitch:
+the default cut-offs are chosen by train.py on out-of-fold predictions so that fewer than
+1% of partnerships become pitch, and are written into the model card.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .labels import OTHER, PARTNERSHIP, PITCH, UNSURE
+from .rules import RuleHit
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Cut-offs of the decision step (see the module docstring)."""
+
+    min_confidence: float = 0.5
+    partnership_guard: float = 0.25
+
+    def to_dict(self) -> dict:
+        return {"min_confidence": self.min_confidence, "partnership_guard": self.partnership_guard}
+
+
+@dataclass(frozen=True)
+class Clue:
+    """A model feature that pushed the score for (``weight`` > 0) or against the verdict."""
+
+    token: str
+    weight: float
+
+    def describe(self) -> str:
+        return describe_token(self.token)
+
+
+@dataclass
+class Verdict:
+    """One message's verdict: label, a score per label, and why."""
+
+    label: str
+    scores: dict[str, float]
+    hits: list[RuleHit] = field(default_factory=list)
+    clues_for: list[Clue] = field(default_factory=list)
+    clues_against: list[Clue] = field(default_factory=list)
+    decided_by: str | None = None
+
+    @property
+    def score(self) -> float:
+        """The probability behind the verdict (of the top label when unsure)."""
+        if self.label in self.scores:
+            return self.scores[self.label]
+        return max(self.scores.values()) if self.scores else 0.0
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [hit.id for hit in self.hits]
+
+    def summary(self) -> str:
+        """One line in plain English saying why."""
+        if self.decided_by:
+            return f"{self.label}: {self.decided_by}"
+        top = max(self.scores, key=self.scores.get)
+        parts = [f"{self.label} ({top} {self.scores[top]:.0%})"]
+        if self.hits:
+            parts.append("rules " + ", ".join(self.rule_ids))
+        if self.clues_for:
+            parts.append("words " + ", ".join(c.describe() for c in self.clues_for[:3]))
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.label,
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "decided_by": self.decided_by,
+            "rules": [
+                {"id": h.id, "label": h.rule.label, "description": h.rule.description, "matched": list(h.matches)}
+                for h in self.hits
+            ],
+            "clues_for": [{"term": c.describe(), "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_for],
+            "clues_against": [
+                {"term": c.describe(), "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_against
+            ],
+            "summary": self.summary(),
+        }
+
+
+def decide(
+    probabilities: dict[str, float],
+    hits: list[RuleHit],
+    thresholds: Thresholds,
+    sender_list: str | None = None,
+) -> tuple[str, dict[str, float], str | None]:
+    """The verdict label, the (possibly nudged) scores and what decided it outright, if anything.
+
+    ``sender_list`` is ``"allow"`` or ``"block"`` when the sender is on one of the user's lists.
+    """
+    scores = _nudged(probabilities, [h for h in hits if h.rule.user and not h.rule.decide])
+    if sender_list == "block":
+        return PITCH, scores, "sender is on your block list"
+    deciding = [h for h in hits if h.rule.decide]
+    if deciding and sender_list != "allow":
+        hit = max(deciding, key=lambda h: h.rule.weight)
+        return hit.rule.label, scores, f"your rule {hit.id} matched \"{hit.matches[0]}\""
+    if deciding:
+        allowed = [h for h in deciding if h.rule.label != PITCH]
+        if allowed:
+            hit = max(allowed, key=lambda h: h.rule.weight)
+            return hit.rule.label, scores, f"your rule {hit.id} matched \"{hit.matches[0]}\""
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    if sender_list == "allow":
+        ranked = [label for label in ranked if label != PITCH]
+        top = ranked[0]
+        label = top if scores[top] >= thresholds.min_confidence / 2 else UNSURE
+        return label, scores, None
+    top = ranked[0]
+    if scores[top] < thresholds.min_confidence:
+        return UNSURE, scores, None
+    if top == PITCH and scores.get(PARTNERSHIP, 0.0) >= thresholds.partnership_guard:
+        return UNSURE, scores, None
+    return top, scores, None
+
+
+def _nudged(probabilities: dict[str, float], hits: list[RuleHit]) -> dict[str, float]:
+    """Add each hit's weight to its label's log-odds and renormalise."""
+    if not hits:
+        return dict(probabilities)
+    logits = {label: math.log(max(p, 1e-9)) for label, p in probabilities.items()}
+    for hit in hits:
+        if hit.rule.label in logits:
+            logits[hit.rule.label] += hit.rule.weight
+    top = max(logits.values())
+    exps = {label: math.exp(v - top) for label, v in logits.items()}
+    total = sum(exps.values())
+    return {label: v / total for label, v in exps.items()}
+
+
+_TAGS = {
+    "subject": "subject word",
+    "sig": "signature word",
+    "url": "link word",
+}
+_SHAPES = {
+    "header:list-unsubscribe": "a List-Unsubscribe header (bulk mail)",
+    "header:list-id": "a mailing-list header",
+    "header:bulk": "a Precedence: bulk header",
+    "header:reply": "a reply in an existing thread",
+    "header:reply-without-thread": "a \"Re:\" subject with no thread behind it",
+    "header:threaded": "In-Reply-To/References headers (part of a thread)",
+    "header:forward": "a forwarded message",
+    "header:reply-to-elsewhere": "a Reply-To at another domain",
+    "header:cc": "other people in Cc",
+    "header:many-recipients": "many recipients",
+    "shape:html-only": "HTML-only mail",
+    "shape:tracking-pixel": "a tracking pixel",
+    "shape:attachment": "an attachment",
+    "shape:mostly-quoted": "mostly quoted text",
+    "shape:some-quoted": "some quoted text",
+    "shape:short": "a very short message",
+    "shape:long": "a long message",
+    "shape:booking-link": "a meeting-booking link",
+    "shape:unsubscribe-link": "an unsubscribe link",
+    "shape:many-links": "many links",
+}
+_PLACEHOLDERS = {"__money__": "a money amount", "__pct__": "a percentage", "__num__": "a number",
+                 "__email__": "an e-mail address", "__url__": "a link"}
+
+
+def describe_token(token: str) -> str:
+    """A model token in plain English: ``subject:partner`` is 'subject word "partner"'."""
+    if token in _SHAPES:
+        return _SHAPES[token]
+    if token.startswith("rule:"):
+        return f"rule {token[5:]}"
+    tag, _, word = token.partition(":")
+    if word and tag in _TAGS:
+        return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word, word)}"'
+    return '"' + " ".join(_PLACEHOLDERS.get(w, w) for w in token.split(" ")) + '"'
+
+
+LABEL_ORDER = (PARTNERSHIP, PITCH, OTHER)
