@@ -33,6 +33,7 @@ def open_temp_beside(path: str, mode: str = "wb", **open_args) -> tuple[IO, str]
     folder = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
         return os.fdopen(fd, mode, **open_args), temp
     except BaseException:
         os.close(fd)
@@ -45,3 +46,9 @@ def discard(temp: str) -> None:
         os.unlink(temp)
     except FileNotFoundError:
         pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -10,12 +10,14 @@ undeclared 8-bit bytes, absurd nesting) is caught here and written into
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.parser import BytesParser
 from email.header import decode_header, make_header
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from .html_text import html_to_text
@@ -49,12 +51,29 @@ _ATTRIBUTION = re.compile(
     r"|ursprüngliche nachricht|mensagem original) ?-{3,}|begin forwarded message:?)\s*$",
     re.I,
 )
+_SIGNATURE_FIRST = frozenset("-_SsGgEeVv")
+#: Text with none of these has no quote, attribution or signature, and is all new text.
+_REPLY_MARKERS = ("\n>", "\n-", "\n_", "wrote", "schrieb", "écrit", "escribió", "escreveu", "sent from",
+                  "get outlook", "enviado desde", "envoyé de", "von meinem", "forwarded message",
+                  "original message")
 _OUTLOOK_QUOTE = re.compile(r"^(from|von|de):\s.+$", re.I)
 _SIGNATURE_START = re.compile(
     r"^(-- ?|__+|sent from my \w+.*|get outlook for \w+.*|enviado desde mi \w+.*"
     r"|envoyé de mon \w+.*|von meinem \w+ gesendet.*)$",
     re.I,
 )
+
+
+class _RawHeaderPolicy(Compat32):
+    """compat32, but header values come back as the raw strings: :func:`header_text` decodes
+    them itself, including undeclared 8-bit bytes that compat32 would turn into U+FFFD."""
+
+    def header_fetch_parse(self, name, value):
+        return value
+
+
+_POLICY = _RawHeaderPolicy()
+_HEADERS_ONLY = BytesParser(policy=_POLICY)
 
 
 @dataclass(slots=True)
@@ -119,13 +138,17 @@ def parse_message(raw: bytes, key: str = "", source: str = "") -> EmailRecord:
         record.problems.append("empty message")
         return record
     try:
-        msg = message_from_bytes(raw, policy=compat32)
+        # Most mail is one text part: reading the headers alone and taking the rest as its
+        # body is twice as fast as a full parse, which only multipart mail needs.
+        msg = _HEADERS_ONLY.parsebytes(raw, headersonly=True)
+        if msg.get_content_maintype() in ("multipart", "message"):
+            msg = message_from_bytes(raw, policy=_POLICY)
     except Exception as exc:  # compat32 records defects; this guards the truly unexpected
         record.problems.append(f"unparseable message: {exc.__class__.__name__}")
         record.body = raw[:MAX_TEXT_CHARS].decode("utf-8", "replace")
         return record
-    _read_headers(msg, record)
-    _read_body(msg, record)
+    first = _read_headers(msg, record)
+    _read_body(msg, record, first)
     for defect in msg.defects:
         record.problems.append(_defect_note(defect))
     return record
@@ -135,13 +158,9 @@ def header_text(value, problems: list[str] | None = None) -> str:
     """Decode one header value: RFC 2047 words, and undeclared 8-bit bytes as UTF-8 or cp1252."""
     if value is None:
         return ""
-    text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
-        data = text.encode("ascii", "surrogateescape")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("cp1252", "replace")
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = decode_mixed(text.encode("ascii", "surrogateescape"))
         if problems is not None:
             problems.append("undeclared 8-bit bytes in a header")
     if "=?" in text:
@@ -153,26 +172,54 @@ def header_text(value, problems: list[str] | None = None) -> str:
     return " ".join(text.split())
 
 
-def _read_headers(msg: Message, record: EmailRecord) -> None:
+def _read_headers(msg: Message, record: EmailRecord) -> dict[str, str]:
+    """Fill the record's header fields; returns each header's first value by lower-cased name."""
     problems = record.problems
-    name, addr = parseaddr(header_text(msg.get("from"), problems))
-    record.from_name, record.from_addr = name, addr.lower()
-    record.reply_to = parseaddr(header_text(msg.get("reply-to"), problems))[1].lower()
-    record.to = _addresses(msg.get_all("to"), problems)
-    record.cc = _addresses(msg.get_all("cc"), problems)
-    record.subject = header_text(msg.get("subject"), problems)
-    record.date = header_text(msg.get("date"), problems)
-    record.message_id = header_text(msg.get("message-id"), problems)
+    first: dict[str, str] = {}
+    recipients: dict[str, list[str]] = {"to": [], "cc": []}
+    for name, value in msg.items():  # one pass; Message.get() rescans every header each call
+        name = name.lower()
+        if name in recipients:
+            recipients[name].append(value)
+        first.setdefault(name, value)
+    record.from_name, record.from_addr = _address(header_text(first.get("from"), problems))
+    record.reply_to = _address(header_text(first.get("reply-to"), problems))[1]
+    record.to = _addresses(recipients["to"], problems)
+    record.cc = _addresses(recipients["cc"], problems)
+    record.subject = header_text(first.get("subject"), problems)
+    record.date = header_text(first.get("date"), problems)
+    record.message_id = header_text(first.get("message-id"), problems)
     for name in OUTREACH_HEADERS:
-        value = msg.get(name)
+        value = first.get(name)
         if value is not None:
             record.headers[name] = header_text(value, problems)
+    return first
 
 
-def _addresses(values, problems: list[str]) -> tuple[str, ...]:
+_SIMPLE_ADDRESS = re.compile(
+    r'\s*(?:"([^"\\]*)"|([^"<>,;:@()\\]*?))\s*<([^<>@\s,;]+@[^<>@\s,;]+)>\s*|\s*([^<>@\s,;"()]+@[^<>@\s,;"()]+)\s*'
+)
+
+
+def _address(value: str) -> tuple[str, str]:
+    """(display name, lower-cased address); the usual shapes by regex, the rest by parseaddr."""
+    match = _SIMPLE_ADDRESS.fullmatch(value)
+    if match:
+        quoted, bare, addr, alone = match.groups()
+        if alone:
+            return "", alone.lower()
+        return (quoted if quoted is not None else bare or "").strip(), addr.lower()
+    name, addr = parseaddr(value)
+    return name, addr.lower()
+
+
+def _addresses(values: list[str], problems: list[str]) -> tuple[str, ...]:
     if not values:
         return ()
     decoded = [header_text(v, problems) for v in values]
+    if len(decoded) == 1 and "," not in decoded[0]:
+        address = _address(decoded[0])[1]
+        return (address,) if address else ()
     return tuple(addr.lower() for _, addr in getaddresses(decoded) if addr)
 
 
@@ -191,9 +238,12 @@ class _BodyParts:
         self.attachments = 0
 
 
-def _read_body(msg: Message, record: EmailRecord) -> None:
+def _read_body(msg: Message, record: EmailRecord, first: dict[str, str]) -> None:
     parts = _BodyParts()
-    _walk(msg, parts, record.problems, depth=0, forwarded=False)
+    if msg.is_multipart():
+        _walk(msg, parts, record.problems, depth=0, forwarded=False)
+    else:
+        _single_part(msg, first, parts, record.problems)
     text = "\n\n".join(p for p in parts.plain if p)
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
@@ -231,7 +281,50 @@ def _walk(part: Message, acc: _BodyParts, problems: list[str], depth: int, forwa
     if ctype not in ("text/plain", "text/html") or disposition == "attachment":
         acc.attachments += 1
         return
-    text = _decode_text(part, problems)
+    _add_text(acc, ctype, _decode_text(part, problems), forwarded)
+
+
+def _single_part(msg: Message, first: dict[str, str], acc: _BodyParts, problems: list[str]) -> None:
+    """The common case, one text part, read straight from the headers already collected."""
+    ctype, _, params = (first.get("content-type") or "text/plain").partition(";")
+    ctype = ctype.strip().lower()
+    disposition = (first.get("content-disposition") or "").split(";")[0].strip().lower()
+    if ctype not in ("text/plain", "text/html") or disposition == "attachment":
+        if ctype.startswith("text/") or "/" not in ctype:
+            ctype = "text/plain"  # an unknown or broken type is read as text, as mail clients do
+        else:
+            acc.attachments += 1
+            return
+    # The raw payload: get_payload() would already have turned undeclared bytes into U+FFFD.
+    payload = getattr(msg, "_payload", None)
+    data = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+    cte = (first.get("content-transfer-encoding") or "").strip().lower()
+    if cte in ("base64", "quoted-printable"):
+        data = _transfer_decode(data, cte, problems)
+    charset_match = _CHARSET.search(params)
+    charset = charset_match.group(1).lower() if charset_match else "us-ascii"
+    _add_text(acc, ctype, _decode_bytes(data, charset, problems), forwarded=False)
+
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.I)
+
+
+def _transfer_decode(data: bytes, cte: str, problems: list[str]) -> bytes:
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    try:
+        return binascii.a2b_base64(data, strict_mode=False)
+    except binascii.Error:
+        problems.append("bad base64 encoding; decoded what was readable")
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            return binascii.a2b_base64(cleaned)
+        except binascii.Error:
+            return b""
+
+
+def _add_text(acc: _BodyParts, ctype: str, text: str, forwarded: bool) -> None:
     if ctype == "text/html":
         acc.html_seen = True
         html = html_to_text(text)
@@ -263,19 +356,33 @@ def _decode_text(part: Message, problems: list[str]) -> str:
     if len(part.defects) > before:
         cte = (part.get("content-transfer-encoding") or "").strip().lower()
         problems.append(f"bad {cte or 'transfer'} encoding; decoded what was readable")
+    return _decode_bytes(data, (part.get_content_charset() or "us-ascii").strip().lower(), problems)
+
+
+def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     if len(data) > 4 * MAX_TEXT_CHARS:
         data = data[: 4 * MAX_TEXT_CHARS]
-    charset = (part.get_content_charset() or "us-ascii").strip().lower()
+    if charset in ("us-ascii", "utf-8", "utf8", "ascii") and data.isascii():
+        return data.decode("ascii")
     try:
         return data.decode(charset)
     except LookupError:
         problems.append(f"unknown charset {charset!r}; read as UTF-8")
     except UnicodeDecodeError:
-        problems.append(f"text is not valid {charset}; read as UTF-8 or cp1252")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")
+        problems.append(f"text is not valid {charset}; read as UTF-8, other bytes as cp1252")
+    return decode_mixed(data)
+
+
+def decode_mixed(data: bytes) -> str:
+    """Bytes as UTF-8 where they are, each other byte as cp1252: mail that mixes both
+    (a Latin-1 word pasted into UTF-8 text) stays readable instead of turning into mojibake."""
+    text = data.decode("utf-8", "surrogateescape")
+    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    return "".join(
+        bytes([ord(ch) - 0xDC00]).decode("cp1252", "replace") if "\udc80" <= ch <= "\udcff" else ch
+        for ch in text
+    )
 
 
 def split_reply(text: str) -> tuple[str, str, str]:
@@ -288,6 +395,9 @@ def split_reply(text: str) -> tuple[str, str, str]:
     """
     if not text:
         return "", "", ""
+    lowered = text.lower()
+    if not any(marker in lowered for marker in _REPLY_MARKERS) and not lowered.startswith((">", "-", "_")):
+        return text.strip(), "", ""
     new: list[str] = []
     quoted: list[str] = []
     signature: list[str] = []
@@ -299,13 +409,15 @@ def split_reply(text: str) -> tuple[str, str, str]:
         if stripped.startswith(">"):
             quoted.append(stripped.lstrip("> "))
             continue
-        if _ATTRIBUTION.match(stripped) or (
-            previous_blank and _OUTLOOK_QUOTE.match(stripped) and index > 0
+        # Cheap tests first: attribution lines end in ":" or carry dashes, signature
+        # delimiters start with a dash, an underscore or a "sent from" phrase.
+        if (stripped.endswith((":", "wrote", "-")) or "---" in stripped) and _ATTRIBUTION.match(stripped) or (
+            previous_blank and index > 0 and ":" in stripped[:9] and _OUTLOOK_QUOTE.match(stripped)
             and _looks_like_outlook_block(lines, index)
         ):
             quoted.extend(lines[index:])
             break
-        if _SIGNATURE_START.match(stripped):
+        if not in_signature and stripped[:1] in _SIGNATURE_FIRST and _SIGNATURE_START.match(stripped):
             in_signature = True
         (signature if in_signature else new).append(line)
         previous_blank = not stripped

@@ -144,7 +144,7 @@ class Model:
     def classify_many(self, records: list[EmailRecord], policy=None) -> list[Verdict]:
         """Verdicts for a batch of records, with reasons.
 
-        ``policy`` is a :class:`partnercheck.config.Policy` with the user's rules, sender
+        ``policy`` is a :class:`partnercheck.policy.Policy` with the user's rules, sender
         lists and threshold overrides; without one the model's own thresholds apply.
         """
         if not records:

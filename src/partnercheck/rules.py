@@ -1,7 +1,7 @@
 """Keyword rules: readable evidence for a label, loaded from TOML and compiled once.
 
 The built-in rules live in ``rules.toml`` beside this module; a user can add a rules file
-of the same format (see :mod:`partnercheck.config`). Each rule's patterns are joined into
+of the same format (see :mod:`partnercheck.settings`). Each rule's patterns are joined into
 one regular expression, so a rule costs one scan of the text, and every hit reports the
 words that triggered it. ``decide = true`` in a user's rule makes a hit decide the verdict
 outright; built-in rules only ever feed the model and the explanation. A pattern is only

@@ -1,7 +1,9 @@
-"""The user's configuration: which model, their own rules, sender lists and cut-offs.
+"""Where partnercheck finds its configuration, model and socket; standard library only,
+because the mail-filter client reads it too.
 
-Read from ``$PARTNERCHECK_CONFIG`` if set, else ``$XDG_CONFIG_HOME/partnercheck/config.toml``
-(``~/.config/partnercheck/config.toml``). Every key is optional::
+The configuration file is ``$PARTNERCHECK_CONFIG`` if set, else
+``$XDG_CONFIG_HOME/partnercheck/config.toml`` (``~/.config/partnercheck/config.toml``).
+Every key is optional::
 
     model = "~/mail/partnercheck.joblib"   # else $PARTNERCHECK_MODEL, else the shipped model
     rules = "~/mail/my-rules.toml"         # same format as the built-in rules.toml
@@ -20,13 +22,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
 from importlib import resources
-
-from .mail import EmailRecord
-from .normalize import normalize
-from .rules import RuleHit, RuleSet, RulesError, load_rules
-from .verdict import Thresholds
 
 MODEL_ENV = "PARTNERCHECK_MODEL"
 CONFIG_ENV = "PARTNERCHECK_CONFIG"
@@ -92,61 +88,10 @@ def socket_path(config: dict | None = None) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "partnercheck", "partnercheck.sock")
 
 
-@dataclass
-class Policy:
-    """What the user decided on top of the model: own rules, sender lists, cut-offs."""
-
-    rules: RuleSet | None = None
-    allow: frozenset[str] = field(default_factory=frozenset)
-    block: frozenset[str] = field(default_factory=frozenset)
-    thresholds: Thresholds | None = None
-
-    def user_hits(self, record: EmailRecord) -> list[RuleHit]:
-        if not self.rules:
-            return []
-        return self.rules.match(normalize(record.subject), normalize(record.body + "\n" + record.signature))
-
-    def sender_list(self, record: EmailRecord) -> str | None:
-        """``"block"``, ``"allow"`` or ``None`` for the record's sender."""
-        address = record.from_addr.lower()
-        if not address:
-            return None
-        if _listed(address, self.block):
-            return "block"
-        if _listed(address, self.allow):
-            return "allow"
-        return None
-
-
-def _listed(address: str, entries: frozenset[str]) -> bool:
-    if not entries:
-        return False
-    if address in entries:
-        return True
-    domain = address.rpartition("@")[2]
-    parts = domain.split(".")
-    return any(".".join(parts[i:]) in entries for i in range(len(parts)))
-
-
-def load_policy(config: dict | None = None, rules_option: str | None = None) -> Policy:
-    """The user's policy from the config file (and a rules file named on the command line)."""
-    config = read_config() if config is None else config
-    rules = None
-    for path in filter(None, [config.get("rules"), rules_option]):
-        try:
-            more = load_rules(os.path.expanduser(str(path)))
-        except RulesError as exc:
-            raise ConfigError(str(exc)) from None
-        rules = more if rules is None else rules + more
-    thresholds = None
-    if "thresholds" in config:
-        try:
-            thresholds = Thresholds(**{k: float(v) for k, v in config["thresholds"].items()})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
-    return Policy(
-        rules=rules,
-        allow=frozenset(str(e).lower() for e in config.get("allow", [])),
-        block=frozenset(str(e).lower() for e in config.get("block", [])),
-        thresholds=thresholds,
-    )
+def default_corpus() -> str | None:
+    """The labelled corpus the shipped model was trained on (installed, or data/ of a checkout)."""
+    installed = resources.files("partnercheck").joinpath("corpus")
+    if installed.is_dir():
+        return str(installed)
+    checkout = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "data"))
+    return checkout if os.path.isdir(checkout) else None

@@ -1,0 +1,129 @@
+"""Label every message of a source, on all cores, into result rows.
+
+Message formats are split into raw messages in this process (cheap) and parsed and
+classified in chunks by worker processes (joblib), each of which loads the model once.
+Rows come back in source order, so output is stable and ``--resume`` can skip what an
+earlier run already wrote. Small inputs are classified in-process: starting workers costs
+about as much as classifying a few thousand messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from itertools import islice
+from typing import Iterable, Iterator
+
+from .labels import UNSURE
+from .mail import EmailRecord
+from .model import Model, load_model
+from .sources import RawMessage, Source, to_record
+
+ROW_FIELDS = [
+    "source", "key", "message_id", "date", "from", "subject", "verdict", "score",
+    "partnership", "pitch", "other", "rules", "reasons", "problems",
+]
+CHUNK = 500
+#: Below this many bytes (message files) or messages (folders), stay in one process.
+PARALLEL_FROM_BYTES = 8 * 1024 * 1024
+PARALLEL_FROM_MESSAGES = 4000
+
+_worker_models: dict[str, Model] = {}
+
+
+def verdict_row(record: EmailRecord, verdict) -> dict:
+    """One output row for a classified (or unreadable, when ``verdict`` is None) record."""
+    row = {
+        "source": record.source, "key": record.key, "message_id": record.message_id,
+        "date": record.date_iso(), "from": record.from_addr, "subject": record.subject,
+        "problems": "; ".join(record.problems),
+    }
+    if verdict is None:
+        row.update(verdict=UNSURE, score="", partnership="", pitch="", other="", rules="",
+                   reasons="unreadable: " + (row["problems"] or "no text"))
+        return row
+    row.update(
+        verdict=verdict.label, score=round(verdict.score, 4),
+        partnership=round(verdict.scores.get("partnership", 0.0), 4),
+        pitch=round(verdict.scores.get("pitch", 0.0), 4),
+        other=round(verdict.scores.get("other", 0.0), 4),
+        rules=",".join(verdict.rule_ids), reasons=verdict.summary(),
+    )
+    return row
+
+
+def readable(record: EmailRecord) -> bool:
+    return bool(record.body.strip() or record.subject.strip())
+
+
+def classify_records(model: Model, records: list[EmailRecord], policy=None) -> list[dict]:
+    """Rows for a chunk of records, unreadable ones included, in order."""
+    good = [r for r in records if readable(r)]
+    verdicts = iter(model.classify_many(good, policy))
+    return [verdict_row(r, next(verdicts) if readable(r) else None) for r in records]
+
+
+def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[dict]:
+    model = _worker_models.get(model_path)
+    if model is None:
+        model = _worker_models[model_path] = load_model(model_path)
+    return classify_records(model, [to_record(m, source) for m in messages], policy)
+
+
+def label_source(
+    source: Source, model: Model, model_path: str, policy=None, jobs: int | None = None,
+    skip: set[tuple[str, str]] | None = None,
+) -> Iterator[list[dict]]:
+    """Lists of rows, chunk by chunk, for every message of ``source`` not in ``skip``.
+
+    ``jobs`` is the number of worker processes (``None``: all cores when the input is
+    large, else one).
+    """
+    skip = skip or set()
+    if source.is_table:
+        records = (r for r in source if (r.source, r.key) not in skip)
+        for chunk in _chunks(records):
+            yield classify_records(model, chunk, policy)
+        return
+    messages = (m for m in source.messages() if (source.name, m.key) not in skip)
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if _large(source) else 1
+    if jobs <= 1:
+        for chunk in _chunks(messages):
+            yield classify_records(model, [to_record(m, source.name) for m in chunk], policy)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs", batch_size=1)
+    yield from parallel(
+        delayed(_classify_raw_chunk)(model_path, policy, source.name, chunk) for chunk in _chunks(messages)
+    )
+
+
+def _large(source: Source) -> bool:
+    if source.path == "-":
+        return True
+    if source.format in ("eml", "mbox"):
+        return os.path.getsize(source.path) >= PARALLEL_FROM_BYTES
+    return _count_files_over(source, PARALLEL_FROM_MESSAGES)
+
+
+def _count_files_over(source: Source, limit: int) -> bool:
+    count = 0
+    for _, _, files in os.walk(source.path):
+        count += len(files)
+        if count >= limit:
+            return True
+    return False
+
+
+def _chunks(items: Iterable, size: int = CHUNK) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def tally(rows: list[dict], counts: Counter) -> None:
+    """Add a chunk's verdicts to ``counts`` (unreadable rows counted apart)."""
+    for row in rows:
+        counts["unreadable" if row["reasons"].startswith("unreadable:") else row["verdict"]] += 1

@@ -1,0 +1,66 @@
+"""Talk to a running ``partnercheck serve``; imports nothing heavy, so it starts fast.
+
+The wire format on the Unix socket is one request and one reply per connection, each an
+8-byte big-endian length followed by that many bytes: the raw message out, a JSON object
+back (``{"label": ..., "header": ...}`` or ``{"error": ...}``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+_LENGTH = struct.Struct(">Q")
+#: How long to wait for the server to accept and to answer before falling back to the cold path.
+CONNECT_TIMEOUT = 0.5
+REPLY_TIMEOUT = 30.0
+
+
+class ServerUnavailable(Exception):
+    """No server answered; the caller classifies in-process instead."""
+
+
+def send_frame(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def read_frame(sock: socket.socket, limit: int) -> bytes:
+    header = _read_exact(sock, _LENGTH.size)
+    (length,) = _LENGTH.unpack(header)
+    if length > limit:
+        raise ValueError(f"frame of {length} bytes is over the limit of {limit}")
+    return _read_exact(sock, length)
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise ConnectionError("connection closed early")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def classify_remote(raw: bytes, path: str) -> dict:
+    """The server's verdict for ``raw``; :class:`ServerUnavailable` if none is listening."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise ServerUnavailable(str(exc)) from None
+        sock.settimeout(REPLY_TIMEOUT)
+        try:
+            send_frame(sock, raw)
+            reply = json.loads(read_frame(sock, 1 << 20))
+        except (OSError, ValueError) as exc:
+            raise ServerUnavailable(f"server did not answer: {exc}") from None
+    finally:
+        sock.close()
+    if "error" in reply:
+        raise ServerUnavailable(reply["error"])
+    return reply

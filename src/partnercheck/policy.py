@@ -1,0 +1,74 @@
+"""The user's policy on top of the model: their own rules, sender lists and cut-offs,
+read from the configuration file (see :mod:`partnercheck.settings`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .mail import EmailRecord
+from .normalize import normalize
+from .rules import RuleHit, RuleSet, RulesError, load_rules
+from .settings import ConfigError, config_path, read_config
+from .verdict import Thresholds
+
+
+@dataclass
+class Policy:
+    """What the user decided on top of the model: own rules, sender lists, cut-offs."""
+
+    rules: RuleSet | None = None
+    allow: frozenset[str] = field(default_factory=frozenset)
+    block: frozenset[str] = field(default_factory=frozenset)
+    thresholds: Thresholds | None = None
+
+    def user_hits(self, record: EmailRecord) -> list[RuleHit]:
+        if not self.rules:
+            return []
+        return self.rules.match(normalize(record.subject), normalize(record.body + "\n" + record.signature))
+
+    def sender_list(self, record: EmailRecord) -> str | None:
+        """``"block"``, ``"allow"`` or ``None`` for the record's sender."""
+        address = record.from_addr.lower()
+        if not address:
+            return None
+        if _listed(address, self.block):
+            return "block"
+        if _listed(address, self.allow):
+            return "allow"
+        return None
+
+
+def _listed(address: str, entries: frozenset[str]) -> bool:
+    if not entries:
+        return False
+    if address in entries:
+        return True
+    domain = address.rpartition("@")[2]
+    parts = domain.split(".")
+    return any(".".join(parts[i:]) in entries for i in range(len(parts)))
+
+
+def load_policy(config: dict | None = None, rules_option: str | None = None) -> Policy:
+    """The user's policy from the config file (and a rules file named on the command line)."""
+    config = read_config() if config is None else config
+    rules = None
+    for path in filter(None, [config.get("rules"), rules_option]):
+        try:
+            more = load_rules(os.path.expanduser(str(path)))
+        except RulesError as exc:
+            raise ConfigError(str(exc)) from None
+        rules = more if rules is None else rules + more
+    thresholds = None
+    if "thresholds" in config:
+        try:
+            thresholds = Thresholds(**{k: float(v) for k, v in config["thresholds"].items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
+    return Policy(
+        rules=rules,
+        allow=frozenset(str(e).lower() for e in config.get("allow", [])),
+        block=frozenset(str(e).lower() for e in config.get("block", [])),
+        thresholds=thresholds,
+    )
