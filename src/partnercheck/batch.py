@@ -117,8 +117,8 @@ def _count_files_over(source: Source, limit: int) -> bool:
     return False
 
 
-def _chunks(items: Iterable, size: int = CHUNK) -> Iterator[list]:
-    iterator = iter(items)
+def _chunks(items: Iterable, size: int | None = None) -> Iterator[list]:
+    iterator, size = iter(items), size or CHUNK
     while chunk := list(islice(iterator, size)):
         yield chunk
 

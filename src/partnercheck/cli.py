@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from collections import Counter
 
@@ -108,6 +109,9 @@ def _open_source(path: str, fmt: str | None, columns: Columns, label: str | None
     return Source(path, fmt=fmt, columns=columns, label=label)
 
 
+_models: dict[tuple[str, int], object] = {}
+
+
 def _load(model_option: str | None, rules_file: str | None):
     """Model, its path and the user's policy, as the options and config say."""
     from .model import load_model
@@ -116,7 +120,11 @@ def _load(model_option: str | None, rules_file: str | None):
 
     config = read_config()
     path = model_path(model_option, config)
-    return load_model(path), path, load_policy(config, rules_file)
+    key = (os.path.abspath(path), os.stat(path).st_mtime_ns if os.path.exists(path) else 0)
+    if key not in _models:  # in-process callers (tests, notebooks) reuse a loaded model
+        _models.clear()
+        _models[key] = load_model(path)
+    return _models[key], path, load_policy(config, rules_file)
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -456,6 +464,14 @@ def evaluate(source, given_label, as_json, fmt, model_option, rules_file, **kwar
 
 # ------------------------------------------------------------------------------ serve
 
+class _Stop(Exception):
+    pass
+
+
+def _stop_serving(signum, frame):
+    raise _Stop
+
+
 @cli.command()
 @click.option("--socket", "socket_option", metavar="PATH", help="Unix socket to listen on (default: see README).")
 @model_options
@@ -481,9 +497,10 @@ def serve(socket_option, model_option, rules_file):
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {where}: {exc}") from None
     click.echo(f"partnercheck serving {path} on {'systemd socket' if inherited else where}", err=True)
+    signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         pass
     finally:
         server.server_close()

@@ -55,7 +55,7 @@ _SIGNATURE_FIRST = frozenset("-_SsGgEeVv")
 #: Text with none of these has no quote, attribution or signature, and is all new text.
 _REPLY_MARKERS = ("\n>", "\n-", "\n_", "wrote", "schrieb", "écrit", "escribió", "escreveu", "sent from",
                   "get outlook", "enviado desde", "envoyé de", "von meinem", "forwarded message",
-                  "original message")
+                  "original message", "\nfrom:", "\nvon:", "\nde:")
 _OUTLOOK_QUOTE = re.compile(r"^(from|von|de):\s.+$", re.I)
 _SIGNATURE_START = re.compile(
     r"^(-- ?|__+|sent from my \w+.*|get outlook for \w+.*|enviado desde mi \w+.*"

@@ -20,8 +20,8 @@ _LOOKALIKES = str.maketrans(
     "aeopcyxijsdqwbkmhtABEKMHOPCTXIJSABEZHIKMNOPTYXaoiuvpkt",
 )
 
-# Three or more single letters joined by one separator: "p.a.r.t.n.e.r", "f r e e".
-_SPELLED_OUT = re.compile(r"\b(?:[^\W\d_][.\-_*·•|/ ]){2,}[^\W\d_]\b")
+# Three or more single letters joined by the same separator: "p.a.r.t.n.e.r", "f r e e".
+_SPELLED_OUT = re.compile(r"\b[^\W\d_]([.\-_*·•|/ ])(?:[^\W\d_]\1)+[^\W\d_]\b")
 _SEPARATORS = re.compile(r"[.\-_*·•|/ ]")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                          "\u2013": "-", "\u2014": "-"})
@@ -32,10 +32,7 @@ def normalize(text: str) -> str:
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_LOOKALIKES)
         text = text.translate(_QUOTES)
-    text = text.lower()
-    if "." in text or " " in text:
-        text = _SPELLED_OUT.sub(_join_letters, text)
-    return text
+    return _SPELLED_OUT.sub(_join_letters, text.lower())
 
 
 def _join_letters(match: re.Match) -> str:

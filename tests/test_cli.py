@@ -1,0 +1,209 @@
+"""The command line as a user meets it: every command, every input path, every error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from partnercheck.cli import cli
+
+from conftest import FIXTURES, OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message, write
+
+COMMANDS = sorted(cli.commands)
+
+
+@pytest.fixture
+def runner(small_model_path, monkeypatch):
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    return CliRunner()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_examples_and_is_in_the_readme(name):
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and f"partnercheck {name}" in result.output
+    assert f"partnercheck {name}" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("how", ["argument", "stdin", "dash"])
+def test_classify_reads_an_argument_or_stdin(runner, tmp_path, how):
+    raw = message("quick question", PITCH_TEXT)
+    path = write(tmp_path / "m.eml", raw)
+    args, data = {"argument": (["classify", str(path)], None), "stdin": (["classify"], raw),
+                  "dash": (["classify", "-"], raw)}[how]
+    result = runner.invoke(cli, args, input=data)
+    assert result.exit_code == 0, result.output
+    assert result.output.split("\t")[1] == "pitch"
+
+
+def test_classify_json(runner, tmp_path):
+    path = write(tmp_path / "m.eml", message("Breakfast?", PARTNERSHIP_TEXT))
+    data = json.loads(runner.invoke(cli, ["classify", "--json", str(path)]).output)
+    assert data["verdict"] == "partnership" and data["message"] == "m.eml" and "scores" in data
+
+
+def test_explain_in_plain_words(runner, tmp_path):
+    path = write(tmp_path / "m.eml", message("quick question", PITCH_TEXT))
+    result = runner.invoke(cli, ["explain", str(path)])
+    assert result.exit_code == 0
+    assert "Verdict: PITCH" in result.output
+    assert 'PRICE_PLANS (pitch): quotes prices' in result.output and '"plans start at"' in result.output
+    assert "What points to pitch:" in result.output
+    assert json.loads(runner.invoke(cli, ["explain", "--json", str(path)]).output)["verdict"] == "pitch"
+
+
+def test_inspect_shows_parse_problems(tmp_path):
+    result = CliRunner().invoke(cli, ["inspect", "--json", str(FIXTURES / "malformed")])
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(r["problems"] for r in rows) and any(r["key"] == "html-only.eml" for r in rows)
+    assert "with parse problems" in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["classify", "/nonexistent.eml"], "no such file or directory"),
+    (["inspect", "/nonexistent"], "no such file or directory"),
+    (["label", "/nonexistent.mbox"], "no such file or directory"),
+    (["evaluate", "/nonexistent"], "no such file or directory"),
+    (["train", "/nonexistent", "-o", "x.joblib"], "no such file or directory"),
+    (["classify", "--model", "/nonexistent.joblib", "-"], "no model at"),
+])
+def test_errors_are_one_line_without_traceback(runner, args, fragment):
+    result = runner.invoke(cli, args, input=b"")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output
+
+
+def test_bad_option_exits_2(runner):
+    assert runner.invoke(cli, ["label", "--format", "pst", "x"]).exit_code == 2
+
+
+def test_incompatible_model_is_one_line(runner, tmp_path):
+    broken = write(tmp_path / "m.joblib", b"\x80\x04garbage")
+    result = runner.invoke(cli, ["classify", "--model", str(broken), "-"], input=message("a", "b"))
+    assert result.exit_code == 1 and "not a readable partnercheck model" in result.output
+
+
+def _mbox(tmp_path, texts):
+    data = b"".join(b"From x@y.example Mon Jan  1 00:00:00 2024\n" + message(f"m{i}", t) + b"\n"
+                    for i, t in enumerate(texts))
+    return write(tmp_path / "inbox.mbox", data)
+
+
+@pytest.mark.parametrize("flag, parse", [
+    ("--csv", lambda s: list(csv.DictReader(io.StringIO(s)))),
+    ("--tsv", lambda s: list(csv.DictReader(io.StringIO(s), delimiter="\t"))),
+    ("--nl", lambda s: [json.loads(line) for line in s.splitlines()]),
+])
+def test_label_formats(runner, tmp_path, flag, parse):
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    result = runner.invoke(cli, ["label", str(mbox), flag])
+    assert result.exit_code == 0, result.output
+    rows = parse(result.stdout)
+    assert [r["key"] for r in rows] == ["1", "2", "3"]
+    assert [r["verdict"] for r in rows] == ["pitch", "partnership", "other"]
+    assert "labelled 3 messages: partnership 1, pitch 1, other 1, unsure 0; unreadable 0" in result.stderr
+
+
+def test_label_to_file_resume_and_unreadable(runner, tmp_path):
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    out = tmp_path / "labels.csv"
+    # An earlier run that stopped after the first row.
+    first = runner.invoke(cli, ["label", str(mbox), "-o", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow(rows[0])
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out), "--resume"])
+    assert result.exit_code == 0 and "1 already done" in result.stderr
+    assert list(csv.DictReader(out.open())) == rows
+    assert first.exit_code == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_label_counts_unreadable_messages(runner):
+    result = runner.invoke(cli, ["label", str(FIXTURES / "malformed"), "--nl"])
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    empty = next(r for r in rows if r["key"] == "empty.eml")
+    assert empty["verdict"] == "unsure" and empty["reasons"].startswith("unreadable")
+    assert "unreadable 2" in result.stderr or "unreadable 1" in result.stderr
+
+
+def test_interrupted_label_leaves_valid_output(runner, tmp_path, monkeypatch):
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT] * 2)
+    out = tmp_path / "labels.csv"
+    import partnercheck.batch as batch
+
+    monkeypatch.setattr(batch, "CHUNK", 2)
+    original = batch.classify_records
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "classify_records", interrupted)
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out)])
+    assert result.exit_code == 130 and "--resume" in result.stderr
+    assert [r["key"] for r in csv.DictReader(out.open())] == ["1", "2"]
+    monkeypatch.setattr(batch, "classify_records", original)
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out), "--resume"])
+    assert [r["key"] for r in csv.DictReader(out.open())] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_label_round_trip_into_train(runner, tmp_path):
+    """Label a mailbox, correct the verdict column, train on the file as it is."""
+    texts = []
+    for label, folder in (("partnership", "partnership"), ("pitch", "pitch"), ("other", "other")):
+        texts += [(label, p.read_bytes()) for p in sorted((ROOT / "data" / folder).glob("*.eml"))[40:52]]
+    data = b"".join(b"From x@y.example Mon Jan  1 00:00:00 2024\n" + raw.rstrip(b"\n") + b"\n\n" for _, raw in texts)
+    mbox = write(tmp_path / "mine.mbox", data)
+    out = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(mbox), "-o", str(out)]).exit_code == 0
+    rows = list(csv.DictReader(out.open()))
+    for row, (truth, _) in zip(rows, texts):
+        row["verdict"] = truth  # the user's corrections
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    model = tmp_path / "mine.joblib"
+    result = runner.invoke(cli, ["train", str(out), "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "cross-validated" in result.output and model.exists()
+    again = runner.invoke(cli, ["train", str(out), "-o", str(model)])
+    assert again.exit_code == 1 and "--force" in again.output
+    evaluated = runner.invoke(cli, ["evaluate", str(out), "--model", str(model), "--json"])
+    assert json.loads(evaluated.output)["messages"] == len(texts)
+
+
+def test_train_refusals(runner, tmp_path):
+    rows = [{"text": f"message number {i} about things", "label": "partnership" if i % 2 else "spam"} for i in range(30)]
+    path = write(tmp_path / "bad.jsonl", "\n".join(json.dumps(r) for r in rows))
+    result = runner.invoke(cli, ["train", str(path), "-o", str(tmp_path / "m.joblib")])
+    assert result.exit_code == 1 and "unknown labels: 'spam' in 15 message(s)" in result.output
+    mbox = _mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT])
+    result = runner.invoke(cli, ["train", "--label", "pitch", str(mbox), "-o", str(tmp_path / "m.joblib")])
+    assert result.exit_code == 1 and "too few examples" in result.output and "at least 10" in result.output
+
+
+def test_train_with_given_labels(runner, tmp_path):
+    groups = {}
+    for label in ("partnership", "pitch", "other"):
+        files = sorted((ROOT / "data" / label).glob("*.eml"))[:12]
+        groups[label] = write(tmp_path / f"{label}.mbox", b"".join(
+            b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n" for p in files))
+    model = tmp_path / "m.joblib"
+    first = runner.invoke(cli, ["train", "--label", "pitch", str(groups["pitch"]), "-o", str(model)])
+    assert first.exit_code == 1  # one label alone cannot be learned
+    assert "too few examples" in first.output

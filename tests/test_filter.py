@@ -1,0 +1,143 @@
+"""The mail-filter contract: one header added, nothing else changed, exit code per verdict,
+and on any failure the message passes through untouched."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from partnercheck import filtering
+from partnercheck.cli import cli
+from partnercheck.filtering import EXIT_CODES, add_header, strip_our_header
+
+from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
+
+WORDS = "partner revenue share call pricing invoice meeting café naïve €200 co-host webinar the and we you".split()
+
+
+def _random_message(rnd: random.Random) -> bytes:
+    """A message of the many shapes a filter meets: LF or CRLF, an mbox From_ line or not,
+    folded headers, 8-bit bytes, no body, no final newline, an old X-Partnercheck header."""
+    nl = rnd.choice([b"\n", b"\r\n"])
+    headers = [b"From: " + rnd.choice([b"ana@x.example", b"\"Ruiz, Ana\" <ana@x.example>", b"=?utf-8?q?Jos=C3=A9?= <j@y.test>"]),
+               b"Subject: " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(0, 8))).encode("utf-8"),
+               b"Date: Tue, 14 Mar 2023 09:12:44 -0500"]
+    if rnd.random() < 0.3:
+        headers.append(b"X-Long: first part" + nl + b"\tcontinued part")
+    if rnd.random() < 0.2:
+        headers.append(b"X-Raw: caf\xe9 \xff")
+    rnd.shuffle(headers)
+    body = nl.join(" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(0, 20))).encode("utf-8")
+                   for _ in range(rnd.randint(0, 6)))
+    raw = nl.join(headers) + nl + nl + body
+    if rnd.random() < 0.5:
+        raw += nl
+    if rnd.random() < 0.15:
+        raw = b"From ana@x.example Mon Jan  1 00:00:00 2024" + nl + raw
+    if rnd.random() < 0.05:
+        raw = nl.join(headers)  # headers only
+    return raw
+
+
+@pytest.fixture
+def runner(small_model_path, monkeypatch):
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    return CliRunner()
+
+
+def test_removing_our_header_gives_back_the_input(runner):
+    rnd = random.Random(20261127)
+    for _ in range(300):
+        raw = _random_message(rnd)
+        result = runner.invoke(cli, ["filter"], input=raw)
+        out = result.stdout_bytes
+        assert strip_our_header(out) == raw
+        added = [line for line in out.splitlines() if line.startswith(b"X-Partnercheck: ")]
+        assert len(added) == 1
+        verdict = added[0].split(b" ")[1].rstrip(b";").decode()
+        assert result.exit_code == EXIT_CODES[verdict]
+
+
+def test_an_existing_header_is_replaced(runner):
+    raw = message("hello", PITCH_TEXT, extra="X-Partnercheck: partnership; score=1.00\n")
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert out.count(b"X-Partnercheck:") == 1
+    assert b"X-Partnercheck: partnership; score=1.00" not in out
+
+
+def test_header_and_exit_code_for_a_pitch(runner):
+    result = runner.invoke(cli, ["filter"], input=message("quick question", PITCH_TEXT))
+    first = result.stdout_bytes.splitlines()[0].decode()
+    assert first.startswith("X-Partnercheck: pitch; score=") and "rules=" in first
+    assert result.exit_code == 11
+    assert runner.invoke(cli, ["filter", "--exit-zero"], input=message("q", PITCH_TEXT)).exit_code == 0
+
+
+@pytest.mark.parametrize("setup", ["missing", "broken"])
+def test_errors_pass_the_message_through_unchanged(runner, monkeypatch, tmp_path, setup):
+    if setup == "missing":
+        monkeypatch.setenv("PARTNERCHECK_MODEL", str(tmp_path / "nope.joblib"))
+    else:
+        broken = tmp_path / "broken.joblib"
+        broken.write_bytes(b"not a model at all")
+        monkeypatch.setenv("PARTNERCHECK_MODEL", str(broken))
+    raw = message("hello", PARTNERSHIP_TEXT)
+    result = runner.invoke(cli, ["filter"], input=raw)
+    assert result.stdout_bytes == raw
+    assert result.exit_code == filtering.EXIT_ERROR
+    assert len(result.stderr.strip().splitlines()) == 1 and "passed through unchanged" in result.stderr
+    assert runner.invoke(cli, ["filter", "--exit-zero"], input=raw).exit_code == 0
+
+
+def test_too_large_passes_through(runner, monkeypatch):
+    monkeypatch.setattr(filtering, "MAX_MESSAGE_BYTES", 100)
+    raw = message("hello", PARTNERSHIP_TEXT)
+    result = runner.invoke(cli, ["filter"], input=raw)
+    assert result.stdout_bytes == raw and "limit" in result.stderr
+
+
+def test_add_header_keeps_line_endings():
+    assert add_header(b"A: b\r\n\r\nx", "other; score=0.90") == b"X-Partnercheck: other; score=0.90\r\nA: b\r\n\r\nx"
+
+
+def _run(args, env, data=b"", timeout=60):
+    return subprocess.run([sys.executable, "-m", "partnercheck", *args], input=data, capture_output=True,
+                          env=env, timeout=timeout)
+
+
+def test_server_answers_the_filter(small_model_path, tmp_path):
+    sock = str(tmp_path / "pc.sock")
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
+           "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen([sys.executable, "-m", "partnercheck", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        assert os.path.exists(sock), server.stderr.read1().decode() if server.poll() is not None else "no socket"
+        raw = message("quick question", PITCH_TEXT)
+        cold_env = {**env, "PARTNERCHECK_SOCKET": str(tmp_path / "none.sock")}
+        warm, cold = _run(["filter"], env, raw), _run(["filter"], cold_env, raw)
+        assert warm.stdout == cold.stdout and warm.returncode == cold.returncode == 11
+        # The fast path imports no heavy module: prove it by making them unimportable.
+        blocked = tmp_path / "blocked"
+        for name in ("sklearn", "nltk", "click", "numpy", "joblib"):
+            (blocked / name).mkdir(parents=True)
+            (blocked / name / "__init__.py").write_text("raise ImportError('heavy module imported')\n")
+        light_env = {**env, "PYTHONPATH": f"{blocked}{os.pathsep}{ROOT / 'src'}"}
+        assert _run(["filter"], light_env, raw).stdout == warm.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert not os.path.exists(sock)  # the server removes its socket when it stops
+    # With the server gone, a stale socket path falls back to the cold path.
+    open(sock, "w").close()
+    assert _run(["filter"], env, message("q", PITCH_TEXT)).returncode == 11

@@ -1,0 +1,125 @@
+"""Reading one message: headers, body text, quotes and signatures, and every kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from partnercheck.mail import parse_message, split_reply
+
+from conftest import FIXTURES, message
+
+MALFORMED = FIXTURES / "malformed"
+
+
+def read(name: str):
+    return parse_message((MALFORMED / name).read_bytes(), key=name)
+
+
+def test_headers_of_an_ordinary_message():
+    raw = message("Coffee and bread", "Shall we swap referrals?", extra="Reply-To: other@elsewhere.example\n"
+                  "List-Unsubscribe: <https://u.example/x>\nIn-Reply-To: <a@b.example>\n")
+    record = parse_message(raw, key="k")
+    assert (record.from_name, record.from_addr, record.from_domain) == ("Ana Ruiz", "ana@fernhollow.example",
+                                                                        "fernhollow.example")
+    assert record.reply_to == "other@elsewhere.example"
+    assert record.to == ("sam@quill.test",)
+    assert record.subject == "Coffee and bread"
+    assert record.date_iso() == "2023-03-14T09:12:44-05:00"
+    assert record.headers["list-unsubscribe"] == "<https://u.example/x>"
+    assert record.headers["in-reply-to"] == "<a@b.example>"
+    assert record.body == "Shall we swap referrals?"
+    assert record.raw == raw and record.problems == []
+
+
+def test_bad_base64_keeps_what_decodes_and_notes_it():
+    record = read("bad-base64.eml")
+    assert "joint workshop" in record.body
+    assert any("base64" in p for p in record.problems)
+
+
+def test_undeclared_8bit_header_bytes_are_decoded():
+    record = read("8bit-headers.eml")
+    assert record.subject == "Café collaboration — ideas"
+    assert record.from_name == "José"  # RFC 2047 encoded word
+    assert "undeclared 8-bit bytes in a header" in record.problems
+
+
+def test_a_lying_charset_does_not_turn_text_into_mojibake():
+    record = read("lying-charset.eml")
+    assert record.body.startswith("København office: we’d split the stand at the fair — 50/50")
+    assert any("not valid us-ascii" in p for p in record.problems)
+
+
+def test_an_unknown_charset_is_read_as_utf8():
+    record = read("unknown-charset.eml")
+    assert record.body == "Plain words here, and café."
+    assert any("unknown charset" in p for p in record.problems)
+
+
+def test_html_only_mail_becomes_readable_text():
+    record = read("html-only.eml")
+    assert record.html_only and record.tracking_pixel
+    assert "We book qualified meetings on your calendar." in record.body
+    assert "Book a call" in record.body  # link text kept
+    assert "Café owners" in record.body  # quoted-printable decoded
+    for hidden in ("hidden script text", "hidden preheader", "color: red"):
+        assert hidden not in record.body
+    assert "https://cal.leadrocket.example/book/ana" in record.links
+
+
+def test_deeply_nested_multipart_stops_with_a_note():
+    record = read("deeply-nested.eml")
+    assert record.subject == "Deeply nested"
+    assert any("nesting deeper" in p for p in record.problems)
+
+
+def test_forwarded_message_counts_as_quoted_not_new_text():
+    record = read("forwarded.eml")
+    assert record.body == "What do you think of this one? Looks like a sales pitch to me."
+    assert "Our team of 200 developers" in record.quoted
+
+
+def test_reply_splits_new_text_signature_and_quote():
+    record = read("reply-with-quote.eml")
+    assert record.body == "Sounds good, Thursday works."
+    assert record.signature.startswith("--\nTom Reyes")
+    assert "We split the venue" in record.quoted
+
+
+def test_quoted_printable_latin1_and_encoded_subject():
+    record = read("quoted-printable-latin1.eml")
+    assert record.subject == "Réunion à Lyon"
+    assert "co-organiser l'atelier à Lyon et partager les frais. Merci!" in record.body
+
+
+@pytest.mark.parametrize("name", ["empty.eml", "binary-junk.eml", "truncated-mime.eml"])
+def test_broken_input_becomes_a_record_with_a_problem(name):
+    record = read(name)
+    assert record.problems, name
+
+
+def test_truncated_mime_keeps_the_text_it_has():
+    assert "split the venue cost" in read("truncated-mime.eml").body
+
+
+def test_a_huge_attachment_is_skipped_and_huge_text_is_cut():
+    attachment = b"A" * (50 * 1024 * 1024)
+    raw = (b"From: a@b.example\nSubject: big\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=x\n\n"
+           b"--x\nContent-Type: text/plain\n\nsee attached\n--x\nContent-Type: application/octet-stream\n"
+           b"Content-Transfer-Encoding: base64\n\n" + attachment + b"\n--x--\n")
+    record = parse_message(raw)
+    assert record.body == "see attached" and record.attachments == 1
+    text = b"From: a@b.example\nSubject: long\n\n" + b"word " * 100_000
+    assert any("cut at" in p for p in parse_message(text).problems)
+
+
+def test_outlook_style_quote_block():
+    text = ("Yes, let's do it.\n\nFrom: Ana Ruiz\nSent: Monday, 2 October 2023 10:00\nTo: Sam\n"
+            "Subject: Joint webinar\n\nShall we co-host?")
+    new, quoted, _ = split_reply(text)
+    assert new == "Yes, let's do it." and quoted.endswith("Shall we co-host?")
+
+
+def test_sent_from_phone_is_a_signature():
+    new, _, signature = split_reply("ok see you there\n\nSent from my iPhone")
+    assert new == "ok see you there" and signature == "Sent from my iPhone"

@@ -1,0 +1,159 @@
+"""Streaming readers: every export format, format detection, and errors as one clear line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+
+import pytest
+
+from partnercheck.sources import Columns, Source, SourceError, detect_format
+
+from conftest import FIXTURES, message, write
+
+MBOX = (
+    b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    + message("first", "We could swap referrals.\n\nFrom here on, the plan is simple.\n>From the archive: hi")
+    + b"\nFrom sam@quill.test Tue Jan  2 10:00:00 2024\n"
+    + message("second", "Invoice attached.", sender="sam@quill.test")
+)
+
+
+def test_mbox_keeps_body_lines_that_start_with_from(tmp_path):
+    path = write(tmp_path / "inbox.mbox", MBOX)
+    records = list(Source(str(path)))
+    assert [r.subject for r in records] == ["first", "second"]
+    assert [r.key for r in records] == ["1", "2"]
+    assert "From here on, the plan is simple." in records[0].body
+    assert "From the archive: hi" in records[0].body  # mboxrd ">From " unescaped
+
+
+def test_mbox_with_crlf_line_endings(tmp_path):
+    path = write(tmp_path / "crlf.mbox", MBOX.replace(b"\n", b"\r\n"))
+    records = list(Source(str(path)))
+    assert [r.subject for r in records] == ["first", "second"]
+    assert records[1].body == "Invoice attached."
+
+
+def test_mbox_detected_by_content_without_suffix(tmp_path):
+    path = write(tmp_path / "Takeout-All-mail", MBOX)
+    assert detect_format(str(path)) == "mbox"
+
+
+def test_maildir_reads_cur_and_new(tmp_path):
+    write(tmp_path / "md" / "cur" / "1700000000.1.host:2,S", message("seen", "old mail"))
+    write(tmp_path / "md" / "new" / "1700000001.2.host", message("unseen", "new mail"))
+    (tmp_path / "md" / "tmp").mkdir()
+    source = Source(str(tmp_path / "md"))
+    assert source.format == "maildir"
+    assert sorted(r.subject for r in source) == ["seen", "unseen"]
+
+
+def test_empty_maildir_yields_nothing(tmp_path):
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / "md" / sub).mkdir(parents=True)
+    assert list(Source(str(tmp_path / "md"))) == []
+
+
+def test_eml_folder_is_read_recursively(tmp_path):
+    write(tmp_path / "export" / "a.eml", message("a", "one"))
+    write(tmp_path / "export" / "2024" / "b.eml", message("b", "two"))
+    write(tmp_path / "export" / ".hidden.eml", message("hidden", "no"))
+    records = list(Source(str(tmp_path / "export")))
+    assert [(r.key, r.subject) for r in records] == [("a.eml", "a"), ("2024/b.eml", "b")]
+
+
+def test_labelled_folder_gives_labels(tmp_path):
+    write(tmp_path / "set" / "pitch" / "x.eml", message("x", "buy"))
+    write(tmp_path / "set" / "other" / "y.eml", message("y", "hi"))
+    assert {(r.subject, r.label) for r in Source(str(tmp_path / "set"))} == {("x", "pitch"), ("y", "other")}
+
+
+def test_malformed_folder_reads_every_file():
+    records = list(Source(str(FIXTURES / "malformed")))
+    assert len(records) == len(list((FIXTURES / "malformed").iterdir()))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_table_exports_with_default_and_named_columns(tmp_path, fmt):
+    path = tmp_path / f"export.{fmt}"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",")
+        writer.writerow(["Subject", "Sender", "Body Text", "Category"])
+        writer.writerow(["Hello", "Ana <ana@x.example>", "Shall we, perhaps, co-host?\nYes.", "partnership"])
+    with pytest.raises(SourceError, match="no body column"):
+        list(Source(str(path)))
+    records = list(Source(str(path), columns=Columns(body="Body Text", sender="Sender", label="Category")))
+    assert len(records) == 1
+    record = records[0]
+    assert (record.subject, record.from_addr, record.label) == ("Hello", "ana@x.example", "partnership")
+    assert record.body == "Shall we, perhaps, co-host?\nYes."
+
+
+def test_jsonl_export(tmp_path):
+    rows = [{"subject": "a", "from": "li@x.example", "text": "first", "label": "other"},
+            {"subject": "b", "text": "second"}]
+    path = write(tmp_path / "export.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    records = list(Source(str(path)))
+    assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", None)]
+
+
+def test_bad_jsonl_is_one_clear_error(tmp_path):
+    path = write(tmp_path / "bad.jsonl", '{"text": "ok"}\nnot json\n')
+    with pytest.raises(SourceError, match="line 2 is not JSON"):
+        list(Source(str(path)))
+
+
+def test_stdin_single_message_and_mbox():
+    one = list(Source("-", stdin=io.BytesIO(message("solo", "hello"))))
+    assert [r.subject for r in one] == ["solo"]
+    many = list(Source("-", stdin=io.BytesIO(MBOX)))
+    assert [r.subject for r in many] == ["first", "second"]
+
+
+def test_forced_format(tmp_path):
+    path = write(tmp_path / "mail.txt", MBOX)
+    assert len(list(Source(str(path), fmt="eml"))) == 1
+    assert len(list(Source(str(path), fmt="mbox"))) == 2
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/nonexistent/inbox.mbox", "no such file or directory"),
+])
+def test_missing_path(path, error):
+    with pytest.raises(SourceError, match=error):
+        Source(path)
+
+
+def test_unknown_format_and_label():
+    with pytest.raises(SourceError, match="unknown format"):
+        Source("-", fmt="pst")
+    with pytest.raises(SourceError, match="unknown label"):
+        Source("-", label="spam")
+
+
+def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can read any file")
+    write(tmp_path / "f" / "a.eml", message("a", "one"))
+    locked = write(tmp_path / "f" / "b.eml", message("b", "two"))
+    locked.chmod(0)
+    records = list(Source(str(tmp_path / "f")))
+    assert records[0].subject == "a" and "permission denied" in records[1].problems[0]
+
+
+def test_sources_are_never_modified(tmp_path):
+    mbox = write(tmp_path / "inbox.mbox", MBOX)
+    write(tmp_path / "md" / "new" / "1.host", message("n", "new"))
+    before = {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+              for p in tmp_path.rglob("*") if p.is_file()}
+    listing = sorted(str(p) for p in tmp_path.rglob("*"))
+    list(Source(str(mbox)))
+    list(Source(str(tmp_path / "md")))
+    after = {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+             for p in tmp_path.rglob("*") if p.is_file()}
+    assert before == after
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == listing  # no lock or temp files left

@@ -1,0 +1,87 @@
+"""The decision step: thresholds, the partnership guard, sender lists and user rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from partnercheck.mail import parse_message
+from partnercheck.policy import Policy, load_policy
+from partnercheck.rules import Rule, RuleHit, load_rules
+from partnercheck.settings import ConfigError
+from partnercheck.verdict import Thresholds, decide, describe_token
+
+from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, message, write
+
+T = Thresholds(min_confidence=0.5, partnership_guard=0.25)
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ({"partnership": 0.1, "pitch": 0.8, "other": 0.1}, "pitch"),
+    ({"partnership": 0.3, "pitch": 0.6, "other": 0.1}, "unsure"),  # the guard
+    ({"partnership": 0.4, "pitch": 0.35, "other": 0.25}, "unsure"),  # not confident
+    ({"partnership": 0.7, "pitch": 0.2, "other": 0.1}, "partnership"),
+])
+def test_thresholds(scores, expected):
+    assert decide(scores, [], T)[0] == expected
+
+
+def _user_rule(label, decide_outright, weight=2.0):
+    rule = Rule("MINE", label, weight, "mine", ("x",), decide=decide_outright, user=True)
+    return RuleHit(rule, ("x",))
+
+
+def test_block_list_always_pitch_and_allow_list_never():
+    scores = {"partnership": 0.05, "pitch": 0.9, "other": 0.05}
+    assert decide(scores, [], T, "block")[0] == "pitch"
+    assert decide({"partnership": 0.9, "pitch": 0.05, "other": 0.05}, [], T, "block")[0] == "pitch"
+    label = decide(scores, [], T, "allow")[0]
+    assert label != "pitch"
+
+
+def test_user_rule_decides_or_nudges():
+    scores = {"partnership": 0.6, "pitch": 0.3, "other": 0.1}
+    label, _, why = decide(scores, [_user_rule("pitch", True)], T)
+    assert label == "pitch" and "your rule MINE" in why
+    label, nudged, why = decide(scores, [_user_rule("other", False, weight=3.0)], T)
+    assert why is None and nudged["other"] > scores["other"]
+
+
+def test_policy_lists_match_addresses_and_domains(shipped_model):
+    policy = Policy(allow=frozenset({"friend@roastery.example"}), block=frozenset({"outsourcely.example"}))
+    pitch = parse_message(message("hi", PITCH_TEXT, sender="Rep <rep@mail.outsourcely.example>"))
+    verdict = shipped_model.classify(pitch, policy)
+    assert verdict.label == "pitch" and verdict.decided_by == "sender is on your block list"
+    friendly_pitch = parse_message(message("hi", PITCH_TEXT, sender="friend@roastery.example"))
+    assert shipped_model.classify(friendly_pitch, policy).label != "pitch"
+
+
+def test_config_file_policy(tmp_path, monkeypatch):
+    rules = write(tmp_path / "rules.toml", "[[rule]]\nid='TONER'\nlabel='pitch'\ndecide=true\n"
+                  "description='toner'\npatterns=['\\btoner\\b']\n")
+    config = write(tmp_path / "config.toml", f"rules = '{rules}'\nallow = ['Ana@Fernhollow.example']\n"
+                   "[thresholds]\nmin_confidence = 0.7\npartnership_guard = 0.1\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    policy = load_policy()
+    assert policy.thresholds == Thresholds(0.7, 0.1)
+    assert policy.sender_list(parse_message(message("x", "y"))) == "allow"
+    assert [h.id for h in policy.user_hits(parse_message(message("cheap TONER", "y")))] == ["TONER"]
+
+
+def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", "allow = [")))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_policy()
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_policy()
+
+
+@pytest.mark.parametrize("token, text", [
+    ("subject:partner", 'subject word "partner"'),
+    ("free trial", '"free trial"'),
+    ("plan __money__", '"plan a money amount"'),
+    ("shape:tracking-pixel", "a tracking pixel"),
+    ("rule:PRICE_PLANS", "rule PRICE_PLANS"),
+])
+def test_tokens_are_described_in_plain_words(token, text):
+    assert describe_token(token) == text
