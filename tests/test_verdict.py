@@ -79,7 +79,7 @@ def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("token, text", [
     ("subject:partner", 'subject word "partner"'),
     ("free trial", '"free trial"'),
-    ("plan __money__", '"plan a money amount"'),
+    ("plan MONEY", '"plan a money amount"'),
     ("shape:tracking-pixel", "a tracking pixel"),
     ("rule:PRICE_PLANS", "rule PRICE_PLANS"),
 ])

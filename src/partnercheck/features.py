@@ -13,7 +13,8 @@ In the manner of SpamBayes' tokenizer, every token says where it came from:
 ============================  ===============================================
 
 Numbers, money amounts, percentages, e-mail addresses and URLs become placeholder words
-(``__money__``, ``__pct__``, ``__num__``, ``__email__``, ``__url__``) so the model learns that
+(``MONEY``, ``PCT``, ``NUM``, ``EMAIL``, ``URL``: upper case, which normalised text never
+is) so the model learns that
 a price is quoted, not which price. Sender domains, names and Message-IDs are deliberately
 not tokens: they identify a corpus's authors, not what a message asks of its reader.
 Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
@@ -22,26 +23,29 @@ that quotes a pitch is not read as one.
 
 from __future__ import annotations
 
+import importlib.abc
 import re
-
-from nltk.stem.snowball import SnowballStemmer
+import sys
+from contextlib import contextmanager
 
 from .mail import EmailRecord
 from .normalize import normalize
 from .rules import RuleHit, RuleSet
 
-_STEMMER = SnowballStemmer("english")
+_stemmer = None
 _STEMS: dict[str, str] = {}
 _MAX_STEM_CACHE = 200_000
 
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_MONEY = re.compile(
-    r"[$€£]\s?\d[\d,.]*\s?[km]?\b|\b\d[\d,.]*\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds)\b|\b\d[\d,.]*\s?€"
-)
-_PERCENT = re.compile(r"\b\d+(?:[.,]\d+)?\s?%")
-_NUMBER = re.compile(r"\b\d[\d,.:/-]*\b")
-_TOKEN = re.compile(r"__(?:money|pct|num|email|url)__|[^\W\d_]{2,}")
+_SIGN_MONEY = re.compile(r"[$€£]\s?\d[\d,.]*\s?[km]?\b")
+_WORD_MONEY = re.compile(r"\b\d[\d,.]*\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds|€)(?!\w)")
+_CURRENCY_WORDS = ("usd", "eur", "gbp", "dollar", "pound", "€")
+_PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
+# Starting with the digit class rather than \b lets the regex engine skip ahead quickly;
+# a number glued to letters ("b2b") loses its digits, which carry nothing anyway.
+_NUMBER = re.compile(r"\d[\d,.:/-]*")
+_TOKEN = re.compile(r"[^\W\d_]{2,}")
 _URL_WORDS = re.compile(r"[a-z]{3,}")
 _BOOKING = re.compile(r"calendly|calendar|/book|booking|schedul|meetings?[./]|/meet\b|chili|savvycal|tidycal|zcal")
 _UNSUBSCRIBE = re.compile(r"unsub|opt-?out|optout|preferences|remove")
@@ -83,22 +87,28 @@ def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
 def _words(text: str) -> list[str]:
     if not text:
         return []
-    text = _URL.sub(" __url__ ", text)
+    # Placeholders are upper case so that they cannot collide with (lower-cased) words.
+    # Each substitution runs only on text that can contain what it replaces.
+    if "http" in text or "www." in text:
+        text = _URL.sub(" URL ", text)
     if "@" in text:
-        text = _EMAIL.sub(" __email__ ", text)
-    text = _MONEY.sub(" __money__ ", text)
+        text = _EMAIL.sub(" EMAIL ", text)
+    if "$" in text or "£" in text:
+        text = _SIGN_MONEY.sub(" MONEY ", text)
+    if any(word in text for word in _CURRENCY_WORDS):
+        text = _SIGN_MONEY.sub(" MONEY ", _WORD_MONEY.sub(" MONEY ", text))
     if "%" in text:
-        text = _PERCENT.sub(" __pct__ ", text)
-    text = _NUMBER.sub(" __num__ ", text)
-    return [_stem(w) for w in _TOKEN.findall(text)]
+        text = _PERCENT.sub(" PCT ", text)
+    text = _NUMBER.sub(" NUM ", text)
+    cached = _STEMS.get
+    return [cached(w) or _stem(w) for w in _TOKEN.findall(text)]
 
 
 def _stem(word: str) -> str:
-    stem = _STEMS.get(word)
-    if stem is None:
-        stem = word if word.startswith("__") else _STEMMER.stem(word)
-        if len(_STEMS) < _MAX_STEM_CACHE:
-            _STEMS[word] = stem
+    """The Snowball stem of ``word``; stems are cached, as a mailbox reuses few thousand words."""
+    stem = word if word.isupper() else snowball().stem(word)
+    if len(_STEMS) < _MAX_STEM_CACHE:
+        _STEMS[word] = stem
     return stem
 
 
@@ -157,3 +167,44 @@ def _shape_tokens(record: EmailRecord) -> list[str]:
     elif new > 2500:
         tokens.append("shape:long")
     return tokens
+
+
+def snowball():
+    """nltk's English Snowball stemmer, which needs no downloaded nltk data.
+
+    ``import nltk`` pulls in scikit-learn and scipy.stats for optional features of its own
+    (1.1 s here), which the stemmer never uses. When neither is loaded yet, they are kept
+    out while nltk loads (0.35 s): nltk treats both as optional, and only its own
+    scikit-learn classifier wrapper and Fisher's exact test go without them, in that
+    process. This is what makes a cold ``partnercheck filter`` start in under a second.
+    """
+    global _stemmer
+    if _stemmer is None:
+        with _without(("sklearn", "scipy.stats")):
+            from nltk.stem.snowball import SnowballStemmer
+        _stemmer = SnowballStemmer("english")
+    return _stemmer
+
+
+class _Skip(importlib.abc.MetaPathFinder):
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def find_spec(self, name, path, target=None):
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            raise ImportError(f"{name} is not loaded while nltk loads")
+        return None
+
+
+@contextmanager
+def _without(names: tuple[str, ...]):
+    missing = tuple(n for n in names if n not in sys.modules)
+    if not missing:
+        yield
+        return
+    finder = _Skip(missing)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)

@@ -1,49 +1,37 @@
-"""The trained classifier: build, fit, save, load, and classify records with it.
+"""A trained model: classify records with it, save it, load it.
 
-The model is a scikit-learn :class:`~sklearn.pipeline.Pipeline` of three steps:
+A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.pipeline`)
+and keeps what classifying needs as plain numbers: the vocabulary and idf weights, the rule
+columns, the linear SVM's coefficients and the sigmoid calibration of each class. It
+applies them with numpy and scipy alone, and the pipeline itself is saved beside them and
+unpickled only when asked for. That keeps scikit-learn (1.2 s to import here) out of the
+mail filter and the worker processes of batch labelling; a test checks that the
+probabilities are the pipeline's own.
 
-``extract``
-    :class:`MailTokenizer`: records to tagged tokens and rule hits (:mod:`features`).
-``vectorize``
-    :class:`MailVectorizer`: TF-IDF over the tokens (sublinear term frequency, words
-    seen in at least two training messages), next to one column per rule whose value is
-    the rule's weight when it fired. Rule columns sit beside L2-normalised TF-IDF values
-    of about 0.05 to 0.3, so a weight of 1 to 1.5 makes a rule hit count like a strong word.
-``classify``
-    a linear SVM wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV`
-    (sigmoid, 5 folds, one final estimator), giving calibrated probabilities and, through
-    the SVM's coefficients, the terms that pushed hardest for and against each verdict.
-
-A :class:`Model` wraps the pipeline with its decision thresholds and its provenance, and is
-what gets saved. Saved files are joblib pickles: loading one can run code, so load only
-models you trained or trust.
+Saved files are joblib pickles: loading one can run code, so load only models you trained
+or trust.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import joblib
 import numpy as np
-import sklearn
-from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 
 from .atomic import atomic_file
-from .features import Extracted, extract
+from .features import extract
 from .labels import LABELS
 from .mail import EmailRecord
-from .rules import RuleSet, builtin_rules
+from .rules import RuleSet
+from .vectors import vectorize
 from .verdict import Clue, Thresholds, Verdict, decide
 
 #: Bumped whenever a saved model can no longer be read by this code.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: How many clues for and against a verdict are reported.
 CLUES = 5
 
@@ -52,90 +40,81 @@ class ModelError(Exception):
     """A model that cannot be used; the message says how to fix it."""
 
 
-def extracted_tokens(doc: Extracted) -> list[str]:
-    """The analyzer TF-IDF uses: tokens were already made by :class:`MailTokenizer`."""
-    return doc.tokens
-
-
-class MailTokenizer(BaseEstimator, TransformerMixin):
-    """Records to :class:`~partnercheck.features.Extracted` (tokens and rule hits).
-
-    ``rules`` defaults to the built-in rules; the fitted set is kept in ``rules_`` so that a
-    saved model always reads mail with the rules it was trained with.
-    """
-
-    def __init__(self, rules: RuleSet | None = None) -> None:
-        self.rules = rules
-
-    def fit(self, records, y=None):
-        self.rules_ = self.rules if self.rules is not None else builtin_rules()
-        return self
-
-    def transform(self, records: Iterable[EmailRecord]) -> list[Extracted]:
-        return [extract(record, self.rules_) for record in records]
-
-
-class MailVectorizer(BaseEstimator, TransformerMixin):
-    """TF-IDF over tokens plus one weighted column per rule."""
-
-    def __init__(self, min_df: int = 2, max_features: int | None = 60_000) -> None:
-        self.min_df = min_df
-        self.max_features = max_features
-
-    def fit(self, docs: list[Extracted], y=None):
-        self.tfidf_ = TfidfVectorizer(
-            analyzer=extracted_tokens, min_df=self.min_df, max_features=self.max_features,
-            sublinear_tf=True, dtype=np.float32,
-        ).fit(docs)
-        rule_ids = sorted({hit.id for doc in docs for hit in doc.hits})
-        self.rule_index_ = {rule_id: i for i, rule_id in enumerate(rule_ids)}
-        self.feature_names_ = np.concatenate(
-            [self.tfidf_.get_feature_names_out(), np.array(["rule:" + r for r in rule_ids], dtype=object)]
-        )
-        return self
-
-    def transform(self, docs: list[Extracted]):
-        words = self.tfidf_.transform(docs)
-        rows, cols, values = [], [], []
-        for row, doc in enumerate(docs):
-            for hit in doc.hits:
-                col = self.rule_index_.get(hit.id)
-                if col is not None:
-                    rows.append(row)
-                    cols.append(col)
-                    values.append(hit.rule.weight)
-        rules = sparse.csr_matrix((values, (rows, cols)), shape=(len(docs), len(self.rule_index_)), dtype=np.float32)
-        return sparse.hstack([words, rules], format="csr")
-
-    def get_feature_names_out(self, input_features=None):
-        return self.feature_names_
-
-
-def build_pipeline(c: float = 0.5, seed: int = 0, rules: RuleSet | None = None) -> Pipeline:
-    """An unfitted pipeline with the default settings (see the module docstring)."""
-    svm = LinearSVC(C=c, class_weight="balanced", random_state=seed)
-    return Pipeline([
-        ("extract", MailTokenizer(rules=rules)),
-        ("vectorize", MailVectorizer()),
-        ("classify", CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)),
-    ])
-
-
 @dataclass
-class Model:
-    """A fitted pipeline, its thresholds, and where it came from."""
+class Weights:
+    """The fitted numbers of a pipeline, all that classifying needs."""
 
-    pipeline: Pipeline
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    info: dict = field(default_factory=dict)
+    rules: RuleSet
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    rule_index: dict[str, int]
+    feature_names: np.ndarray
+    labels: list[str]
+    coef: np.ndarray  # (labels, features)
+    intercept: np.ndarray  # (labels,)
+    calibration: np.ndarray  # (labels, 2): sigmoid a and b per label
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> "Weights":
+        steps = pipeline.named_steps
+        vectorizer, classifier = steps["vectorize"], steps["classify"]
+        (calibrated,) = classifier.calibrated_classifiers_
+        svm = calibrated.estimator
+        order = [list(classifier.classes_).index(c) for c in svm.classes_]
+        if order != list(range(len(order))):
+            raise ModelError("the classifier's classes are not in the calibrator's order")
+        return cls(
+            rules=steps["extract"].rules_,
+            vocabulary=vectorizer.vocabulary_,
+            idf=vectorizer.idf_,
+            rule_index=vectorizer.rule_index_,
+            feature_names=vectorizer.feature_names_,
+            labels=[str(c) for c in classifier.classes_],
+            coef=svm.coef_.astype(np.float32),
+            intercept=svm.intercept_.astype(np.float64),
+            calibration=np.array([[c.a_, c.b_] for c in calibrated.calibrators], dtype=np.float64),
+        )
+
+    def probabilities(self, matrix) -> np.ndarray:
+        """Calibrated probabilities, as ``CalibratedClassifierCV.predict_proba`` computes them:
+        a sigmoid of each one-vs-rest SVM score, normalised to sum to one."""
+        scores = np.asarray(matrix @ self.coef.T, dtype=np.float64) + self.intercept
+        a, b = self.calibration[:, 0], self.calibration[:, 1]
+        proba = 1.0 / (1.0 + np.exp(a * scores + b))
+        total = proba.sum(axis=1, keepdims=True)
+        uniform = np.full_like(proba, 1.0 / proba.shape[1])
+        return np.divide(proba, total, out=uniform, where=total != 0)
+
+
+class Model:
+    """A trained classifier with its decision thresholds and its provenance."""
+
+    def __init__(self, weights: Weights, thresholds: Thresholds | None = None, info: dict | None = None,
+                 pipeline=None, pipeline_bytes: bytes | None = None) -> None:
+        self.weights = weights
+        self.thresholds = thresholds or Thresholds()
+        self.info = dict(info or {})
+        self._pipeline = pipeline
+        self._pipeline_bytes = pipeline_bytes
+
+    @classmethod
+    def from_pipeline(cls, pipeline, thresholds: Thresholds | None = None, info: dict | None = None) -> "Model":
+        return cls(Weights.from_pipeline(pipeline), thresholds, info, pipeline=pipeline)
+
+    @property
+    def pipeline(self):
+        """The fitted scikit-learn pipeline (unpickled on first use)."""
+        if self._pipeline is None and self._pipeline_bytes is not None:
+            self._pipeline = joblib.load(io.BytesIO(self._pipeline_bytes))
+        return self._pipeline
 
     @property
     def labels(self) -> list[str]:
-        return [str(c) for c in self.pipeline.named_steps["classify"].classes_]
+        return self.weights.labels
 
     @property
     def rules(self) -> RuleSet:
-        return self.pipeline.named_steps["extract"].rules_
+        return self.weights.rules
 
     def classify(self, record: EmailRecord, policy=None) -> Verdict:
         """The verdict for one record (see :meth:`classify_many`)."""
@@ -149,12 +128,11 @@ class Model:
         """
         if not records:
             return []
-        steps = self.pipeline.named_steps
-        extracted = steps["extract"].transform(records)
-        matrix = steps["vectorize"].transform(extracted)
-        probabilities = steps["classify"].predict_proba(matrix)
+        w = self.weights
+        extracted = [extract(record, w.rules) for record in records]
+        matrix = vectorize(extracted, w.vocabulary, w.idf, w.rule_index)
+        probabilities = w.probabilities(matrix)
         thresholds = policy.thresholds if policy is not None and policy.thresholds else self.thresholds
-        labels = self.labels
         verdicts = []
         for i, (record, doc) in enumerate(zip(records, extracted)):
             hits = list(doc.hits)
@@ -162,44 +140,39 @@ class Model:
             if policy is not None:
                 hits.extend(policy.user_hits(record))
                 sender_list = policy.sender_list(record)
-            scores = {label: float(p) for label, p in zip(labels, probabilities[i])}
+            scores = {label: float(p) for label, p in zip(w.labels, probabilities[i])}
             label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)
-            self._add_clues(verdict, matrix, i, max(scores, key=scores.get) if label not in labels else label)
+            self._add_clues(verdict, matrix, i, label if label in w.labels else max(scores, key=scores.get))
             verdicts.append(verdict)
         return verdicts
 
     def _add_clues(self, verdict: Verdict, matrix, row: int, label: str) -> None:
-        coef = self._coefficients()[self.labels.index(label)]
+        w = self.weights
         start, end = matrix.indptr[row], matrix.indptr[row + 1]
         columns = matrix.indices[start:end]
-        contributions = matrix.data[start:end] * coef[columns]
+        contributions = matrix.data[start:end] * w.coef[w.labels.index(label)][columns]
         order = np.argsort(contributions)
-        names = self.pipeline.named_steps["vectorize"].feature_names_
-        verdict.clues_for = [Clue(str(names[columns[j]]), float(contributions[j]))
+        verdict.clues_for = [Clue(str(w.feature_names[columns[j]]), float(contributions[j]))
                              for j in order[::-1][:CLUES] if contributions[j] > 0]
-        verdict.clues_against = [Clue(str(names[columns[j]]), float(contributions[j]))
+        verdict.clues_against = [Clue(str(w.feature_names[columns[j]]), float(contributions[j]))
                                  for j in order[:CLUES] if contributions[j] < 0]
-
-    def _coefficients(self) -> np.ndarray:
-        cached = getattr(self, "_coef_cache", None)
-        if cached is None:
-            calibrated = self.pipeline.named_steps["classify"].calibrated_classifiers_
-            cached = np.mean([c.estimator.coef_ for c in calibrated], axis=0).astype(np.float32)
-            self._coef_cache = cached
-        return cached
 
     def save(self, path: str) -> None:
         """Write the model atomically: a crash never leaves half a file at ``path``."""
+        import sklearn
+
+        pipeline = io.BytesIO()
+        joblib.dump(self.pipeline, pipeline)
         payload = {
             "format": FORMAT_VERSION,
             "sklearn": sklearn.__version__,
-            "pipeline": self.pipeline,
+            "weights": self.weights,
+            "pipeline": pipeline.getvalue(),
             "thresholds": self.thresholds.to_dict(),
             "info": self.info,
         }
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_file(path) as handle:
             joblib.dump(payload, handle, compress=3)
 
@@ -210,16 +183,19 @@ def load_model(path: str) -> Model:
     if not os.path.exists(path):
         raise ModelError(f"no model at {path}; {fix}")
     try:
-        payload = joblib.load(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = joblib.load(path)
     except Exception as exc:  # a truncated or foreign pickle fails in many different ways
         raise ModelError(f"{path} is not a readable partnercheck model ({exc.__class__.__name__}); {fix}") from None
-    if not isinstance(payload, dict) or "pipeline" not in payload:
+    if not isinstance(payload, dict) or "format" not in payload:
         raise ModelError(f"{path} is not a partnercheck model; {fix}")
-    if payload.get("format") != FORMAT_VERSION:
+    if payload["format"] != FORMAT_VERSION or not isinstance(payload.get("weights"), Weights):
         raise ModelError(
             f"{path} has model format {payload.get('format')}, this partnercheck reads format {FORMAT_VERSION}; {fix}"
         )
-    if list(payload["pipeline"].named_steps["classify"].classes_) != sorted(LABELS):
+    weights = payload["weights"]
+    if sorted(weights.labels) != sorted(LABELS):
         raise ModelError(f"{path} was not trained on the labels {', '.join(LABELS)}; {fix}")
     thresholds = Thresholds(**payload.get("thresholds", {}))
-    return Model(payload["pipeline"], thresholds, payload.get("info", {}))
+    return Model(weights, thresholds, payload.get("info", {}), pipeline_bytes=payload.get("pipeline"))

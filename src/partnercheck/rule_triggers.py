@@ -36,50 +36,98 @@ class _Unlistable(Exception):
     pass
 
 
-def word_positions(text: str) -> dict[str, list[int]]:
-    """Each word of ``text`` with the offsets where it starts."""
-    where: dict[str, list[int]] = {}
-    for match in WORD.finditer(text):
-        where.setdefault(match.group(), []).append(match.start())
-    return where
-
-
 class TriggeredPattern:
-    """A compiled pattern that runs only where its trigger words occur."""
+    """A compiled pattern that runs only where its trigger words occur.
 
-    __slots__ = ("regex", "triggers", "width")
+    When every match must start with one of a few words of three letters or more
+    (``\\b(?:plans?|pricing) ...``), the pattern is tried anchored at each place one of them
+    occurs: about half a microsecond a try, against some 18 µs to scan a 2 KB text for a
+    pattern that starts with ``\\b``. Otherwise it is searched in windows around its
+    trigger words, or over the whole text when they are everywhere.
+    """
+
+    __slots__ = ("regex", "triggers", "leading", "width")
 
     def __init__(self, pattern: str) -> None:
         self.regex = re.compile(pattern)
-        self.triggers = trigger_words(pattern)
-        width = self.regex.pattern and _parser.parse(pattern).getwidth()[1]
+        spellings = _spellings(pattern)
+        self.triggers = _triggers(spellings)
+        self.leading = _leading_words(spellings)
+        width = _parser.parse(pattern).getwidth()[1]
         self.width = width if width <= _MAX_WINDOW else None
 
-    def finditer(self, text: str, where: dict[str, list[int]], offset: int = 0):
-        """Matches in ``text``; ``where`` holds word offsets, ``text`` starting at ``offset``."""
-        if self.triggers is None:
-            yield from self.regex.finditer(text)
-            return
-        starts = [start - offset for word in self.triggers for start in where.get(word, ())]
-        if not starts:
-            return
+    def finditer(self, text: str, present: list[str] | None, words: set[str] | frozenset[str] = frozenset()):
+        """Matches in ``text``, given which of the trigger words it contains (``None``: no
+        triggers, search everywhere) and the set of all its words."""
+        if present is None:
+            return self.regex.finditer(text)
+        if self.leading is not None:
+            return self._anchored(text, self.leading & words)
         if self.width is None:
+            return self.regex.finditer(text)
+        return self._in_windows(text, present)
+
+    def _anchored(self, text: str, leading: frozenset[str]):
+        match = self.regex.match
+        starts = []
+        for word in leading:
+            at = text.find(word)
+            while at != -1:
+                starts.append(at)
+                at = text.find(word, at + len(word))
+        starts.sort()
+        last_end = 0
+        for at in starts:
+            if at >= last_end:
+                found = match(text, at)
+                if found is not None:
+                    last_end = found.end()
+                    yield found
+
+    def _in_windows(self, text: str, present: list[str]):
+        width, size = self.width, len(text)
+        spans = []
+        for word in present:
+            at = text.find(word)
+            while at != -1:
+                spans.append((max(0, at - width), min(size, at + len(word) + width)))
+                at = text.find(word, at + 1)
+        if not spans:
+            return
+        spans.sort()
+        begin, end = spans[0]
+        merged = []
+        for next_begin, next_end in spans[1:]:
+            if next_begin <= end:
+                end = max(end, next_end)
+            else:
+                merged.append((begin, end))
+                begin, end = next_begin, next_end
+        merged.append((begin, end))
+        if sum(e - b for b, e in merged) > size // 2:
             yield from self.regex.finditer(text)
             return
-        end_of_last = -1
-        for start in sorted(starts):
-            begin = max(0, start - self.width, end_of_last)
-            for found in self.regex.finditer(text, begin, min(len(text), start + 2 * self.width)):
-                if found.start() >= end_of_last:
-                    end_of_last = found.end()
-                    yield found
+        last_end = 0
+        for begin, end in merged:
+            for found in self.regex.finditer(text, max(begin, last_end), end):
+                last_end = found.end()
+                yield found
 
 
 def trigger_words(pattern: str) -> frozenset[str] | None:
     """Words of which a text must contain one for ``pattern`` to match, or ``None``."""
+    return _triggers(_spellings(pattern))
+
+
+def _spellings(pattern: str) -> set[str] | None:
     try:
-        spellings = _expand(list(_parser.parse(pattern)), {""})
+        return _expand(list(_parser.parse(pattern)), {""})
     except (_Unlistable, re.error, RecursionError):
+        return None
+
+
+def _triggers(spellings: set[str] | None) -> frozenset[str] | None:
+    if spellings is None:
         return None
     triggers = set()
     for spelling in spellings:
@@ -90,8 +138,29 @@ def trigger_words(pattern: str) -> frozenset[str] | None:
     return frozenset(triggers)
 
 
+def _leading_words(spellings: set[str] | None) -> frozenset[str] | None:
+    """The words every match starts with, if each spelling starts with a whole word of three
+    letters or more right after a word boundary; else ``None``."""
+    if spellings is None:
+        return None
+    leading = set()
+    for spelling in spellings:
+        match = WORD.match(spelling, 1) if spelling.startswith(_BOUNDARY) else None
+        if match is None or len(match.group()) < 3:
+            return None
+        end = match.end()
+        if end == len(spelling) or spelling[end] == _GAP:
+            return None
+        leading.add(match.group())
+    return frozenset(leading) if len(leading) <= 40 else None
+
+
 def _rarest_whole_word(spelling: str) -> str | None:
-    """The most telling word of one spelling that is surely whole in any text it matches."""
+    """The most telling word of one spelling that is surely whole in any text it matches.
+
+    Words under three letters are never chosen: finding them in a text would find them
+    inside every other word.
+    """
     best = None
     for match in WORD.finditer(spelling):
         start, end = match.span()
@@ -99,7 +168,7 @@ def _rarest_whole_word(spelling: str) -> str | None:
             continue  # the word may run on into letters the pattern does not spell out
         word = match.group(0)
         score = (word not in _COMMON, len(word))
-        if best is None or score > best[0]:
+        if len(word) >= 3 and (best is None or score > best[0]):
             best = (score, word)
     return None if best is None else best[1]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .labels import LABELS
-from .rule_triggers import TriggeredPattern, word_positions
+from .rule_triggers import WORD, TriggeredPattern
 
 MACROS = {
     "__money__": r"(?:[$€£]\s?\d[\d,.]{0,12}\s?[km]?\b|\b\d[\d,.]{0,12}\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds|€|\$)(?!\w))",
@@ -67,7 +67,17 @@ class RuleSet:
                 raise RulesError(f"rule {rule.id} is defined twice")
             seen.add(rule.id)
         self.rules = tuple(rules)
-        self._compiled = [(rule, _compile_patterns(rule)) for rule in rules]
+        self._patterns: list[tuple[int, TriggeredPattern]] = [
+            (index, pattern) for index, rule in enumerate(rules) for pattern in _compile_patterns(rule)
+        ]
+        # Which patterns each trigger word can set off, and which patterns always run.
+        self._by_word: dict[str, list[int]] = {}
+        self._always: list[int] = []
+        for number, (_, pattern) in enumerate(self._patterns):
+            if pattern.triggers is None:
+                self._always.append(number)
+            for word in pattern.triggers or ():
+                self._by_word.setdefault(word, []).append(number)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -79,30 +89,29 @@ class RuleSet:
         self.__init__(list(state["rules"]))
 
     def match(self, subject: str, body: str) -> list[RuleHit]:
-        """Hits on already normalised subject and body text."""
+        """Hits on already normalised subject and body text, in rule order."""
         everything = f"{subject}\n{body}"
-        where = word_positions(everything)
-        hits = []
-        for rule, patterns in self._compiled:
-            if rule.field == "all":
-                text, offset = everything, 0
-            elif rule.field == "subject":
-                text, offset = subject, 0
-            else:
-                text, offset = body, len(subject) + 1
-            snippets: list[str] = []
-            for pattern in patterns:
-                for found in pattern.finditer(text, where, offset):
-                    snippet = found.group(0).strip()
-                    if snippet not in snippets:
-                        snippets.append(snippet)
-                        if len(snippets) == MAX_SNIPPETS:
-                            break
-                if len(snippets) == MAX_SNIPPETS:
-                    break
-            if snippets:
-                hits.append(RuleHit(rule, tuple(snippets)))
-        return hits
+        present: dict[int, list[str]] = {number: [] for number in self._always}
+        words = set(WORD.findall(everything))
+        by_word = self._by_word
+        for word in words.intersection(by_word):
+            for number in by_word[word]:
+                present.setdefault(number, []).append(word)
+        snippets: dict[int, list[str]] = {}
+        for number in sorted(present):
+            index, pattern = self._patterns[number]
+            found = snippets.setdefault(index, [])
+            if len(found) >= MAX_SNIPPETS:
+                continue
+            field = self.rules[index].field
+            text = everything if field == "all" else subject if field == "subject" else body
+            for match in pattern.finditer(text, present[number] or None, words):
+                snippet = match.group(0).strip()
+                if snippet not in found:
+                    found.append(snippet)
+                    if len(found) == MAX_SNIPPETS:
+                        break
+        return [RuleHit(self.rules[index], tuple(found)) for index, found in snippets.items() if found]
 
     def __add__(self, other: "RuleSet") -> "RuleSet":
         return RuleSet(list(self.rules) + list(other.rules))

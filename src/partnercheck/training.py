@@ -18,7 +18,8 @@ from sklearn.model_selection import StratifiedKFold
 from .evaluate import Scores
 from .labels import LABELS
 from .mail import EmailRecord
-from .model import Model, build_pipeline
+from .model import Model
+from .pipeline import build_pipeline
 from .normalize import normalize
 from .verdict import Thresholds, decide
 
@@ -77,7 +78,7 @@ def prepare(records) -> Prepared:
     return Prepared(kept, labels, duplicates)
 
 
-def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = 0.5) -> np.ndarray:
+def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = 3.0) -> np.ndarray:
     """Probabilities for every message from a model that did not see it (columns: sorted labels)."""
     pipeline = build_pipeline(c=c, seed=seed)
     extract = pipeline.named_steps["extract"].fit(prepared.records)
@@ -118,13 +119,13 @@ def choose_thresholds(probabilities: np.ndarray, truth: list[str]) -> tuple[Thre
     return best[1], best[2]
 
 
-def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = 0.5, info: dict | None = None) -> Model:
+def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = 3.0, info: dict | None = None) -> Model:
     """The final model on all prepared records."""
     pipeline = build_pipeline(c=c, seed=seed).fit(prepared.records, prepared.labels)
-    return Model(pipeline, thresholds, dict(info or {}))
+    return Model.from_pipeline(pipeline, thresholds, info)
 
 
-def train(records, seed: int = 0, c: float = 0.5, info: dict | None = None) -> tuple[Model, Scores, Prepared]:
+def train(records, seed: int = 0, c: float = 3.0, info: dict | None = None) -> tuple[Model, Scores, Prepared]:
     """Prepare, cross-validate, choose thresholds and fit: the whole of training.
 
     Returns the model, the cross-validated scores under the chosen thresholds, and the

@@ -174,8 +174,8 @@ _SHAPES = {
     "shape:unsubscribe-link": "an unsubscribe link",
     "shape:many-links": "many links",
 }
-_PLACEHOLDERS = {"__money__": "a money amount", "__pct__": "a percentage", "__num__": "a number",
-                 "__email__": "an e-mail address", "__url__": "a link"}
+_PLACEHOLDERS = {"MONEY": "a money amount", "PCT": "a percentage", "NUM": "a number",
+                 "EMAIL": "an e-mail address", "URL": "a link"}
 
 
 def describe_token(token: str) -> str:

@@ -1,0 +1,67 @@
+"""The shipped model: built from the committed data, as good as promised on held-out mail,
+and reproducible."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+
+from partnercheck.evaluate import score_model
+from partnercheck.sources import Source
+
+from conftest import DATA, ROOT
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_model_matches_committed_data(shipped_model):
+    fingerprint = _train_module().data_fingerprint()
+    assert shipped_model.info["data_fingerprint"] == fingerprint, (
+        "data/ changed since models/ was built: run `python train.py` and commit both"
+    )
+
+
+def test_heldout_quality(shipped_model):
+    held = _train_module().heldout_keys()
+    records = [r for r in Source(str(DATA)) if r.key in held]
+    scores = score_model(shipped_model, records)
+    assert scores.total == len(held)
+    assert scores.macro_f1() >= 0.95
+    assert scores.partnership_as_pitch() <= 0.01
+
+
+def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(shipped_model):
+    records = list(Source(str(DATA / "partnership")))[:40] + list(Source(str(DATA / "pitch")))[:40]
+    verdicts = shipped_model.classify_many(records)
+    ours = np.array([[v.scores[label] for label in shipped_model.labels] for v in verdicts])
+    theirs = shipped_model.pipeline.predict_proba(records)
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_training_is_deterministic(tmp_path):
+    from partnercheck import training
+
+    records = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:30]]
+    first, _, _ = training.train(records, seed=7)
+    second, _, _ = training.train(records, seed=7)
+    probe = list(Source(str(DATA / "other")))[30:60]
+    assert [v.scores for v in first.classify_many(probe)] == [v.scores for v in second.classify_many(probe)]
+    assert first.thresholds == second.thresholds
+
+
+def test_cold_classification_imports_no_scikit_learn(tmp_path):
+    import subprocess
+
+    code = ("import sys; from partnercheck.model import load_model; from partnercheck.mail import parse_message;"
+            f"m = load_model({str(ROOT / 'models' / 'partnercheck.joblib')!r});"
+            f"m.classify(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()));"
+            "print('sklearn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
