@@ -9,6 +9,7 @@ about as much as classifying a few thousand messages.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import Counter
 from itertools import islice
@@ -94,10 +95,16 @@ def label_source(
         return
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs", batch_size=1)
-    yield from parallel(
-        delayed(_classify_raw_chunk)(model_path, policy, source.name, chunk) for chunk in _chunks(messages)
-    )
+    # Workers are forked from this process where the platform allows it, so they start with
+    # the model already loaded (about 0.9 s of start-up saved per worker); elsewhere (loky)
+    # they load it themselves, once each. The fork-based backend returns whole lists, so
+    # chunks go out in groups: a few per worker, which bounds memory like a stream does.
+    _worker_models[model_path] = model
+    backend = "multiprocessing" if "fork" in multiprocessing.get_all_start_methods() else "loky"
+    chunks = _chunks(messages)
+    with Parallel(n_jobs=jobs, backend=backend, batch_size=1) as parallel:
+        while group := list(islice(chunks, 8 * jobs)):
+            yield from parallel(delayed(_classify_raw_chunk)(model_path, policy, source.name, chunk) for chunk in group)
 
 
 def _large(source: Source) -> bool:

@@ -76,7 +76,7 @@ def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     tokens = ["subject:" + w for w in _words(subject)]
     body_words = _words(body)
     tokens.extend(body_words)
-    tokens.extend(f"{a} {b}" for a, b in zip(body_words, body_words[1:]))
+    tokens.extend(map(" ".join, zip(body_words, body_words[1:])))
     tokens.extend("sig:" + w for w in _words(signature))
     tokens.extend(_link_tokens(record.links))
     tokens.extend(_header_tokens(record))
@@ -102,6 +102,19 @@ def _words(text: str) -> list[str]:
     text = _NUMBER.sub(" NUM ", text)
     cached = _STEMS.get
     return [cached(w) or _stem(w) for w in _TOKEN.findall(text)]
+
+
+def remember_stems(stems: dict[str, str]) -> None:
+    """Fill the stem cache ahead of time (a model carries the stems of its training words)."""
+    for word, stem in stems.items():
+        if len(_STEMS) >= _MAX_STEM_CACHE:
+            break
+        _STEMS.setdefault(word, stem)
+
+
+def known_stems() -> dict[str, str]:
+    """The stems computed so far in this process."""
+    return dict(_STEMS)
 
 
 def _stem(word: str) -> str:

@@ -23,7 +23,7 @@ import joblib
 import numpy as np
 
 from .atomic import atomic_file
-from .features import extract
+from .features import extract, known_stems, remember_stems
 from .labels import LABELS
 from .mail import EmailRecord
 from .rules import RuleSet
@@ -53,6 +53,7 @@ class Weights:
     coef: np.ndarray  # (labels, features)
     intercept: np.ndarray  # (labels,)
     calibration: np.ndarray  # (labels, 2): sigmoid a and b per label
+    stems: dict[str, str] = field(default_factory=dict)  # the training words' stems, to warm the cache
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "Weights":
@@ -73,6 +74,7 @@ class Weights:
             coef=svm.coef_.astype(np.float32),
             intercept=svm.intercept_.astype(np.float64),
             calibration=np.array([[c.a_, c.b_] for c in calibrated.calibrators], dtype=np.float64),
+            stems=known_stems(),
         )
 
     def probabilities(self, matrix) -> np.ndarray:
@@ -92,6 +94,7 @@ class Model:
     def __init__(self, weights: Weights, thresholds: Thresholds | None = None, info: dict | None = None,
                  pipeline=None, pipeline_bytes: bytes | None = None) -> None:
         self.weights = weights
+        remember_stems(weights.stems)
         self.thresholds = thresholds or Thresholds()
         self.info = dict(info or {})
         self._pipeline = pipeline

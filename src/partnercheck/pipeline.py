@@ -62,13 +62,14 @@ class MailTokenizer(BaseEstimator, TransformerMixin):
 class MailVectorizer(BaseEstimator, TransformerMixin):
     """TF-IDF over tokens plus one weighted column per rule."""
 
-    def __init__(self, min_df: int = 2, max_features: int | None = 60_000) -> None:
+    def __init__(self, min_df: int = 2, max_df: float = 1.0, max_features: int | None = 60_000) -> None:
         self.min_df = min_df
+        self.max_df = max_df
         self.max_features = max_features
 
     def fit(self, docs: list[Extracted], y=None):
         tfidf = TfidfVectorizer(
-            analyzer=extracted_tokens, min_df=self.min_df, max_features=self.max_features,
+            analyzer=extracted_tokens, min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
             sublinear_tf=True, dtype=np.float32,
         ).fit(docs)
         self.vocabulary_ = dict(tfidf.vocabulary_)
