@@ -4,9 +4,7 @@ In the manner of SpamBayes' tokenizer, every token says where it came from:
 
 ============================  ===============================================
 ``partner``                   a stemmed word of the new body text
-``free trial``                two neighbouring stemmed words (bigram)
 ``subject:partner``           a stemmed word of the subject
-``sig:founder``               a stemmed word of the signature block
 ``url:calendar``              a word from a link's path or host name
 ``header:list-unsubscribe``   how the mail was sent (bulk headers, a real or fake reply)
 ``shape:html-only``           how the mail is built (tracking pixel, booking link, ...)
@@ -18,7 +16,11 @@ is) so the model learns that
 a price is quoted, not which price. Sender domains, names and Message-IDs are deliberately
 not tokens: they identify a corpus's authors, not what a message asks of its reader.
 Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
-that quotes a pitch is not read as one.
+that quotes a pitch is not read as one; signatures reach only the rules. Two kinds of token
+were tried and dropped: word pairs (bigrams) and signature words. Without them
+cross-validated macro-F1 stayed at 0.974 (0.973 and 0.975 with), accuracy on the real-mail
+sample rose from 0.82 to 0.85, and labelling got 16% faster: signatures and phrasing
+identify the corpus's writers more than what a message asks of its reader.
 """
 
 from __future__ import annotations
@@ -76,8 +78,6 @@ def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     tokens = ["subject:" + w for w in _words(subject)]
     body_words = _words(body)
     tokens.extend(body_words)
-    tokens.extend(map(" ".join, zip(body_words, body_words[1:])))
-    tokens.extend("sig:" + w for w in _words(signature))
     tokens.extend(_link_tokens(record.links))
     tokens.extend(_header_tokens(record))
     tokens.extend(_shape_tokens(record))

@@ -45,6 +45,17 @@ class _Unlistable(Exception):
     pass
 
 
+def word_starts(text: str, word: str) -> list[int]:
+    """Where ``word`` starts a word in ``text`` ("we" in "we can", not in "answer")."""
+    found = []
+    at = text.find(word)
+    while at != -1:
+        if at == 0 or not text[at - 1].isalnum():
+            found.append(at)
+        at = text.find(word, at + len(word))
+    return found
+
+
 class TriggeredPattern:
     """A compiled pattern that runs only where its trigger words occur.
 
@@ -65,36 +76,35 @@ class TriggeredPattern:
         width = _parser.parse(pattern).getwidth()[1]
         self.width = width if width <= _MAX_WINDOW else None
 
-    def finditer(self, text: str, present: list[str] | None, words: set[str] | frozenset[str] = frozenset()):
-        """Matches in ``text``, given which of the trigger words it contains (``None``: no
-        triggers, search everywhere) and the set of all its words."""
-        if present is None:
+    def finditer(self, text: str, words: set[str], starts: dict[str, list[int]]):
+        """Matches in ``text``, whose words (:data:`WORD`) are ``words``. ``starts`` caches,
+        for the same text, where each word starts: patterns share their first words."""
+        if self.triggers is None:
             return self.regex.finditer(text)
         if self.leading is not None:
-            return self._anchored(text, self.leading & words)
+            return self._anchored(text, self.leading & words, starts)
         if self.width is None:
             return self.regex.finditer(text)
-        return self._in_windows(text, present)
+        return self._in_windows(text, self.triggers & words)
 
-    def _anchored(self, text: str, leading: frozenset[str]):
+    def _anchored(self, text: str, leading: frozenset[str], starts: dict[str, list[int]]):
         match = self.regex.match
-        starts = []
+        places: list[int] = []
         for word in leading:
-            at = text.find(word)
-            while at != -1:
-                if at == 0 or not text[at - 1].isalnum():  # a word start, not "we" in "answer"
-                    starts.append(at)
-                at = text.find(word, at + len(word))
-        starts.sort()
+            found = starts.get(word)
+            if found is None:
+                found = starts[word] = word_starts(text, word)
+            places.extend(found)
+        places.sort()
         last_end = 0
-        for at in starts:
+        for at in places:
             if at >= last_end:
-                found = match(text, at)
-                if found is not None:
-                    last_end = found.end()
-                    yield found
+                hit = match(text, at)
+                if hit is not None:
+                    last_end = hit.end()
+                    yield hit
 
-    def _in_windows(self, text: str, present: list[str]):
+    def _in_windows(self, text: str, present: frozenset[str]):
         width, size = self.width, len(text)
         spans = []
         for word in present:

@@ -91,21 +91,21 @@ class RuleSet:
     def match(self, subject: str, body: str) -> list[RuleHit]:
         """Hits on already normalised subject and body text, in rule order."""
         everything = f"{subject}\n{body}"
-        present: dict[int, list[str]] = {number: [] for number in self._always}
         words = set(WORD.findall(everything))
+        candidates = set(self._always)
         by_word = self._by_word
         for word in words.intersection(by_word):
-            for number in by_word[word]:
-                present.setdefault(number, []).append(word)
+            candidates.update(by_word[word])
         snippets: dict[int, list[str]] = {}
-        for number in sorted(present):
+        starts_in = {"all": {}, "subject": {}, "body": {}}
+        for number in sorted(candidates):
             index, pattern = self._patterns[number]
             found = snippets.setdefault(index, [])
             if len(found) >= MAX_SNIPPETS:
                 continue
             field = self.rules[index].field
             text = everything if field == "all" else subject if field == "subject" else body
-            for match in pattern.finditer(text, present[number] or None, words):
+            for match in pattern.finditer(text, words, starts_in[field]):
                 snippet = match.group(0).strip()
                 if snippet not in found:
                     found.append(snippet)

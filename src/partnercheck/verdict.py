@@ -149,7 +149,6 @@ def _nudged(probabilities: dict[str, float], hits: list[RuleHit]) -> dict[str, f
 
 _TAGS = {
     "subject": "subject word",
-    "sig": "signature word",
     "url": "link word",
 }
 _SHAPES = {
