@@ -112,6 +112,23 @@ def remember_stems(stems: dict[str, str]) -> None:
         _STEMS.setdefault(word, stem)
 
 
+_SURFACE: dict[str, str] = {}
+_surface_built_from = 0
+
+
+def surface(stem: str) -> str:
+    """A word that has this stem, for showing to people ("only" for "onli"); the shortest
+    word seen, or the stem itself when none was."""
+    global _surface_built_from
+    if stem not in _SURFACE and len(_STEMS) != _surface_built_from:
+        for word, word_stem in _STEMS.items():
+            known = _SURFACE.get(word_stem)
+            if known is None or len(word) < len(known):
+                _SURFACE[word_stem] = word
+        _surface_built_from = len(_STEMS)
+    return _SURFACE.get(stem, stem)
+
+
 def known_stems() -> dict[str, str]:
     """The stems computed so far in this process."""
     return dict(_STEMS)

@@ -36,6 +36,12 @@ FORMAT_VERSION = 2
 CLUES = 5
 
 
+_FUNCTION_WORDS = frozenset(
+    "a an and or but of to in on at by for with from as is are was were be been it this that these those "
+    "will would can could have has had do does did so if not than then there the".split()
+)
+
+
 class ModelError(Exception):
     """A model that cannot be used; the message says how to fix it."""
 
@@ -156,10 +162,23 @@ class Model:
         columns = matrix.indices[start:end]
         contributions = matrix.data[start:end] * w.coef[w.labels.index(label)][columns]
         order = np.argsort(contributions)
-        verdict.clues_for = [Clue(str(w.feature_names[columns[j]]), float(contributions[j]))
-                             for j in order[::-1][:CLUES] if contributions[j] > 0]
-        verdict.clues_against = [Clue(str(w.feature_names[columns[j]]), float(contributions[j]))
-                                 for j in order[:CLUES] if contributions[j] < 0]
+        verdict.clues_for = self._clues(columns, contributions, order[::-1], positive=True)
+        verdict.clues_against = self._clues(columns, contributions, order, positive=False)
+
+    def _clues(self, columns, contributions, order, positive: bool) -> list[Clue]:
+        """The strongest contributions of one sign, leaving out words like "the" that count in
+        the score but say nothing to a reader."""
+        clues = []
+        for j in order:
+            value = float(contributions[j])
+            if (value > 0) != positive or value == 0:
+                break
+            token = str(self.weights.feature_names[columns[j]])
+            if token not in _FUNCTION_WORDS:
+                clues.append(Clue(token, value))
+                if len(clues) == CLUES:
+                    break
+        return clues
 
     def save(self, path: str) -> None:
         """Write the model atomically: a crash never leaves half a file at ``path``."""

@@ -183,10 +183,12 @@ def describe_token(token: str) -> str:
         return _SHAPES[token]
     if token.startswith("rule:"):
         return f"rule {token[5:]}"
+    from .features import surface
+
     tag, _, word = token.partition(":")
     if word and tag in _TAGS:
-        return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word, word)}"'
-    return '"' + " ".join(_PLACEHOLDERS.get(w, w) for w in token.split(" ")) + '"'
+        return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word) or surface(word)}"'
+    return '"' + " ".join(_PLACEHOLDERS.get(w) or surface(w) for w in token.split(" ")) + '"'
 
 
 LABEL_ORDER = (PARTNERSHIP, PITCH, OTHER)
