@@ -100,6 +100,7 @@ class Model:
     def __init__(self, weights: Weights, thresholds: Thresholds | None = None, info: dict | None = None,
                  pipeline=None, pipeline_bytes: bytes | None = None) -> None:
         self.weights = weights
+        self._names = [str(name) for name in weights.feature_names]  # indexing a list beats numpy here
         remember_stems(weights.stems)
         self.thresholds = thresholds or Thresholds()
         self.info = dict(info or {})
@@ -169,11 +170,11 @@ class Model:
         """The strongest contributions of one sign, leaving out words like "the" that count in
         the score but say nothing to a reader."""
         clues = []
-        for j in order:
+        for j in order.tolist():
             value = float(contributions[j])
             if (value > 0) != positive or value == 0:
                 break
-            token = str(self.weights.feature_names[columns[j]])
+            token = self._names[columns[j]]
             if token not in _FUNCTION_WORDS:
                 clues.append(Clue(token, value))
                 if len(clues) == CLUES:

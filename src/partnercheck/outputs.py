@@ -60,17 +60,17 @@ class RowWriter:
             except OSError as exc:
                 raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
         if fmt != "jsonl":
-            self._csv = csv.DictWriter(self._handle, fieldnames=fields, delimiter="\t" if fmt == "tsv" else ",",
-                                       extrasaction="ignore", lineterminator="\n")
-            self._csv.writeheader()
+            self._csv = csv.writer(self._handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+            self._csv.writerow(fields)
         for row in previous:
-            self.write(row)
+            self.write([row.get(field, "") for field in fields])
 
-    def write(self, row: dict) -> None:
+    def write(self, values: list) -> None:
+        """One row: its values in the order of ``fields``."""
         if self.fmt == "jsonl":
-            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._handle.write(json.dumps(dict(zip(self.fields, values)), ensure_ascii=False) + "\n")
         else:
-            self._csv.writerow({k: _flat(v) for k, v in row.items()})
+            self._csv.writerow(values)
 
     def close(self) -> None:
         """Flush and, for a file, move the finished rows into place."""
@@ -103,11 +103,3 @@ class RowWriter:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
         self.done = {(str(r.get("source", "")), str(r.get("key", ""))) for r in rows}
         return rows
-
-
-def _flat(value):
-    if isinstance(value, (list, tuple)):
-        return "; ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return value

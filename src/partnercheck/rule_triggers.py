@@ -27,9 +27,9 @@ _COMMON = frozenset(
     "a an and are as at be by can could did do for from get had has have i if in is it its "
     "just me my no not of on or our so that the their them they this to us was we were what "
     "will with would you your "
-    "about account after all also any anything back best both bring build business call "
+    "about account after all also any anything back best both bring build business call chat connect "
     "company cost customers day each either email even every fee first free give good great "
-    "help here how keep know last let like list look make many money month monthly more most "
+    "help here how keep know last let like list look make many meeting money month monthly more most "
     "much need new next nothing now off offer one only open other out over partner pay people "
     "price reply review sales see send set share short side small some split start take team "
     "than thanks then there these think time together two up use very want way week well when "
@@ -73,8 +73,12 @@ class TriggeredPattern:
         spellings = _spellings(pattern)
         self.triggers = _triggers(spellings)
         self.leading = _leading_words(spellings)
-        width = _parser.parse(pattern).getwidth()[1]
-        self.width = width if width <= _MAX_WINDOW else None
+        parsed = _parser.parse(pattern)
+        width = parsed.getwidth()[1]
+        # A pattern that starts with a literal is scanned fast by the regex engine itself:
+        # windows would only add work.
+        scans_fast = len(parsed) > 0 and parsed[0][0] is C.LITERAL
+        self.width = width if width <= _MAX_WINDOW and not scans_fast else None
 
     def finditer(self, text: str, words: set[str], starts: dict[str, list[int]]):
         """Matches in ``text``, whose words (:data:`WORD`) are ``words``. ``starts`` caches,

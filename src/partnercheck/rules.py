@@ -82,11 +82,6 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def __getstate__(self):
-        return {"rules": self.rules}
-
-    def __setstate__(self, state):
-        self.__init__(list(state["rules"]))
 
     def match(self, subject: str, body: str) -> list[RuleHit]:
         """Hits on already normalised subject and body text, in rule order."""
