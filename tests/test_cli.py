@@ -207,3 +207,54 @@ def test_train_with_given_labels(runner, tmp_path):
     first = runner.invoke(cli, ["train", "--label", "pitch", str(groups["pitch"]), "-o", str(model)])
     assert first.exit_code == 1  # one label alone cannot be learned
     assert "too few examples" in first.output
+
+
+def test_progress_bar_on_a_terminal_only(small_model_path, tmp_path):
+    """With stderr on a terminal, `label` draws a progress bar there and nothing else changes;
+    with stderr piped, it stays silent but for the summary."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT] * 3)
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "PYTHONPATH": str(ROOT / "src"),
+           "PARTNERCHECK_SOCKET": str(tmp_path / "none.sock")}
+    out = tmp_path / "labels.csv"
+    leader, follower = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "partnercheck", "label", str(mbox), "-o", str(out)],
+                          stderr=follower, stdout=subprocess.PIPE, env=env, timeout=120)
+    os.close(follower)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    assert proc.returncode == 0 and len(list(csv.DictReader(out.open()))) == 9
+    assert b"labelling" in terminal and b"labelled 9 messages" in terminal
+    piped = subprocess.run([sys.executable, "-m", "partnercheck", "label", str(mbox)], capture_output=True,
+                           env=env, timeout=120)
+    assert b"labelling" not in piped.stderr and b"labelled 9 messages" in piped.stderr
+
+
+def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
+    monkeypatch.delenv("PARTNERCHECK_MODEL", raising=False)
+    config = write(tmp_path / "config.toml", f"model = '{tmp_path / 'missing.joblib'}'\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    result = CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT))
+    assert result.exit_code == 1 and "missing.joblib" in result.output
+    config.write_text(f"model = '{small_model_path}'\n")
+    assert CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
+
+
+def test_train_with_default_data(runner, tmp_path):
+    mbox = _mbox(tmp_path, [PITCH_TEXT])
+    model = tmp_path / "m.joblib"
+    result = runner.invoke(cli, ["train", "--label", "pitch", str(mbox), "--with-default-data", "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "cross-validated" in result.output and model.exists()
