@@ -83,6 +83,3 @@ OTHER_TEXT = (
     "was paid on Friday. See you on Thursday for the quarterly review.\n\nThanks,\nLi"
 )
 
-
-def os_environ_without(*names: str) -> dict:
-    return {k: v for k, v in os.environ.items() if k not in names}

@@ -6,11 +6,11 @@ import pytest
 
 from partnercheck.mail import parse_message
 from partnercheck.policy import Policy, load_policy
-from partnercheck.rules import Rule, RuleHit, load_rules
+from partnercheck.rules import Rule, RuleHit
 from partnercheck.settings import ConfigError
 from partnercheck.verdict import Thresholds, decide, describe_token
 
-from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, message, write
+from conftest import PITCH_TEXT, message, write
 
 T = Thresholds(min_confidence=0.5, partnership_guard=0.25)
 

@@ -7,7 +7,6 @@ a bad rules or config file) becomes one line on stderr and exit code 1; bad opti
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -18,20 +17,21 @@ import click
 
 from . import __version__, filtering
 from .labels import LABELS
-from .outputs import OUTPUT_FORMATS, OutputError, RowWriter, format_for
+from .outputs import OutputError, RowWriter, format_for
 from .settings import ConfigError, read_config
 from .sources import FORMATS, Columns, Source, SourceError
 
-KNOWN_ERRORS: tuple[type[Exception], ...] = (SourceError, OutputError, ConfigError)
 
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    # Imported here so that `--help` and `inspect` never pay for scikit-learn.
+def _is_known(exc: Exception) -> bool:
+    """Whether ``exc`` is one of partnercheck's own errors, whose message is meant for users."""
     from .model import ModelError
     from .rules import RulesError
-    from .training import TrainingError
 
-    return KNOWN_ERRORS + (ModelError, RulesError, TrainingError)
+    known: tuple[type[Exception], ...] = (SourceError, OutputError, ConfigError, ModelError, RulesError)
+    training = sys.modules.get("partnercheck.training")  # not imported: cannot have raised
+    if training is not None:
+        known += (training.TrainingError,)
+    return isinstance(exc, known)
 
 
 class _Group(click.Group):
@@ -43,7 +43,7 @@ class _Group(click.Group):
         except BrokenPipeError:
             _quiet_broken_pipe()
         except Exception as exc:
-            if isinstance(exc, KNOWN_ERRORS) or isinstance(exc, _known_errors()):
+            if _is_known(exc):
                 raise click.ClickException(str(exc)) from None
             if os.environ.get("PARTNERCHECK_DEBUG"):
                 raise
@@ -105,10 +105,6 @@ def _columns(kwargs) -> Columns:
                    sender=kwargs.pop("from_column"), label=kwargs.pop("label_column"))
 
 
-def _open_source(path: str, fmt: str | None, columns: Columns, label: str | None = None) -> Source:
-    return Source(path, fmt=fmt, columns=columns, label=label)
-
-
 _models: dict[tuple[str, int], object] = {}
 
 
@@ -146,7 +142,7 @@ def inspect(source, fmt, as_json, **kwargs):
       partnercheck inspect ~/Maildir --json
       cat message.eml | partnercheck inspect -
     """
-    reader = _open_source(source, fmt, _columns(kwargs))
+    reader = Source(source, fmt=fmt, columns=_columns(kwargs))
     count = problems = 0
     for record in reader:
         count += 1
@@ -189,7 +185,7 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
     columns = _columns(kwargs)
     model, _, policy = _load(model_option, rules_file)
     for path in sources or ("-",):
-        for record in _open_source(path, fmt, columns):
+        for record in Source(path, fmt=fmt, columns=columns):
             name = record.key if record.key == os.path.basename(record.source) or record.source in ("", "-") \
                 else f"{os.path.basename(record.source)}:{record.key}"
             if not readable(record):
@@ -220,7 +216,7 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck explain message.eml --json
     """
     model, _, policy = _load(model_option, rules_file)
-    records = iter(_open_source(file, fmt, _columns(kwargs)))
+    records = iter(Source(file, fmt=fmt, columns=_columns(kwargs)))
     record = next(records, None)
     if record is None:
         raise click.ClickException(f"{file}: no message in it")
@@ -228,34 +224,7 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
         return
-    click.echo(explain_text(record, verdict))
-
-
-def explain_text(record, verdict) -> str:
-    """A verdict and its reasons, for a person."""
-    lines = [f"Verdict: {verdict.label.upper()}"]
-    if record.subject or record.from_addr:
-        lines.append(f"Message: {record.subject or '(no subject)'} — from {record.from_addr or 'unknown sender'}")
-    lines.append("Scores:  " + "   ".join(f"{k} {v:.0%}" for k, v in sorted(verdict.scores.items(), key=lambda kv: -kv[1])))
-    if verdict.decided_by:
-        lines.append(f"Decided by: {verdict.decided_by}")
-    elif verdict.label == "unsure":
-        lines.append("Unsure: no label was clear enough to trust (see the scores).")
-    if verdict.hits:
-        lines.append("\nRules that fired:")
-        for hit in verdict.hits:
-            matched = ", ".join(f'"{m}"' for m in hit.matches)
-            lines.append(f"  {hit.id} ({hit.rule.label}): {hit.rule.description}\n      matched {matched}")
-    else:
-        lines.append("\nNo rules fired.")
-    target = verdict.label if verdict.label in verdict.scores else max(verdict.scores, key=verdict.scores.get)
-    if verdict.clues_for:
-        lines.append(f"\nWhat points to {target}:")
-        lines.extend(f"  + {c.describe()}" for c in verdict.clues_for)
-    if verdict.clues_against:
-        lines.append(f"\nWhat points away from {target}:")
-        lines.extend(f"  - {c.describe()}" for c in verdict.clues_against)
-    return "\n".join(lines)
+    click.echo(verdict.explanation(record.subject, record.from_addr))
 
 
 # ----------------------------------------------------------------------------- filter
@@ -346,7 +315,7 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
     """
     from .batch import ROW_FIELDS, label_source, tally
 
-    reader = _open_source(source, fmt, _columns(kwargs))
+    reader = Source(source, fmt=fmt, columns=_columns(kwargs))
     model, path, policy = _load(model_option, rules_file)
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
@@ -417,7 +386,7 @@ def train(sources, output, given_label, with_default_data, force, seed, fmt, **k
     if os.path.exists(output) and not force:
         raise click.ClickException(f"{output} exists; add --force to overwrite it")
     columns = _columns(kwargs)
-    readers = [_open_source(path, fmt, columns, label=given_label) for path in sources]
+    readers = [Source(path, fmt=fmt, columns=columns, label=given_label) for path in sources]
     if with_default_data:
         corpus = default_corpus()
         if corpus is None:
@@ -453,7 +422,7 @@ def evaluate(source, given_label, as_json, fmt, model_option, rules_file, **kwar
     """
     from .evaluate import score_model
 
-    reader = _open_source(source, fmt, _columns(kwargs), label=given_label)
+    reader = Source(source, fmt=fmt, columns=_columns(kwargs), label=given_label)
     model, _, policy = _load(model_option, rules_file)
     try:
         scores = score_model(model, reader, policy)

@@ -80,6 +80,32 @@ class Verdict:
             parts.append("words " + ", ".join(c.describe() for c in self.clues_for[:3]))
         return "; ".join(parts)
 
+    def explanation(self, subject: str = "", sender: str = "") -> str:
+        """The verdict and its reasons in plain words, for a person (``partnercheck explain``)."""
+        lines = [f"Verdict: {self.label.upper()}"]
+        if subject or sender:
+            lines.append(f"Message: {subject or '(no subject)'} — from {sender or 'unknown sender'}")
+        lines.append("Scores:  " + "   ".join(f"{k} {v:.0%}" for k, v in sorted(self.scores.items(), key=lambda kv: -kv[1])))
+        if self.decided_by:
+            lines.append(f"Decided by: {self.decided_by}")
+        elif self.label == "unsure":
+            lines.append("Unsure: no label was clear enough to trust (see the scores).")
+        if self.hits:
+            lines.append("\nRules that fired:")
+            for hit in self.hits:
+                matched = ", ".join(f'"{m}"' for m in hit.matches)
+                lines.append(f"  {hit.id} ({hit.rule.label}): {hit.rule.description}\n      matched {matched}")
+        else:
+            lines.append("\nNo rules fired.")
+        target = self.label if self.label in self.scores else max(self.scores, key=self.scores.get)
+        if self.clues_for:
+            lines.append(f"\nWhat points to {target}:")
+            lines.extend(f"  + {c.describe()}" for c in self.clues_for)
+        if self.clues_against:
+            lines.append(f"\nWhat points away from {target}:")
+            lines.extend(f"  - {c.describe()}" for c in self.clues_against)
+        return "\n".join(lines)
+
     def to_dict(self) -> dict:
         return {
             "verdict": self.label,
