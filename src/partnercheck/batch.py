@@ -2,9 +2,11 @@
 
 Message formats are split into raw messages in this process (cheap) and parsed and
 classified in chunks by worker processes (joblib), each of which loads the model once.
-Rows come back in source order, so output is stable and ``--resume`` can skip what an
-earlier run already wrote. Small inputs are classified in-process: starting workers costs
-about as much as classifying a few thousand messages.
+Where the platform forks, the workers are forked after this process has loaded the model
+and nltk, so they start with both in memory. Rows come back in source
+order, so output is stable and ``--resume`` can skip what an earlier run already wrote.
+Small inputs are classified in-process: starting workers costs about as much as
+classifying a few thousand messages.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import multiprocessing
 import os
 from collections import Counter
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .labels import UNSURE
 from .mail import EmailRecord
-from .model import Model, load_model
 from .sources import RawMessage, Source, to_record
+
+if TYPE_CHECKING:
+    from .model import Model
 
 ROW_FIELDS = [
     "source", "key", "message_id", "date", "from", "subject", "verdict", "score",
@@ -30,7 +34,17 @@ CHUNK = 500
 PARALLEL_FROM_BYTES = 8 * 1024 * 1024
 PARALLEL_FROM_MESSAGES = 4000
 
-_worker_models: dict[str, Model] = {}
+_models: dict[str, "Model"] = {}
+
+
+def model_at(path: str) -> "Model":
+    """The model at ``path``, loaded once per process."""
+    model = _models.get(path)
+    if model is None:
+        from .model import load_model  # numpy and scipy: only where classifying happens
+
+        model = _models[path] = load_model(path)
+    return model
 
 
 def verdict_row(record: EmailRecord, verdict) -> list:
@@ -57,7 +71,7 @@ def readable(record: EmailRecord) -> bool:
     return bool(record.body.strip() or record.subject.strip())
 
 
-def classify_records(model: Model, records: list[EmailRecord], policy=None) -> list[list]:
+def classify_records(model: "Model", records: list[EmailRecord], policy=None) -> list[list]:
     """Rows for a chunk of records, unreadable ones included, in order."""
     good = [r for r in records if readable(r)]
     verdicts = iter(model.classify_many(good, policy))
@@ -65,14 +79,11 @@ def classify_records(model: Model, records: list[EmailRecord], policy=None) -> l
 
 
 def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[list]:
-    model = _worker_models.get(model_path)
-    if model is None:
-        model = _worker_models[model_path] = load_model(model_path)
-    return classify_records(model, [to_record(m, source) for m in messages], policy)
+    return classify_records(model_at(model_path), [to_record(m, source) for m in messages], policy)
 
 
 def label_source(
-    source: Source, model: Model, model_path: str, policy=None, jobs: int | None = None,
+    source: Source, model_path: str, policy=None, jobs: int | None = None,
     skip: set[tuple[str, str]] | None = None,
 ) -> Iterator[list[list]]:
     """Lists of rows, chunk by chunk, for every message of ``source`` not in ``skip``.
@@ -84,24 +95,29 @@ def label_source(
     if source.is_table:
         records = (r for r in source if (r.source, r.key) not in skip)
         for chunk in _chunks(records):
-            yield classify_records(model, chunk, policy)
+            yield classify_records(model_at(model_path), chunk, policy)
         return
     messages = (m for m in source.messages() if (source.name, m.key) not in skip)
     if jobs is None:
         jobs = (os.cpu_count() or 1) if _large(source) else 1
     if jobs <= 1:
         for chunk in _chunks(messages):
-            yield classify_records(model, [to_record(m, source.name) for m in chunk], policy)
+            yield classify_records(model_at(model_path), [to_record(m, source.name) for m in chunk], policy)
         return
     from joblib import Parallel, delayed
 
-    # Workers are forked from this process where the platform allows it, so they start with
-    # the model already loaded (about 0.9 s of start-up saved per worker); elsewhere (loky)
-    # they load it themselves, once each. The fork-based backend returns whole lists, so
-    # chunks go out in groups: a few per worker, which bounds memory like a stream does.
-    _worker_models[model_path] = model
-    gc.freeze()  # forked workers then share the loaded model's memory instead of copying it on GC
-    backend = "multiprocessing" if "fork" in multiprocessing.get_all_start_methods() else "loky"
+    # Forked workers start with what this process has loaded (0.6 s of imports and loading
+    # saved per worker); spawned ones (loky, where there is no fork) load it themselves.
+    # The fork-based backend returns whole lists, so chunks go out in groups: a few per
+    # worker, which bounds memory like a stream does.
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if fork:
+        from .features import snowball
+
+        model_at(model_path)
+        snowball()
+        gc.freeze()  # the workers then share these objects' memory instead of copying it
+    backend = "multiprocessing" if fork else "loky"
     chunks = _chunks(messages)
     with Parallel(n_jobs=jobs, backend=backend, batch_size=1) as parallel:
         while group := list(islice(chunks, 8 * jobs)):

@@ -314,15 +314,22 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
       partnercheck label inbox.mbox -o labels.csv --resume   # after Ctrl-C
     """
     from .batch import ROW_FIELDS, label_source, tally
+    from .policy import load_policy
+    from .settings import model_path
 
     reader = Source(source, fmt=fmt, columns=_columns(kwargs))
-    model, path, policy = _load(model_option, rules_file)
+    config = read_config()
+    path, policy = model_path(model_option, config), load_policy(config, rules_file)
+    if not os.path.exists(path):
+        from .model import load_model
+
+        load_model(path)  # says what is missing and how to fix it
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
     show = not quiet and sys.stderr.isatty()
     bar = None
     try:
-        chunks = label_source(reader, model, path, policy, jobs=jobs, skip=writer.done)
+        chunks = label_source(reader, path, policy, jobs=jobs, skip=writer.done)
         if show:
             bar = click.progressbar(length=reader.total or 0, label="labelling", file=sys.stderr,
                                     show_eta=True, show_percent=True, item_show_func=None)

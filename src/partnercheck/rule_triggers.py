@@ -99,14 +99,18 @@ class TriggeredPattern:
             if found is None:
                 found = starts[word] = word_starts(text, word)
             places.extend(found)
+        if not places:
+            return ()
         places.sort()
+        hits = []
         last_end = 0
         for at in places:
             if at >= last_end:
                 hit = match(text, at)
                 if hit is not None:
                     last_end = hit.end()
-                    yield hit
+                    hits.append(hit)
+        return hits
 
     def _in_windows(self, text: str, present: frozenset[str]):
         width, size = self.width, len(text)
@@ -117,7 +121,7 @@ class TriggeredPattern:
                 spans.append((max(0, at - width), min(size, at + len(word) + width)))
                 at = text.find(word, at + 1)
         if not spans:
-            return
+            return ()
         spans.sort()
         begin, end = spans[0]
         merged = []
@@ -129,13 +133,14 @@ class TriggeredPattern:
                 begin, end = next_begin, next_end
         merged.append((begin, end))
         if sum(e - b for b, e in merged) > size // 2:
-            yield from self.regex.finditer(text)
-            return
+            return self.regex.finditer(text)
+        hits = []
         last_end = 0
         for begin, end in merged:
             for found in self.regex.finditer(text, max(begin, last_end), end):
                 last_end = found.end()
-                yield found
+                hits.append(found)
+        return hits
 
 
 def trigger_words(pattern: str) -> frozenset[str] | None:

@@ -67,13 +67,13 @@ class RuleSet:
                 raise RulesError(f"rule {rule.id} is defined twice")
             seen.add(rule.id)
         self.rules = tuple(rules)
-        self._patterns: list[tuple[int, TriggeredPattern]] = [
-            (index, pattern) for index, rule in enumerate(rules) for pattern in _compile_patterns(rule)
+        self._patterns: list[tuple[int, str, TriggeredPattern]] = [
+            (index, rule.field, pattern) for index, rule in enumerate(rules) for pattern in _compile_patterns(rule)
         ]
         # Which patterns each trigger word can set off, and which patterns always run.
         self._by_word: dict[str, list[int]] = {}
         self._always: list[int] = []
-        for number, (_, pattern) in enumerate(self._patterns):
+        for number, (_, _, pattern) in enumerate(self._patterns):
             if pattern.triggers is None:
                 self._always.append(number)
             for word in pattern.triggers or ():
@@ -93,14 +93,16 @@ class RuleSet:
             candidates.update(by_word[word])
         snippets: dict[int, list[str]] = {}
         starts_in = {"all": {}, "subject": {}, "body": {}}
+        texts = {"all": everything, "subject": subject, "body": body}
+        patterns = self._patterns
         for number in sorted(candidates):
-            index, pattern = self._patterns[number]
-            found = snippets.setdefault(index, [])
-            if len(found) >= MAX_SNIPPETS:
+            index, field, pattern = patterns[number]
+            found = snippets.get(index)
+            if found is None:
+                found = snippets[index] = []
+            elif len(found) >= MAX_SNIPPETS:
                 continue
-            field = self.rules[index].field
-            text = everything if field == "all" else subject if field == "subject" else body
-            for match in pattern.finditer(text, words, starts_in[field]):
+            for match in pattern.finditer(texts[field], words, starts_in[field]):
                 snippet = match.group(0).strip()
                 if snippet not in found:
                     found.append(snippet)
