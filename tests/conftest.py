@@ -3,7 +3,6 @@ on part of the corpus (for tests that need a model file of their own to break or
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

@@ -12,9 +12,9 @@ In the manner of SpamBayes' tokenizer, every token says where it came from:
 
 Numbers, money amounts, percentages, e-mail addresses and URLs become placeholder words
 (``MONEY``, ``PCT``, ``NUM``, ``EMAIL``, ``URL``: upper case, which normalised text never
-is) so the model learns that
-a price is quoted, not which price. Sender domains, names and Message-IDs are deliberately
-not tokens: they identify a corpus's authors, not what a message asks of its reader.
+is) so the model learns that a price is quoted, not which price. Sender addresses and
+domains and Message-IDs are deliberately not tokens: they identify a corpus's authors, not
+what a message asks of its reader.
 Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
 that quotes a pitch is not read as one; signatures reach only the rules. Two kinds of token
 were tried and dropped: word pairs (bigrams) and signature words. Without them

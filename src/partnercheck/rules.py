@@ -1,12 +1,12 @@
 """Keyword rules: readable evidence for a label, loaded from TOML and compiled once.
 
 The built-in rules live in ``rules.toml`` beside this module; a user can add a rules file
-of the same format (see :mod:`partnercheck.settings`). Each rule's patterns are joined into
-one regular expression, so a rule costs one scan of the text, and every hit reports the
-words that triggered it. ``decide = true`` in a user's rule makes a hit decide the verdict
-outright; built-in rules only ever feed the model and the explanation. A pattern is only
-run on a text that contains one of the words its matches can start with (see
-:mod:`partnercheck.rule_triggers`).
+of the same format (see :mod:`partnercheck.settings`). Every hit reports the words that
+triggered it. ``decide = true`` in a user's rule makes a hit decide the verdict outright;
+built-in rules only ever feed the model and the explanation. A pattern runs only on a text
+that holds the words its matches need, and only where they are (see
+:mod:`partnercheck.rule_triggers`); a test checks that this finds exactly what a plain
+search would.
 """
 
 from __future__ import annotations
