@@ -258,3 +258,28 @@ def test_train_with_default_data(runner, tmp_path):
     result = runner.invoke(cli, ["train", "--label", "pitch", str(mbox), "--with-default-data", "-o", str(model)])
     assert result.exit_code == 0, result.output
     assert "cross-validated" in result.output and model.exists()
+
+
+def test_ctrl_c_before_any_row_leaves_an_existing_output_alone(runner, tmp_path, monkeypatch):
+    import partnercheck.batch as batch
+
+    mbox = _mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT])
+    out = write(tmp_path / "labels.csv", "an earlier, finished file\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "classify_records", interrupted)
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out)])
+    assert result.exit_code == 130 and "nothing changed" in result.stderr
+    assert out.read_text() == "an earlier, finished file\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_output_onto_a_folder_is_one_line(runner, tmp_path):
+    mbox = _mbox(tmp_path, [PITCH_TEXT])
+    (tmp_path / "somedir").mkdir()
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(tmp_path / "somedir")])
+    assert result.exit_code == 1 and "cannot write here" in result.output
+    assert "internal error" not in result.output
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []

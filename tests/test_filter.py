@@ -141,3 +141,47 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
     # With the server gone, a stale socket path falls back to the cold path.
     open(sock, "w").close()
     assert _run(["filter"], env, message("q", PITCH_TEXT)).returncode == 11
+
+
+def test_old_header_is_removed_cleanly_from_crlf_mail(runner):
+    raw = b"From: a@b.example\r\nSubject: hi\r\nX-Partnercheck: partnership\r\n\r\nHello\r\n"
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert strip_our_header(out) == b"From: a@b.example\r\nSubject: hi\r\n\r\nHello\r\n"
+    assert b"\n\n" not in out.replace(b"\r\n", b"")
+
+
+def test_a_message_with_nothing_to_judge_is_unsure(runner):
+    result = runner.invoke(cli, ["filter"], input=b"")
+    assert result.stdout_bytes == b"X-Partnercheck: unsure; score=0.00; unreadable\n"
+    assert result.exit_code == EXIT_CODES["unsure"]
+
+
+def test_a_confused_server_falls_back_to_the_cold_path(small_model_path, tmp_path):
+    """A server that answers nonsense (an older version, another program) never costs mail."""
+    import json
+    import socket
+    import threading
+
+    from partnercheck import client
+
+    sock_path = str(tmp_path / "odd.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(5)
+
+    def answer():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                client.read_frame(conn, 1 << 26)
+                client.send_frame(conn, json.dumps({"label": "pitch", "verdict": "pitch"}).encode())
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock_path, "PARTNERCHECK_MODEL": small_model_path,
+           "PYTHONPATH": str(ROOT / "src")}
+    raw = message("quick question", PITCH_TEXT)
+    result = _run(["filter"], env, raw)
+    listener.close()
+    assert result.returncode == 11 and strip_our_header(result.stdout) == raw
+    assert b"Traceback" not in result.stderr

@@ -117,3 +117,16 @@ def test_bad_rules_files_are_refused_clearly(text, error):
 def test_builtin_rules_may_not_decide():
     with pytest.raises(RulesError, match="only a user's own rules"):
         parse_rules("[[rule]]\nid='A'\nlabel='pitch'\ndecide=true\npatterns=['x']", "rules.toml")
+
+
+@pytest.mark.parametrize("pattern, text", [
+    (r"\Bsourcing\b", "we do outsourcing for you"),
+    (r"(?i)\bAcme Corporation\b", "hello from acme corporation"),
+    (r"(?i:\bToner) cartridges", "cheap toner cartridges"),
+    (r"\b(?:a|an) budget\b(?=.{0,40}\bapproved\b)", "x " * 300 + "a budget and it was finally approved" + " y" * 300),
+])
+def test_user_patterns_the_shortcut_cannot_list_still_match(pattern, text):
+    from partnercheck.rules import Rule, RuleSet
+
+    rules = RuleSet([Rule("MINE", "pitch", 1.0, "", (pattern,), user=True)])
+    assert [hit.matches[0] for hit in rules.match("", text)] == [re.search(pattern, text).group(0)]

@@ -157,3 +157,9 @@ def test_sources_are_never_modified(tmp_path):
              for p in tmp_path.rglob("*") if p.is_file()}
     assert before == after
     assert sorted(str(p) for p in tmp_path.rglob("*")) == listing  # no lock or temp files left
+
+
+def test_csv_with_an_unclosed_quote_is_an_error_not_a_swallowed_row(tmp_path):
+    path = write(tmp_path / "bad.csv", 'subject,body\na,one\nb,"two\nc,three\n')
+    with pytest.raises(SourceError, match="not valid CSV"):
+        list(Source(str(path)))

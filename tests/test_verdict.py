@@ -85,3 +85,10 @@ def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
 ])
 def test_tokens_are_described_in_plain_words(token, text):
     assert describe_token(token) == text
+
+
+@pytest.mark.parametrize("text", ["thresholds = 5\n", "allow = 'friend@x.example'\n"])
+def test_config_of_the_wrong_shape_is_one_clear_error(tmp_path, monkeypatch, text):
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", text)))
+    with pytest.raises(ConfigError):
+        load_policy()

@@ -275,13 +275,17 @@ def _filter_verdict(raw: bytes, cold_only: bool, model_option, rules_file) -> tu
         if os.path.exists(path):
             try:
                 reply = client.classify_remote(raw, path)
-                return reply["header"], reply["label"]
+                if reply["label"] in filtering.EXIT_CODES:
+                    return reply["header"], reply["label"]
             except client.ServerUnavailable:
                 pass
     from .mail import parse_message
 
+    record = parse_message(raw)
+    if not (record.body.strip() or record.subject.strip()):
+        return filtering.UNREADABLE, "unsure"
     model, _, policy = _load(model_option, rules_file)
-    verdict = model.classify(parse_message(raw), policy)
+    verdict = model.classify(record, policy)
     return filtering.header_value(verdict.label, verdict.score, verdict.rule_ids), verdict.label
 
 
@@ -343,8 +347,13 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
                 bar.update(reader.position - done_before)
                 done_before = reader.position
     except KeyboardInterrupt:
-        writer.close()
-        click.echo(f"\ninterrupted: {sum(counts.values())} rows written; run again with --resume to go on", err=True)
+        if counts or writer.done:
+            writer.close()
+            click.echo(f"\ninterrupted: {sum(counts.values())} rows written; run again with --resume to go on",
+                       err=True)
+        else:
+            writer.abandon()  # nothing new: whatever was at the output path stays as it was
+            click.echo("\ninterrupted before any row was written; nothing changed", err=True)
         sys.exit(130)
     except BaseException:
         if resume or writer.done:

@@ -61,6 +61,8 @@ def classify_remote(raw: bytes, path: str) -> dict:
             raise ServerUnavailable(f"server did not answer: {exc}") from None
     finally:
         sock.close()
-    if "error" in reply:
-        raise ServerUnavailable(reply["error"])
+    if not isinstance(reply, dict) or "error" in reply:
+        raise ServerUnavailable(str(reply.get("error") if isinstance(reply, dict) else reply))
+    if not isinstance(reply.get("header"), str) or not isinstance(reply.get("label"), str):
+        raise ServerUnavailable(f"unexpected reply from the server: {reply!r}")
     return reply

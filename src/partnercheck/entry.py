@@ -37,7 +37,9 @@ def _fast_filter(exit_zero: bool) -> int | None:
         if len(raw) > filtering.MAX_MESSAGE_BYTES:
             raise client.ServerUnavailable("too large")
         reply = client.classify_remote(raw, path)
-    except client.ServerUnavailable:
+        if reply["label"] not in filtering.EXIT_CODES:
+            raise client.ServerUnavailable(f"unknown verdict {reply['label']!r}")
+    except Exception:  # whatever went wrong, the cold path still has every byte
         # Hand the bytes already read to the cold path.
         os.environ["PARTNERCHECK_STDIN_READ"] = "1"
         sys.stdin = _Replay(raw)

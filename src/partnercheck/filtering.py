@@ -33,6 +33,10 @@ MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 _OUR_HEADER = re.compile(rb"^x-partnercheck[ \t]*:", re.I)
 
 
+#: The header for a message with no text to judge (empty, or nothing readable in it).
+UNREADABLE = "unsure; score=0.00; unreadable"
+
+
 def header_value(label: str, score: float, rules: list[str]) -> str:
     """The X-Partnercheck value: the verdict first, then the score and the rules that fired."""
     value = f"{label}; score={score:.2f}"
@@ -78,7 +82,9 @@ def add_header(raw: bytes, value: str) -> bytes:
 
 def _head_end(raw: bytes) -> int:
     """Where the header block ends: at its blank line, or the end of the message."""
-    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n")) if i != -1]
     if raw.startswith((b"\n", b"\r\n")):
         return 0
-    return min(ends) + 1 if ends else len(raw)
+    lf, crlf = raw.find(b"\n\n"), raw.find(b"\r\n\r\n")
+    if crlf != -1 and (lf == -1 or crlf < lf):
+        return crlf + 2  # the header block ends with its last line's CRLF
+    return lf + 1 if lf != -1 else len(raw)

@@ -77,8 +77,13 @@ class RowWriter:
         self._handle.flush()
         if self._temp is not None:
             self._handle.close()
-            os.replace(self._temp, self.path)
-            self._temp = None
+            try:
+                os.replace(self._temp, self.path)
+            except OSError as exc:
+                discard(self._temp)
+                raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+            finally:
+                self._temp = None
 
     def abandon(self) -> None:
         """Drop a file output that must not replace what was there (an error before any row)."""

@@ -63,12 +63,15 @@ def load_policy(config: dict | None = None, rules_option: str | None = None) -> 
     thresholds = None
     if "thresholds" in config:
         try:
-            thresholds = Thresholds(**{k: float(v) for k, v in config["thresholds"].items()})
+            thresholds = Thresholds(**{k: float(v) for k, v in dict(config["thresholds"]).items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
-    return Policy(
-        rules=rules,
-        allow=frozenset(str(e).lower() for e in config.get("allow", [])),
-        block=frozenset(str(e).lower() for e in config.get("block", [])),
-        thresholds=thresholds,
-    )
+    return Policy(rules=rules, allow=_entries(config, "allow"), block=_entries(config, "block"),
+                  thresholds=thresholds)
+
+
+def _entries(config: dict, key: str) -> frozenset[str]:
+    entries = config.get(key, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{config_path()}: {key} must be a list of addresses and domains, like [\"a@b.example\"]")
+    return frozenset(str(e).lower() for e in entries)

@@ -70,15 +70,20 @@ class TriggeredPattern:
 
     def __init__(self, pattern: str) -> None:
         self.regex = re.compile(pattern)
+        parsed = _parser.parse(pattern)
+        if _ignores_case(parsed):
+            # Spellings would be listed as written, not in every case: search everywhere.
+            self.triggers = self.leading = self.width = None
+            return
         spellings = _spellings(pattern)
         self.triggers = _triggers(spellings)
         self.leading = _leading_words(spellings)
-        parsed = _parser.parse(pattern)
         width = parsed.getwidth()[1]
-        # A pattern that starts with a literal is scanned fast by the regex engine itself:
-        # windows would only add work.
+        # A pattern that starts with a literal is scanned fast by the regex engine itself, and
+        # one that looks around may look past a window's edge: both are searched whole.
         scans_fast = len(parsed) > 0 and parsed[0][0] is C.LITERAL
-        self.width = width if width <= _MAX_WINDOW and not scans_fast else None
+        looks_around = _uses(parsed, (C.ASSERT, C.ASSERT_NOT))
+        self.width = width if width <= _MAX_WINDOW and not scans_fast and not looks_around else None
 
     def finditer(self, text: str, words: set[str], starts: dict[str, list[int]]):
         """Matches in ``text``, whose words (:data:`WORD`) are ``words``. ``starts`` caches,
@@ -212,7 +217,8 @@ def _expand(items: list, spellings: set[str]) -> set[str]:
 
 def _step(op, arg, spellings):
     if op is C.AT:
-        return _append(spellings, [_BOUNDARY])
+        # Only \b marks a word boundary; \B and anchors say nothing a spelling can show.
+        return _append(spellings, [_BOUNDARY if arg is C.AT_BOUNDARY else _GAP])
     if op is C.LITERAL:
         return _append(spellings, [chr(arg)])
     if op is C.IN:
@@ -236,6 +242,31 @@ def _step(op, arg, spellings):
                 result |= current
         return result
     return _append(spellings, [_GAP])
+
+
+def _ignores_case(parsed) -> bool:
+    if parsed.state.flags & re.IGNORECASE:
+        return True
+    return any(op is C.SUBPATTERN and arg[1] & re.IGNORECASE for op, arg in _walk(parsed))
+
+
+def _uses(parsed, ops) -> bool:
+    return any(op in ops for op, _ in _walk(parsed))
+
+
+def _walk(items):
+    """Every (op, argument) of a parsed pattern, nested ones included."""
+    for op, arg in items:
+        yield op, arg
+        if op is C.SUBPATTERN:
+            yield from _walk(arg[-1])
+        elif op is C.BRANCH:
+            for alternative in arg[1]:
+                yield from _walk(alternative)
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+            yield from _walk(arg[2])
+        elif op in (C.ASSERT, C.ASSERT_NOT):
+            yield from _walk(arg[1])
 
 
 def _append(spellings, chars):

@@ -61,6 +61,8 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
     def classify(self, raw: bytes) -> dict:
         record = parse_message(raw)
+        if not (record.body.strip() or record.subject.strip()):
+            return {"label": "unsure", "header": filtering.UNREADABLE}
         with self._lock:
             verdict = self.model.classify(record, self.policy)
         return {"label": verdict.label,

@@ -389,7 +389,7 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
 
 
 def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(text, delimiter="\t" if fmt == "tsv" else ",")
+    reader = csv.DictReader(text, delimiter="\t" if fmt == "tsv" else ",", strict=True)
     try:
         for number, row in enumerate(reader, start=1):
             yield number, row

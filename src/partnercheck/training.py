@@ -64,6 +64,10 @@ def prepare(records) -> Prepared:
         seen.add(digest)
         kept.append(record)
         labels.append(record.label)
+    if list(unknown) == ["None"]:
+        raise TrainingError(f"no labels: {len(unknown['None'])} message(s) have none, e.g. "
+                            f"{', '.join(unknown['None'][:3])}; give them a label column, label-named "
+                            "folders or --label")
     if unknown:
         details = "; ".join(f"{label!r} in {len(places)} message(s), e.g. {', '.join(places[:3])}"
                             for label, places in unknown.items())
