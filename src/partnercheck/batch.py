@@ -34,17 +34,11 @@ CHUNK = 500
 PARALLEL_FROM_BYTES = 8 * 1024 * 1024
 PARALLEL_FROM_MESSAGES = 4000
 
-_models: dict[str, "Model"] = {}
-
-
 def model_at(path: str) -> "Model":
-    """The model at ``path``, loaded once per process."""
-    model = _models.get(path)
-    if model is None:
-        from .model import load_model  # numpy and scipy: only where classifying happens
+    """The model at ``path``, loaded once per process (numpy and scipy imported only here)."""
+    from .model import cached_model
 
-        model = _models[path] = load_model(path)
-    return model
+    return cached_model(path)
 
 
 def verdict_row(record: EmailRecord, verdict) -> list:
@@ -67,15 +61,11 @@ _VERDICT = ROW_FIELDS.index("verdict")
 _REASONS = ROW_FIELDS.index("reasons")
 
 
-def readable(record: EmailRecord) -> bool:
-    return bool(record.body.strip() or record.subject.strip())
-
-
 def classify_records(model: "Model", records: list[EmailRecord], policy=None) -> list[list]:
     """Rows for a chunk of records, unreadable ones included, in order."""
-    good = [r for r in records if readable(r)]
+    good = [r for r in records if r.readable]
     verdicts = iter(model.classify_many(good, policy))
-    return [verdict_row(r, next(verdicts) if readable(r) else None) for r in records]
+    return [verdict_row(r, next(verdicts) if r.readable else None) for r in records]
 
 
 def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[list]:

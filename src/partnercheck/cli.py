@@ -105,22 +105,15 @@ def _columns(kwargs) -> Columns:
                    sender=kwargs.pop("from_column"), label=kwargs.pop("label_column"))
 
 
-_models: dict[tuple[str, int], object] = {}
-
-
 def _load(model_option: str | None, rules_file: str | None):
     """Model, its path and the user's policy, as the options and config say."""
-    from .model import load_model
+    from .model import cached_model
     from .policy import load_policy
     from .settings import model_path
 
     config = read_config()
     path = model_path(model_option, config)
-    key = (os.path.abspath(path), os.stat(path).st_mtime_ns if os.path.exists(path) else 0)
-    if key not in _models:  # in-process callers (tests, notebooks) reuse a loaded model
-        _models.clear()
-        _models[key] = load_model(path)
-    return _models[key], path, load_policy(config, rules_file)
+    return cached_model(path), path, load_policy(config, rules_file)
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -180,15 +173,13 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck classify *.eml --json
       partnercheck classify < message.eml
     """
-    from .batch import readable
-
     columns = _columns(kwargs)
     model, _, policy = _load(model_option, rules_file)
     for path in sources or ("-",):
         for record in Source(path, fmt=fmt, columns=columns):
             name = record.key if record.key == os.path.basename(record.source) or record.source in ("", "-") \
                 else f"{os.path.basename(record.source)}:{record.key}"
-            if not readable(record):
+            if not record.readable:
                 line = {"message": name, "verdict": "unsure", "summary": "unreadable: " + "; ".join(record.problems)}
                 click.echo(json.dumps(line) if as_json else f"{name}\tunsure\tunreadable")
                 continue
@@ -282,7 +273,7 @@ def _filter_verdict(raw: bytes, cold_only: bool, model_option, rules_file) -> tu
     from .mail import parse_message
 
     record = parse_message(raw)
-    if not (record.body.strip() or record.subject.strip()):
+    if not record.readable:
         return filtering.UNREADABLE, "unsure"
     model, _, policy = _load(model_option, rules_file)
     verdict = model.classify(record, policy)

@@ -121,7 +121,7 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
     for record in records:
         if record.label not in LABELS:
             raise ValueError(f"{record.source}:{record.key}: label {record.label!r} is not one of {', '.join(LABELS)}")
-        if not (record.body or record.subject):
+        if not record.readable:
             unreadable += 1
             continue
         pending.append(record)

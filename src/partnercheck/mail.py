@@ -108,6 +108,11 @@ class EmailRecord:
         return self.reply_to.rpartition("@")[2].lower()
 
     @property
+    def readable(self) -> bool:
+        """Whether there is any text to judge (an empty or unreadable message has none)."""
+        return bool(self.body.strip() or self.subject.strip())
+
+    @property
     def text(self) -> str:
         """Subject and new body text together, the part a reader weighs first."""
         return f"{self.subject}\n{self.body}"

@@ -203,6 +203,19 @@ class Model:
             joblib.dump(payload, handle, compress=3)
 
 
+_loaded: dict[str, tuple[int, Model]] = {}
+
+
+def cached_model(path: str) -> Model:
+    """:func:`load_model`, once per file and version of it in this process."""
+    key = os.path.abspath(path)
+    stamp = os.stat(path).st_mtime_ns if os.path.exists(path) else 0
+    cached = _loaded.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _loaded[key] = (stamp, load_model(path))
+    return cached[1]
+
+
 def load_model(path: str) -> Model:
     """Load a model saved by :meth:`Model.save`; any problem becomes one :class:`ModelError`."""
     fix = "rebuild it with `python train.py` (the default model) or `partnercheck train`"

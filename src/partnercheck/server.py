@@ -61,7 +61,7 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
     def classify(self, raw: bytes) -> dict:
         record = parse_message(raw)
-        if not (record.body.strip() or record.subject.strip()):
+        if not record.readable:
             return {"label": "unsure", "header": filtering.UNREADABLE}
         with self._lock:
             verdict = self.model.classify(record, self.policy)

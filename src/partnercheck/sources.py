@@ -197,7 +197,7 @@ class Source:
         self.total = path.stat().st_size
         with _open_read(path) as handle:
             for record in read_table(handle, self.format, self.columns, self.name):
-                self.position = handle.tell() if not handle.closed else self.position
+                self.position = handle.tell()
                 yield record
 
 

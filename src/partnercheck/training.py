@@ -54,7 +54,7 @@ def prepare(records) -> Prepared:
         if record.label not in LABELS:
             unknown.setdefault(str(record.label), []).append(where)
             continue
-        if not (record.body.strip() or record.subject.strip()):
+        if not record.readable:
             empty.append(where)
             continue
         digest = hashlib.blake2b(normalize(record.subject + "\n" + record.body).encode(), digest_size=16).digest()
