@@ -8,10 +8,17 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import (
+    FIXTURES,
+    OTHER_TEXT,
+    PARTNERSHIP_TEXT,
+    PITCH_TEXT,
+    ROOT,
+    message,
+    write,
+)
 
 from partnercheck.cli import cli
-
-from conftest import FIXTURES, OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message, write
 
 COMMANDS = sorted(cli.commands)
 

@@ -12,11 +12,10 @@ from email import message_from_bytes
 from email.utils import parsedate_to_datetime
 
 import pytest
+from conftest import DATA
 
 from partnercheck.labels import LABELS
 from partnercheck.sources import Source
-
-from conftest import DATA
 
 RESERVED = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|invalid|localhost)$")
 #: A feature in at least this share of one label and in no other label gives the label away.

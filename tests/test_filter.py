@@ -11,12 +11,11 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 
 from partnercheck import filtering
 from partnercheck.cli import cli
 from partnercheck.filtering import EXIT_CODES, add_header, strip_our_header
-
-from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 
 WORDS = "partner revenue share call pricing invoice meeting café naïve €200 co-host webinar the and we you".split()
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURES, message
 
 from partnercheck.mail import parse_message, split_reply
-
-from conftest import FIXTURES, message
 
 MALFORMED = FIXTURES / "malformed"
 

@@ -7,15 +7,15 @@ import shutil
 
 import joblib
 import pytest
+from conftest import OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, message
 
+from partnercheck.classify import classify_one
 from partnercheck.mail import parse_message
 from partnercheck.model import FORMAT_VERSION, ModelError, load_model
 
-from conftest import OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, message
-
 
 def test_verdicts_carry_scores_rules_and_clues(shipped_model):
-    verdict = shipped_model.classify(parse_message(message("Quick question", PITCH_TEXT)))
+    verdict = classify_one(parse_message(message("Quick question", PITCH_TEXT)), shipped_model)
     assert verdict.label == "pitch"
     assert set(verdict.scores) == {"partnership", "pitch", "other"}
     assert abs(sum(verdict.scores.values()) - 1) < 1e-6
@@ -27,7 +27,7 @@ def test_verdicts_carry_scores_rules_and_clues(shipped_model):
 
 @pytest.mark.parametrize("text, label", [(PARTNERSHIP_TEXT, "partnership"), (OTHER_TEXT, "other")])
 def test_clear_cases(shipped_model, text, label):
-    assert shipped_model.classify(parse_message(message("Hello", text))).label == label
+    assert classify_one(parse_message(message("Hello", text)), shipped_model).label == label
 
 
 def test_save_and_load_round_trip(small_model_path, tmp_path):
@@ -35,7 +35,7 @@ def test_save_and_load_round_trip(small_model_path, tmp_path):
     copy = tmp_path / "copy.joblib"
     model.save(str(copy))
     record = parse_message(message("x", PITCH_TEXT))
-    assert load_model(str(copy)).classify(record).scores == model.classify(record).scores
+    assert classify_one(record, load_model(str(copy))).scores == classify_one(record, model).scores
     assert [p.name for p in tmp_path.iterdir()] == ["copy.joblib"]  # no temporary file left
 
 

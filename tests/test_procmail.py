@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 
 PROCMAIL = shutil.which("procmail")

@@ -7,12 +7,17 @@ import re
 import time
 
 import pytest
+from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, write
 
 from partnercheck.normalize import normalize
-from partnercheck.rules import MACROS, RulesError, builtin_rules, load_rules, parse_rules
+from partnercheck.rules import (
+    MACROS,
+    RulesError,
+    builtin_rules,
+    load_rules,
+    parse_rules,
+)
 from partnercheck.sources import Source
-
-from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, write
 
 RULES = builtin_rules()
 

@@ -7,11 +7,11 @@ import importlib.util
 import sys
 
 import numpy as np
+from conftest import DATA, ROOT
 
+from partnercheck.classify import classify
 from partnercheck.evaluate import score_model
 from partnercheck.sources import Source
-
-from conftest import DATA, ROOT
 
 
 def _train_module():
@@ -28,6 +28,12 @@ def test_committed_model_matches_committed_data(shipped_model):
     )
 
 
+def test_committed_model_matches_the_shipped_rules(shipped_model):
+    assert not shipped_model.rules_changed, (
+        "rules.toml changed since models/ was built: run `python train.py` and commit both"
+    )
+
+
 def test_heldout_quality(shipped_model):
     held = _train_module().heldout_keys()
     records = [r for r in Source(str(DATA)) if r.key in held]
@@ -39,7 +45,7 @@ def test_heldout_quality(shipped_model):
 
 def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(shipped_model):
     records = list(Source(str(DATA / "partnership")))[:40] + list(Source(str(DATA / "pitch")))[:40]
-    verdicts = shipped_model.classify_many(records)
+    verdicts = classify(records, shipped_model)
     ours = np.array([[v.scores[label] for label in shipped_model.labels] for v in verdicts])
     theirs = shipped_model.pipeline.predict_proba(records)
     assert np.abs(ours - theirs).max() < 1e-5
@@ -52,7 +58,7 @@ def test_training_is_deterministic(tmp_path):
     first, _, _ = training.train(records, seed=7)
     second, _, _ = training.train(records, seed=7)
     probe = list(Source(str(DATA / "other")))[30:60]
-    assert [v.scores for v in first.classify_many(probe)] == [v.scores for v in second.classify_many(probe)]
+    assert [v.scores for v in classify(probe, first)] == [v.scores for v in classify(probe, second)]
     assert first.thresholds == second.thresholds
 
 
@@ -60,8 +66,9 @@ def test_cold_classification_imports_no_scikit_learn(tmp_path):
     import subprocess
 
     code = ("import sys; from partnercheck.model import load_model; from partnercheck.mail import parse_message;"
+            "from partnercheck.classify import classify_one;"
             f"m = load_model({str(ROOT / 'models' / 'partnercheck.joblib')!r});"
-            f"m.classify(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()));"
+            f"classify_one(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()), m);"
             "print('sklearn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

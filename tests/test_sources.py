@@ -9,10 +9,9 @@ import json
 import os
 
 import pytest
+from conftest import FIXTURES, message, write
 
 from partnercheck.sources import Columns, Source, SourceError, detect_format
-
-from conftest import FIXTURES, message, write
 
 MBOX = (
     b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"

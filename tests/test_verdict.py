@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from conftest import PITCH_TEXT, message, write
 
+from partnercheck.classify import classify_one
+from partnercheck.features import describe_token
 from partnercheck.mail import parse_message
 from partnercheck.policy import Policy, load_policy
 from partnercheck.rules import Rule, RuleHit
 from partnercheck.settings import ConfigError
-from partnercheck.verdict import Thresholds, decide, describe_token
-
-from conftest import PITCH_TEXT, message, write
+from partnercheck.verdict import Thresholds, decide
 
 T = Thresholds(min_confidence=0.5, partnership_guard=0.25)
 
@@ -49,10 +50,10 @@ def test_user_rule_decides_or_nudges():
 def test_policy_lists_match_addresses_and_domains(shipped_model):
     policy = Policy(allow=frozenset({"friend@roastery.example"}), block=frozenset({"outsourcely.example"}))
     pitch = parse_message(message("hi", PITCH_TEXT, sender="Rep <rep@mail.outsourcely.example>"))
-    verdict = shipped_model.classify(pitch, policy)
+    verdict = classify_one(pitch, shipped_model, policy)
     assert verdict.label == "pitch" and verdict.decided_by == "sender is on your block list"
     friendly_pitch = parse_message(message("hi", PITCH_TEXT, sender="friend@roastery.example"))
-    assert shipped_model.classify(friendly_pitch, policy).label != "pitch"
+    assert classify_one(friendly_pitch, shipped_model, policy).label != "pitch"
 
 
 def test_config_file_policy(tmp_path, monkeypatch):
@@ -78,8 +79,8 @@ def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("token, text", [
     ("subject:partner", 'subject word "partner"'),
-    ("free trial", '"free trial"'),
-    ("plan MONEY", '"plan a money amount"'),
+    ("free", '"free"'),
+    ("MONEY", '"a money amount"'),
     ("shape:tracking-pixel", "a tracking pixel"),
     ("rule:PRICE_PLANS", "rule PRICE_PLANS"),
 ])
@@ -92,3 +93,16 @@ def test_config_of_the_wrong_shape_is_one_clear_error(tmp_path, monkeypatch, tex
     monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", text)))
     with pytest.raises(ConfigError):
         load_policy()
+
+
+def test_every_tagged_token_the_features_emit_has_a_description():
+    from partnercheck.features import TOKEN_DESCRIPTIONS, extract
+    from partnercheck.rules import builtin_rules
+    from partnercheck.sources import Source
+
+    from conftest import DATA
+
+    emitted = {token for record in Source(str(DATA)) for token in extract(record, builtin_rules()).tokens
+               if token.startswith(("header:", "shape:"))}
+    assert emitted <= set(TOKEN_DESCRIPTIONS), emitted - set(TOKEN_DESCRIPTIONS)
+    assert set(TOKEN_DESCRIPTIONS) <= emitted, "described but never emitted: " + str(set(TOKEN_DESCRIPTIONS) - emitted)

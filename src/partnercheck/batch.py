@@ -18,7 +18,7 @@ from collections import Counter
 from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .labels import UNSURE
+from .labels import UNREADABLE, UNSURE
 from .mail import EmailRecord
 from .sources import RawMessage, Source, to_record
 
@@ -42,13 +42,13 @@ def model_at(path: str) -> "Model":
 
 
 def verdict_row(record: EmailRecord, verdict) -> list:
-    """One output row, values in :data:`ROW_FIELDS` order, for a classified record (or an
-    unreadable one, when ``verdict`` is None). Lists rather than dicts: rows cross from
-    worker processes, and a list pickles in a fraction of the time."""
+    """One output row, values in :data:`ROW_FIELDS` order, for a classified record. Lists
+    rather than dicts: rows cross from worker processes, and a list pickles in a fraction of
+    the time."""
     problems = "; ".join(record.problems)
     head = [record.source, record.key, record.message_id, record.date_iso(), record.from_addr, record.subject]
-    if verdict is None:
-        return head + [UNSURE, "", "", "", "", "", "unreadable: " + (problems or "no text"), problems]
+    if verdict.decided_by == UNREADABLE:
+        return head + [UNSURE, "", "", "", "", "", f"{UNREADABLE}: " + (problems or "no text"), problems]
     scores = verdict.scores
     return head + [
         verdict.label, round(verdict.score, 4), round(scores.get("partnership", 0.0), 4),
@@ -63,9 +63,9 @@ _REASONS = ROW_FIELDS.index("reasons")
 
 def classify_records(model: "Model", records: list[EmailRecord], policy=None) -> list[list]:
     """Rows for a chunk of records, unreadable ones included, in order."""
-    good = [r for r in records if r.readable]
-    verdicts = iter(model.classify_many(good, policy))
-    return [verdict_row(r, next(verdicts) if r.readable else None) for r in records]
+    from .classify import classify
+
+    return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy))]
 
 
 def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[list]:
@@ -140,4 +140,4 @@ def _chunks(items: Iterable, size: int | None = None) -> Iterator[list]:
 def tally(rows: list[list], counts: Counter) -> None:
     """Add a chunk's verdicts to ``counts`` (unreadable rows counted apart)."""
     for row in rows:
-        counts["unreadable" if row[_REASONS].startswith("unreadable:") else row[_VERDICT]] += 1
+        counts[UNREADABLE if row[_REASONS].startswith(UNREADABLE + ":") else row[_VERDICT]] += 1

@@ -15,23 +15,12 @@ from collections import Counter
 
 import click
 
-from . import __version__, filtering
+from . import __version__
+from .errors import PartnercheckError
 from .labels import LABELS
-from .outputs import OutputError, RowWriter, format_for
-from .settings import ConfigError, read_config
-from .sources import FORMATS, Columns, Source, SourceError
-
-
-def _is_known(exc: Exception) -> bool:
-    """Whether ``exc`` is one of partnercheck's own errors, whose message is meant for users."""
-    from .model import ModelError
-    from .rules import RulesError
-
-    known: tuple[type[Exception], ...] = (SourceError, OutputError, ConfigError, ModelError, RulesError)
-    training = sys.modules.get("partnercheck.training")  # not imported: cannot have raised
-    if training is not None:
-        known += (training.TrainingError,)
-    return isinstance(exc, known)
+from .outputs import RowWriter, format_for
+from .settings import read_config
+from .sources import FORMATS, Columns, Source
 
 
 class _Group(click.Group):
@@ -43,7 +32,7 @@ class _Group(click.Group):
         except BrokenPipeError:
             _quiet_broken_pipe()
         except Exception as exc:
-            if _is_known(exc):
+            if isinstance(exc, PartnercheckError):
                 raise click.ClickException(str(exc)) from None
             if os.environ.get("PARTNERCHECK_DEBUG"):
                 raise
@@ -173,17 +162,15 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck classify *.eml --json
       partnercheck classify < message.eml
     """
+    from .classify import classify_one
+
     columns = _columns(kwargs)
     model, _, policy = _load(model_option, rules_file)
     for path in sources or ("-",):
         for record in Source(path, fmt=fmt, columns=columns):
             name = record.key if record.key == os.path.basename(record.source) or record.source in ("", "-") \
                 else f"{os.path.basename(record.source)}:{record.key}"
-            if not record.readable:
-                line = {"message": name, "verdict": "unsure", "summary": "unreadable: " + "; ".join(record.problems)}
-                click.echo(json.dumps(line) if as_json else f"{name}\tunsure\tunreadable")
-                continue
-            verdict = model.classify(record, policy)
+            verdict = classify_one(record, model, policy)
             if as_json:
                 click.echo(json.dumps({"message": name, **verdict.to_dict()}, ensure_ascii=False))
             else:
@@ -206,12 +193,14 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck explain message.eml
       partnercheck explain message.eml --json
     """
+    from .classify import classify_one
+
     model, _, policy = _load(model_option, rules_file)
     records = iter(Source(file, fmt=fmt, columns=_columns(kwargs)))
     record = next(records, None)
     if record is None:
         raise click.ClickException(f"{file}: no message in it")
-    verdict = model.classify(record, policy)
+    verdict = classify_one(record, model, policy)
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -238,46 +227,10 @@ def filter_command(exit_zero, no_server, model_option, rules_file):
       partnercheck filter < message.eml > labelled.eml
       partnercheck filter --exit-zero      # in a procmail `:0 fw` recipe
     """
-    raw = b""
-    try:
-        raw = sys.stdin.buffer.read()
-        value, label = _filter_verdict(raw, no_server or bool(model_option or rules_file), model_option, rules_file)
-        output, code = filtering.add_header(raw, value), filtering.EXIT_CODES[label]
-    except BaseException as exc:  # whatever happened, the mail goes through
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        message = str(exc) if isinstance(exc, click.ClickException) else f"{exc.__class__.__name__}: {exc}"
-        click.echo(f"partnercheck filter: {message}; message passed through unchanged", err=True)
-        output, code = raw, filtering.EXIT_ERROR
-    out = sys.stdout.buffer
-    out.write(output)
-    out.flush()
-    sys.exit(0 if exit_zero else code)
+    from .entry import run_filter
 
-
-def _filter_verdict(raw: bytes, cold_only: bool, model_option, rules_file) -> tuple[str, str]:
-    if len(raw) > filtering.MAX_MESSAGE_BYTES:
-        raise click.ClickException(f"message of {len(raw)} bytes is over the {filtering.MAX_MESSAGE_BYTES}-byte limit")
-    if not cold_only and not os.environ.get("PARTNERCHECK_STDIN_READ"):
-        from . import client
-        from .settings import socket_path
-
-        path = socket_path(read_config())
-        if os.path.exists(path):
-            try:
-                reply = client.classify_remote(raw, path)
-                if reply["label"] in filtering.EXIT_CODES:
-                    return reply["header"], reply["label"]
-            except client.ServerUnavailable:
-                pass
-    from .mail import parse_message
-
-    record = parse_message(raw)
-    if not record.readable:
-        return filtering.UNREADABLE, "unsure"
-    model, _, policy = _load(model_option, rules_file)
-    verdict = model.classify(record, policy)
-    return filtering.header_value(verdict.label, verdict.score, verdict.rule_ids), verdict.label
+    sys.exit(run_filter(exit_zero, use_server=not (no_server or model_option or rules_file),
+                        model_option=model_option, rules_file=rules_file))
 
 
 # ------------------------------------------------------------------------------ label

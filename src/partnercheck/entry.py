@@ -1,68 +1,45 @@
 """The ``partnercheck`` command's entry point.
 
-``partnercheck filter`` is run once per delivered message, so when a ``partnercheck serve``
-is listening it is answered from here with the standard library only: no click, no
-scikit-learn, no nltk. Everything else, and the filter whenever no server answers or an
-option needs the full command line, goes to :mod:`partnercheck.cli`.
+``partnercheck filter`` is run once per delivered message, so with no option beyond
+``--exit-zero`` and ``--no-server`` it is handled here without click:
+:func:`partnercheck.filtering.filter_message` asks a running ``partnercheck serve`` (standard
+library only) and loads the model in-process only when none answers. Everything else goes
+to :mod:`partnercheck.cli`, whose ``filter`` command calls the same function.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-_FAST_OPTIONS = {"--exit-zero"}
+_FAST_OPTIONS = {"--exit-zero", "--no-server"}
 
 
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["filter"] and set(args[1:]) <= _FAST_OPTIONS:
-        code = _fast_filter(exit_zero="--exit-zero" in args)
-        if code is not None:
-            sys.exit(code)
+        sys.exit(run_filter(exit_zero="--exit-zero" in args, use_server="--no-server" not in args))
     from .cli import cli
 
     cli(prog_name="partnercheck")
 
 
-def _fast_filter(exit_zero: bool) -> int | None:
-    """Filter stdin through a running server; ``None`` if there is none (stdin is then kept)."""
-    from . import client, filtering
+def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | None = None,
+               rules_file: str | None = None) -> int:
+    """Read one message from stdin, write it out with its header; the exit code."""
+    from .filtering import filter_message
 
-    path = _socket_path()
-    if path is None or not os.path.exists(path):
-        return None
-    raw = sys.stdin.buffer.read()
+    raw = b""
     try:
-        if len(raw) > filtering.MAX_MESSAGE_BYTES:
-            raise client.ServerUnavailable("too large")
-        reply = client.classify_remote(raw, path)
-        if reply["label"] not in filtering.EXIT_CODES:
-            raise client.ServerUnavailable(f"unknown verdict {reply['label']!r}")
-    except Exception:  # whatever went wrong, the cold path still has every byte
-        # Hand the bytes already read to the cold path.
-        os.environ["PARTNERCHECK_STDIN_READ"] = "1"
-        sys.stdin = _Replay(raw)
-        return None
+        raw = sys.stdin.buffer.read()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # cannot happen with a real stdin, but never lose what was read
+        output, code, error = raw, 1, f"{exc.__class__.__name__}: {exc}"
+    else:
+        output, code, error = filter_message(raw, use_server, model_option, rules_file)
+    if error:
+        sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     out = sys.stdout.buffer
-    out.write(filtering.add_header(raw, reply["header"]))
+    out.write(output)
     out.flush()
-    return 0 if exit_zero else filtering.EXIT_CODES.get(reply["label"], filtering.EXIT_ERROR)
-
-
-def _socket_path() -> str | None:
-    from .settings import ConfigError, read_config, socket_path
-
-    try:
-        return socket_path(read_config())
-    except ConfigError:
-        return None  # the cold path reports the broken configuration
-
-
-class _Replay:
-    """Stands in for stdin after its bytes were read, so the cold path reads them again."""
-
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        self.buffer = io.BytesIO(data)
+    return 0 if exit_zero else code

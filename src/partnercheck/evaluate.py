@@ -104,6 +104,8 @@ class Scores:
 
 
 def score_model(model, records, policy=None, batch: int = 256) -> Scores:
+    from .classify import classify
+
     """Classify labelled records and score the verdicts; unreadable records are counted apart."""
     truth, verdicts = [], []
     rule_hits: dict[str, Counter] = defaultdict(Counter)
@@ -111,7 +113,7 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
     pending = []
 
     def flush():
-        for record, verdict in zip(pending, model.classify_many(pending, policy)):
+        for record, verdict in zip(pending, classify(pending, model, policy, clues=False)):
             truth.append(record.label)
             verdicts.append(verdict.label)
             for hit in verdict.hits:

@@ -48,6 +48,10 @@ _PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
 # a number glued to letters ("b2b") loses its digits, which carry nothing anyway.
 _NUMBER = re.compile(r"\d[\d,.:/-]*")
 _TOKEN = re.compile(r"[^\W\d_]{2,}")
+_SPACED_APOSTROPHE = re.compile(r"(\w) ' (s|t|ll|re|ve|d|m)\b")
+_SPACED_CURRENCY = re.compile(r"([$€£]) (?=\d)")
+_SPACED_DIGITS = re.compile(r"(\d) ([,.]) (\d)")
+_SPACED_PUNCTUATION = re.compile(r" ([,.;:!?%)])(?= |$)", re.M)
 _URL_WORDS = re.compile(r"[a-z]{3,}")
 _BOOKING = re.compile(r"calendly|calendar|/book|booking|schedul|meetings?[./]|/meet\b|chili|savvycal|tidycal|zcal")
 _UNSUBSCRIBE = re.compile(r"unsub|opt-?out|optout|preferences|remove")
@@ -71,17 +75,41 @@ class Extracted:
 
 def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     """Tokens and rule hits for one record."""
-    subject = normalize(record.subject)
-    body = normalize(record.body[:MAX_TOKEN_CHARS])
+    subject = untokenise(normalize(record.subject))
+    body = untokenise(normalize(record.body[:MAX_TOKEN_CHARS]))
     signature = normalize(record.signature[:2000])
     hits = rules.match(subject, f"{body}\n{signature}" if signature else body)
-    tokens = ["subject:" + w for w in _words(subject)]
-    body_words = _words(body)
-    tokens.extend(body_words)
+    names = _name_stems(record)
+    tokens = ["subject:" + w for w in _words(subject) if w not in names]
+    tokens.extend(w for w in _words(body) if w not in names)
     tokens.extend(_link_tokens(record.links))
     tokens.extend(_header_tokens(record))
     tokens.extend(_shape_tokens(record))
     return Extracted(tokens, hits)
+
+
+def untokenise(text: str) -> str:
+    """Undo the spacing of text that went through a word tokeniser, as exported research
+    corpora and some gateways do: ``i ' ll pay $ 5 , 000 .`` reads ``i'll pay $5,000.``.
+
+    Rules are written for ordinary punctuation, so without this a tokenised "we'd",
+    "$5,000" or "10%" never matches them. Runs only on text that shows the spacing.
+    """
+    if " ' " not in text and " , " not in text and "$ " not in text:
+        return text
+    text = _SPACED_APOSTROPHE.sub(r"\1'\2", text)
+    text = _SPACED_CURRENCY.sub(r"\1", text)
+    text = _SPACED_DIGITS.sub(r"\1\2\3", text)
+    return _SPACED_PUNCTUATION.sub(r"\1", text)
+
+
+def _name_stems(record: EmailRecord) -> frozenset[str]:
+    """Stems of the sender's and recipients' names: a name says who wrote to whom in this
+    corpus, never what a message asks of its reader, so it is not a token."""
+    parts = [record.from_name, record.from_addr.partition("@")[0]]
+    parts.extend(address.partition("@")[0] for address in record.to[:5])
+    words = _TOKEN.findall(normalize(" ".join(parts).replace(".", " ").replace("_", " ")))
+    return frozenset(_STEMS.get(w) or _stem(w) for w in words)
 
 
 def _words(text: str) -> list[str]:
@@ -104,34 +132,49 @@ def _words(text: str) -> list[str]:
     return [cached(w) or _stem(w) for w in _TOKEN.findall(text)]
 
 
-def remember_stems(stems: dict[str, str]) -> None:
-    """Fill the stem cache ahead of time (a model carries the stems of its training words)."""
-    for word, stem in stems.items():
-        if len(_STEMS) >= _MAX_STEM_CACHE:
-            break
-        _STEMS.setdefault(word, stem)
-
-
-_SURFACE: dict[str, str] = {}
-_surface_built_from = 0
-
-
-def surface(stem: str) -> str:
-    """A word that has this stem, for showing to people ("only" for "onli"); the shortest
-    word seen, or the stem itself when none was."""
-    global _surface_built_from
-    if stem not in _SURFACE and len(_STEMS) != _surface_built_from:
-        for word, word_stem in _STEMS.items():
-            known = _SURFACE.get(word_stem)
-            if known is None or len(word) < len(known):
-                _SURFACE[word_stem] = word
-        _surface_built_from = len(_STEMS)
-    return _SURFACE.get(stem, stem)
-
-
 def known_stems() -> dict[str, str]:
-    """The stems computed so far in this process."""
+    """Word -> stem for every word stemmed so far in this process (a memo, never read back
+    as meaning: a model keeps the stems of its training words to show them as words)."""
     return dict(_STEMS)
+
+
+#: Every tagged token the features can emit, in plain words; ``rule:`` columns, tagged
+#: words and placeholders are described by :func:`describe_token` from the parts below.
+TOKEN_DESCRIPTIONS = {
+    "header:list-unsubscribe": "a List-Unsubscribe header (bulk mail)",
+    "header:list-id": "a mailing-list header",
+    "header:bulk": "a Precedence: bulk header",
+    "header:reply": "a reply in an existing thread",
+    "header:reply-without-thread": "a \"Re:\" subject with no thread behind it",
+    "header:threaded": "In-Reply-To/References headers (part of a thread)",
+    "header:forward": "a forwarded message",
+    "shape:html-only": "HTML-only mail",
+    "shape:tracking-pixel": "a tracking pixel",
+    "shape:attachment": "an attachment",
+    "shape:mostly-quoted": "mostly quoted text",
+    "shape:some-quoted": "some quoted text",
+    "shape:short": "a very short message",
+    "shape:long": "a long message",
+    "shape:booking-link": "a meeting-booking link",
+    "shape:unsubscribe-link": "an unsubscribe link",
+    "shape:many-links": "many links",
+}
+_TAGS = {"subject": "subject word", "url": "link word"}
+_PLACEHOLDERS = {"MONEY": "a money amount", "PCT": "a percentage", "NUM": "a number",
+                 "EMAIL": "an e-mail address", "URL": "a link"}
+
+
+def describe_token(token: str, surface_word=lambda stem: stem) -> str:
+    """A model token in plain words: ``subject:partner`` is 'subject word "partner"'.
+    ``surface_word`` turns a stem into a word people recognise (the model's own map)."""
+    if token in TOKEN_DESCRIPTIONS:
+        return TOKEN_DESCRIPTIONS[token]
+    if token.startswith("rule:"):
+        return f"rule {token[5:]}"
+    tag, _, word = token.partition(":")
+    if word and tag in _TAGS:
+        return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word) or surface_word(word)}"'
+    return '"' + (_PLACEHOLDERS.get(token) or surface_word(token)) + '"'
 
 
 def _stem(word: str) -> str:
@@ -172,12 +215,6 @@ def _header_tokens(record: EmailRecord) -> list[str]:
         tokens.append("header:threaded")
     if _FORWARD_SUBJECT.match(record.subject):
         tokens.append("header:forward")
-    if record.reply_to and record.from_addr and record.reply_to_domain != record.from_domain:
-        tokens.append("header:reply-to-elsewhere")
-    if record.cc:
-        tokens.append("header:cc")
-    if len(record.to) > 3:
-        tokens.append("header:many-recipients")
     return tokens
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from .labels import UNREADABLE
+
 HEADER = "X-Partnercheck"
 EXIT_CODES = {"other": 0, "partnership": 10, "pitch": 11, "unsure": 12}
 EXIT_ERROR = 1
@@ -33,16 +35,72 @@ MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 _OUR_HEADER = re.compile(rb"^x-partnercheck[ \t]*:", re.I)
 
 
-#: The header for a message with no text to judge (empty, or nothing readable in it).
-UNREADABLE = "unsure; score=0.00; unreadable"
-
-
-def header_value(label: str, score: float, rules: list[str]) -> str:
-    """The X-Partnercheck value: the verdict first, then the score and the rules that fired."""
-    value = f"{label}; score={score:.2f}"
-    if rules:
-        value += "; rules=" + ",".join(rules)
+def header_for(verdict) -> str:
+    """The X-Partnercheck value of a verdict: the verdict first, then the score and the rules
+    that fired, or why it was decided without the model (``unsure; score=0.00; unreadable``)."""
+    value = f"{verdict.label}; score={verdict.score:.2f}"
+    if verdict.rule_ids:
+        value += "; rules=" + ",".join(verdict.rule_ids)
+    if verdict.decided_by == UNREADABLE:
+        value += "; " + UNREADABLE
     return value
+
+
+def filter_message(raw: bytes, use_server: bool = True, model_option: str | None = None,
+                   rules_file: str | None = None) -> tuple[bytes, int, str | None]:
+    """The filter's whole job for one message: (output bytes, exit code, error or None).
+
+    Asks a running ``partnercheck serve`` first when ``use_server``, else (or when none
+    answers) classifies in this process. Whatever goes wrong, the output is ``raw`` itself.
+    """
+    try:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+        reply = _ask_server(raw) if use_server else None
+        header, label = reply if reply else _classify_here(raw, model_option, rules_file)
+        return add_header(raw, header), EXIT_CODES[label], None
+    except Exception as exc:  # whatever happened, the mail goes through
+        return raw, EXIT_ERROR, str(exc) if _is_ours(exc) else f"{exc.__class__.__name__}: {exc}"
+
+
+def _ask_server(raw: bytes) -> tuple[str, str] | None:
+    """(header, label) from a running server, or None when none answers sensibly."""
+    import os
+
+    from . import client
+    from .settings import ConfigError, read_config, socket_path
+
+    try:
+        path = socket_path(read_config())
+    except ConfigError:
+        return None  # the in-process path reports the broken configuration
+    if not os.path.exists(path):
+        return None
+    try:
+        reply = client.classify_remote(raw, path)
+    except client.ServerUnavailable:
+        return None
+    return (reply["header"], reply["label"]) if reply["label"] in EXIT_CODES else None
+
+
+def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None) -> tuple[str, str]:
+    """(header, label) from the model loaded in this process."""
+    from .classify import classify_one
+    from .mail import parse_message
+    from .model import cached_model
+    from .policy import load_policy
+    from .settings import model_path, read_config
+
+    config = read_config()
+    model = cached_model(model_path(model_option, config))
+    verdict = classify_one(parse_message(raw), model, load_policy(config, rules_file), clues=False)
+    return header_for(verdict), verdict.label
+
+
+def _is_ours(exc: Exception) -> bool:
+    from .errors import PartnercheckError
+
+    return isinstance(exc, PartnercheckError)
 
 
 def strip_our_header(raw: bytes) -> bytes:

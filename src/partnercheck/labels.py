@@ -13,3 +13,6 @@ UNSURE = "unsure"
 
 LABELS = (PARTNERSHIP, PITCH, OTHER)
 VERDICTS = (PARTNERSHIP, PITCH, OTHER, UNSURE)
+
+#: The reason given for ``unsure`` when a message has no text to judge.
+UNREADABLE = "unreadable"

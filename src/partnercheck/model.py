@@ -1,4 +1,4 @@
-"""A trained model: classify records with it, save it, load it.
+"""A trained model's weights: made from a fitted pipeline, saved and loaded.
 
 A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.pipeline`)
 and keeps what classifying needs as plain numbers: the vocabulary and idf weights, the rule
@@ -24,26 +24,17 @@ import joblib
 import numpy as np
 
 from .atomic import atomic_file
-from .features import extract, known_stems, remember_stems
+from .errors import PartnercheckError
+from .features import known_stems
 from .labels import LABELS
-from .mail import EmailRecord
-from .rules import RuleSet
-from .vectors import vectorize
-from .verdict import Clue, Thresholds, Verdict, decide
+from .rules import RuleSet, builtin_rules, rules_fingerprint
+from .verdict import Thresholds
 
 #: Bumped whenever a saved model can no longer be read by this code.
-FORMAT_VERSION = 3
-#: How many clues for and against a verdict are reported.
-CLUES = 5
+FORMAT_VERSION = 4
 
 
-_FUNCTION_WORDS = frozenset(
-    "a an and or but of to in on at by for with from as is are was were be been it this that these those "
-    "will would can could have has had do does did so if not than then there the".split()
-)
-
-
-class ModelError(Exception):
+class ModelError(PartnercheckError):
     """A model that cannot be used; the message says how to fix it."""
 
 
@@ -51,7 +42,6 @@ class ModelError(Exception):
 class Weights:
     """The fitted numbers of a pipeline, all that classifying needs."""
 
-    rules: RuleSet
     vocabulary: dict[str, int]
     idf: np.ndarray
     rule_index: dict[str, int]
@@ -60,7 +50,8 @@ class Weights:
     coef: np.ndarray  # (labels, features)
     intercept: np.ndarray  # (labels,)
     calibration: np.ndarray  # (labels, 2): sigmoid a and b per label
-    stems: dict[str, str] = field(default_factory=dict)  # the training words' stems, to warm the cache
+    stems: dict[str, str] = field(default_factory=dict)  # training word -> stem, to show stems as words
+    rules_fingerprint: str = ""  # of the built-in rules it was trained with
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "Weights":
@@ -72,7 +63,6 @@ class Weights:
         if order != list(range(len(order))):
             raise ModelError("the classifier's classes are not in the calibrator's order")
         return cls(
-            rules=steps["extract"].rules_,
             vocabulary=vectorizer.vocabulary_,
             idf=vectorizer.idf_,
             rule_index=vectorizer.rule_index_,
@@ -81,7 +71,9 @@ class Weights:
             coef=svm.coef_.astype(np.float32),
             intercept=svm.intercept_.astype(np.float64),
             calibration=np.array([[c.a_, c.b_] for c in calibrated.calibrators], dtype=np.float64),
-            stems=known_stems(),
+            stems={word: stem for word, stem in known_stems().items()
+                   if stem in vectorizer.vocabulary_ or "subject:" + stem in vectorizer.vocabulary_},
+            rules_fingerprint=rules_fingerprint(),
         )
 
     def probabilities(self, matrix) -> np.ndarray:
@@ -101,8 +93,8 @@ class Model:
     def __init__(self, weights: Weights, thresholds: Thresholds | None = None, info: dict | None = None,
                  pipeline=None, pipeline_bytes: bytes | None = None) -> None:
         self.weights = weights
-        self._names = [str(name) for name in weights.feature_names]  # indexing a list beats numpy here
-        remember_stems(weights.stems)
+        self.feature_names = [str(name) for name in weights.feature_names]  # indexing a list beats numpy here
+        self._surface: dict[str, str] | None = None
         self.thresholds = thresholds or Thresholds()
         self.info = dict(info or {})
         self._pipeline = pipeline
@@ -125,62 +117,26 @@ class Model:
 
     @property
     def rules(self) -> RuleSet:
-        return self.weights.rules
+        """The built-in rules, read from the package: the model keeps only what it learned
+        about each rule (its column and weights), so a rule can be fixed without retraining."""
+        return builtin_rules()
 
-    def classify(self, record: EmailRecord, policy=None) -> Verdict:
-        """The verdict for one record (see :meth:`classify_many`)."""
-        return self.classify_many([record], policy)[0]
+    @property
+    def rules_changed(self) -> bool:
+        """Whether the built-in rules differ from the ones this model was trained with."""
+        return self.weights.rules_fingerprint != rules_fingerprint()
 
-    def classify_many(self, records: list[EmailRecord], policy=None) -> list[Verdict]:
-        """Verdicts for a batch of records, with reasons.
-
-        ``policy`` is a :class:`partnercheck.policy.Policy` with the user's rules, sender
-        lists and threshold overrides; without one the model's own thresholds apply.
-        """
-        if not records:
-            return []
-        w = self.weights
-        extracted = [extract(record, w.rules) for record in records]
-        matrix = vectorize(extracted, w.vocabulary, w.idf, w.rule_index)
-        probabilities = w.probabilities(matrix)
-        thresholds = policy.thresholds if policy is not None and policy.thresholds else self.thresholds
-        verdicts = []
-        for i, (record, doc) in enumerate(zip(records, extracted)):
-            hits = list(doc.hits)
-            sender_list = None
-            if policy is not None:
-                hits.extend(policy.user_hits(record))
-                sender_list = policy.sender_list(record)
-            scores = {label: float(p) for label, p in zip(w.labels, probabilities[i])}
-            label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
-            verdict = Verdict(label, scores, hits, decided_by=decided_by)
-            self._add_clues(verdict, matrix, i, label if label in w.labels else max(scores, key=scores.get))
-            verdicts.append(verdict)
-        return verdicts
-
-    def _add_clues(self, verdict: Verdict, matrix, row: int, label: str) -> None:
-        w = self.weights
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        columns = matrix.indices[start:end]
-        contributions = matrix.data[start:end] * w.coef[w.labels.index(label)][columns]
-        order = np.argsort(contributions)
-        verdict.clues_for = self._clues(columns, contributions, order[::-1], positive=True)
-        verdict.clues_against = self._clues(columns, contributions, order, positive=False)
-
-    def _clues(self, columns, contributions, order, positive: bool) -> list[Clue]:
-        """The strongest contributions of one sign, leaving out words like "the" that count in
-        the score but say nothing to a reader."""
-        clues = []
-        for j in order.tolist():
-            value = float(contributions[j])
-            if (value > 0) != positive or value == 0:
-                break
-            token = self._names[columns[j]]
-            if token not in _FUNCTION_WORDS:
-                clues.append(Clue(token, value))
-                if len(clues) == CLUES:
-                    break
-        return clues
+    def surface_word(self, stem: str) -> str:
+        """A training word with this stem, for showing to people ("only" for "onli"): the
+        shortest one, or the stem itself when training saw none."""
+        if self._surface is None:
+            surface: dict[str, str] = {}
+            for word, word_stem in sorted(self.weights.stems.items()):
+                known = surface.get(word_stem)
+                if known is None or len(word) < len(known):
+                    surface[word_stem] = word
+            self._surface = surface
+        return self._surface.get(stem, stem)
 
     def save(self, path: str) -> None:
         """Write the model atomically: a crash never leaves half a file at ``path``."""

@@ -14,11 +14,12 @@ import sys
 from typing import IO
 
 from .atomic import discard, open_temp_beside
+from .errors import PartnercheckError
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
 
 
-class OutputError(Exception):
+class OutputError(PartnercheckError):
     """An output that cannot be written; its message is one line for the user."""
 
 

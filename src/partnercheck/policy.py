@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .mail import EmailRecord
 from .normalize import normalize
-from .rules import RuleHit, RuleSet, RulesError, load_rules
+from .rules import RuleHit, RulesError, RuleSet, load_rules
 from .settings import ConfigError, config_path, read_config
 from .verdict import Thresholds
 

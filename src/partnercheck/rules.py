@@ -11,11 +11,14 @@ search would.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+from .errors import PartnercheckError
 from .labels import LABELS
 from .rule_triggers import WORD, TriggeredPattern
 
@@ -29,7 +32,7 @@ MAX_SNIPPETS = 3
 _FIELDS = ("all", "subject", "body")
 
 
-class RulesError(Exception):
+class RulesError(PartnercheckError):
     """A rules file that cannot be used; the message says which file and which rule."""
 
 
@@ -114,10 +117,20 @@ class RuleSet:
         return RuleSet(list(self.rules) + list(other.rules))
 
 
+@functools.cache
 def builtin_rules() -> RuleSet:
-    """The rules shipped with partnercheck."""
-    text = resources.files("partnercheck").joinpath("rules.toml").read_text(encoding="utf-8")
-    return RuleSet(parse_rules(text, "built-in rules.toml"))
+    """The rules shipped with partnercheck, compiled once per process."""
+    return RuleSet(parse_rules(_builtin_text(), "built-in rules.toml"))
+
+
+@functools.cache
+def rules_fingerprint() -> str:
+    """SHA-256 of the built-in rules file: a model records the one it was trained with."""
+    return hashlib.sha256(_builtin_text().encode("utf-8")).hexdigest()
+
+
+def _builtin_text() -> str:
+    return resources.files("partnercheck").joinpath("rules.toml").read_text(encoding="utf-8")
 
 
 def load_rules(path: str, user: bool = True) -> RuleSet:

@@ -16,6 +16,7 @@ import socketserver
 import threading
 
 from . import client, filtering
+from .classify import classify_one
 from .mail import parse_message
 
 _SYSTEMD_FIRST_FD = 3
@@ -61,12 +62,9 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
     def classify(self, raw: bytes) -> dict:
         record = parse_message(raw)
-        if not record.readable:
-            return {"label": "unsure", "header": filtering.UNREADABLE}
         with self._lock:
-            verdict = self.model.classify(record, self.policy)
-        return {"label": verdict.label,
-                "header": filtering.header_value(verdict.label, verdict.score, verdict.rule_ids)}
+            verdict = classify_one(record, self.model, self.policy, clues=False)
+        return {"label": verdict.label, "header": filtering.header_for(verdict)}
 
     def server_close(self):
         super().server_close()

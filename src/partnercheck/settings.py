@@ -24,13 +24,15 @@ import os
 import tomllib
 from importlib import resources
 
+from .errors import PartnercheckError
+
 MODEL_ENV = "PARTNERCHECK_MODEL"
 CONFIG_ENV = "PARTNERCHECK_CONFIG"
 SOCKET_ENV = "PARTNERCHECK_SOCKET"
 DEFAULT_MODEL_NAME = "partnercheck.joblib"
 
 
-class ConfigError(Exception):
+class ConfigError(PartnercheckError):
     """A configuration that cannot be used; the message names the file and the key."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
+from .errors import PartnercheckError
 from .labels import LABELS
 from .mail import EmailRecord, header_text, parse_message, split_reply
 
@@ -47,7 +48,7 @@ _EML_SUFFIXES = {".eml", ".msg", ".txt", ""}
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-class SourceError(Exception):
+class SourceError(PartnercheckError):
     """A source that cannot be read at all: its message is one line for the user."""
 
 

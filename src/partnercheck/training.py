@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
+from .errors import PartnercheckError
 from .evaluate import Scores
 from .labels import LABELS
 from .mail import EmailRecord
 from .model import Model
-from .pipeline import build_pipeline
+from .near_duplicates import near_duplicate_groups
 from .normalize import normalize
+from .pipeline import build_pipeline
 from .verdict import Thresholds, decide
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
@@ -31,7 +33,7 @@ MIN_PER_LABEL = 10
 MAX_PARTNERSHIP_AS_PITCH = 0.01
 
 
-class TrainingError(Exception):
+class TrainingError(PartnercheckError):
     """Labelled mail that cannot be trained on; the message says what to fix."""
 
 
@@ -82,16 +84,44 @@ def prepare(records) -> Prepared:
     return Prepared(kept, labels, duplicates)
 
 
-def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = 3.0) -> np.ndarray:
-    """Probabilities for every message from a model that did not see it (columns: sorted labels)."""
+def _extracted(prepared: Prepared, seed: int, c: float):
+    """The pipeline, the records' tokens (extracted once) and their labels."""
     pipeline = build_pipeline(c=c, seed=seed)
     extract = pipeline.named_steps["extract"].fit(prepared.records)
-    docs = extract.transform(prepared.records)
-    y = np.array(prepared.labels)
-    rest = pipeline[1:]
-    probabilities = np.zeros((len(docs), len(LABELS)))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(np.zeros(len(y)), y):
+    return pipeline, extract.transform(prepared.records), np.array(prepared.labels)
+
+
+def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = 3.0) -> np.ndarray:
+    """Probabilities for every message from a model that saw neither it nor a near-copy of it
+    (columns: sorted labels). Folds are stratified by label and keep each group of near-duplicates
+    (:mod:`partnercheck.near_duplicates`) together."""
+    pipeline, docs, y = _extracted(prepared, seed, c)
+    groups = near_duplicate_groups([r.subject + "\n" + r.body for r in prepared.records], seed=seed)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return _predict_folds(pipeline[1:], docs, y, splitter.split(np.zeros(len(y)), y, groups))
+
+
+def leave_one_group_out(prepared: Prepared, groups: list[str], seed: int = 0, c: float = 3.0) -> np.ndarray:
+    """Probabilities for every message from a model trained without its whole group: a kind
+    of sender or a writing style never seen in training, the way real mail differs from a
+    corpus. Groups holding every message of a label are skipped (their rows stay NaN)."""
+    pipeline, docs, y = _extracted(prepared, seed, c)
+    groups_arr = np.array(groups)
+
+    def splits():
+        for group in sorted(set(groups)):
+            test = np.flatnonzero(groups_arr == group)
+            train = np.flatnonzero(groups_arr != group)
+            if len(set(y[train])) == len(LABELS):
+                yield train, test
+
+    probabilities = _predict_folds(pipeline[1:], docs, y, splits(), fill=np.nan)
+    return probabilities
+
+
+def _predict_folds(rest, docs, y, splits, fill: float = 0.0) -> np.ndarray:
+    probabilities = np.full((len(docs), len(LABELS)), fill)
+    for train, test in splits:
         fold = clone(rest).fit([docs[i] for i in train], y[train])
         probabilities[test] = fold.predict_proba([docs[i] for i in test])
     return probabilities

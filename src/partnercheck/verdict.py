@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .labels import OTHER, PARTNERSHIP, PITCH, UNSURE
+from .labels import PARTNERSHIP, PITCH, UNSURE
 from .rules import RuleHit
 
 
@@ -37,13 +37,12 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Clue:
-    """A model feature that pushed the score for (``weight`` > 0) or against the verdict."""
+    """A model feature that pushed the score for (``weight`` > 0) or against the verdict,
+    with ``term``, the feature in plain words."""
 
     token: str
     weight: float
-
-    def describe(self) -> str:
-        return describe_token(self.token)
+    term: str
 
 
 @dataclass
@@ -77,7 +76,7 @@ class Verdict:
         if self.hits:
             parts.append("rules " + ", ".join(self.rule_ids))
         if self.clues_for:
-            parts.append("words " + ", ".join(c.describe() for c in self.clues_for[:3]))
+            parts.append("words " + ", ".join(c.term for c in self.clues_for[:3]))
         return "; ".join(parts)
 
     def explanation(self, subject: str = "", sender: str = "") -> str:
@@ -100,10 +99,10 @@ class Verdict:
         target = self.label if self.label in self.scores else max(self.scores, key=self.scores.get)
         if self.clues_for:
             lines.append(f"\nWhat points to {target}:")
-            lines.extend(f"  + {c.describe()}" for c in self.clues_for)
+            lines.extend(f"  + {c.term}" for c in self.clues_for)
         if self.clues_against:
             lines.append(f"\nWhat points away from {target}:")
-            lines.extend(f"  - {c.describe()}" for c in self.clues_against)
+            lines.extend(f"  - {c.term}" for c in self.clues_against)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -115,9 +114,9 @@ class Verdict:
                 {"id": h.id, "label": h.rule.label, "description": h.rule.description, "matched": list(h.matches)}
                 for h in self.hits
             ],
-            "clues_for": [{"term": c.describe(), "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_for],
+            "clues_for": [{"term": c.term, "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_for],
             "clues_against": [
-                {"term": c.describe(), "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_against
+                {"term": c.term, "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_against
             ],
             "summary": self.summary(),
         }
@@ -171,50 +170,3 @@ def _nudged(probabilities: dict[str, float], hits: list[RuleHit]) -> dict[str, f
     exps = {label: math.exp(v - top) for label, v in logits.items()}
     total = sum(exps.values())
     return {label: v / total for label, v in exps.items()}
-
-
-_TAGS = {
-    "subject": "subject word",
-    "url": "link word",
-}
-_SHAPES = {
-    "header:list-unsubscribe": "a List-Unsubscribe header (bulk mail)",
-    "header:list-id": "a mailing-list header",
-    "header:bulk": "a Precedence: bulk header",
-    "header:reply": "a reply in an existing thread",
-    "header:reply-without-thread": "a \"Re:\" subject with no thread behind it",
-    "header:threaded": "In-Reply-To/References headers (part of a thread)",
-    "header:forward": "a forwarded message",
-    "header:reply-to-elsewhere": "a Reply-To at another domain",
-    "header:cc": "other people in Cc",
-    "header:many-recipients": "many recipients",
-    "shape:html-only": "HTML-only mail",
-    "shape:tracking-pixel": "a tracking pixel",
-    "shape:attachment": "an attachment",
-    "shape:mostly-quoted": "mostly quoted text",
-    "shape:some-quoted": "some quoted text",
-    "shape:short": "a very short message",
-    "shape:long": "a long message",
-    "shape:booking-link": "a meeting-booking link",
-    "shape:unsubscribe-link": "an unsubscribe link",
-    "shape:many-links": "many links",
-}
-_PLACEHOLDERS = {"MONEY": "a money amount", "PCT": "a percentage", "NUM": "a number",
-                 "EMAIL": "an e-mail address", "URL": "a link"}
-
-
-def describe_token(token: str) -> str:
-    """A model token in plain English: ``subject:partner`` is 'subject word "partner"'."""
-    if token in _SHAPES:
-        return _SHAPES[token]
-    if token.startswith("rule:"):
-        return f"rule {token[5:]}"
-    from .features import surface
-
-    tag, _, word = token.partition(":")
-    if word and tag in _TAGS:
-        return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word) or surface(word)}"'
-    return '"' + " ".join(_PLACEHOLDERS.get(w) or surface(w) for w in token.split(" ")) + '"'
-
-
-LABEL_ORDER = (PARTNERSHIP, PITCH, OTHER)

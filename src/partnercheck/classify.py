@@ -1,0 +1,106 @@
+"""The classification stage: records in, verdicts out, the same way for every caller.
+
+Every command (``classify``, ``explain``, ``filter``, ``label``, ``evaluate``, ``serve``),
+training's scoring and the library call :func:`classify` and only format what it returns.
+For each record, in order:
+
+1. **readable?** A message with no text to judge is ``unsure``, decided by
+   :data:`UNREADABLE`, and goes no further;
+2. **features**: tokens and built-in rule hits (:func:`partnercheck.features.extract`);
+3. **probabilities**: the model's calibrated scores for the three labels;
+4. **policy**: the user's own rules and sender lists (:class:`partnercheck.policy.Policy`);
+5. **decision**: cut-offs, guards and overrides (:func:`partnercheck.verdict.decide`);
+6. **clues**: the model features that pushed hardest for and against the verdict, in
+   words; skipped with ``clues=False`` where nothing shows them (the mail filter's header).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from .features import describe_token, extract
+from .labels import UNREADABLE, UNSURE
+from .mail import EmailRecord
+from .vectors import vectorize
+from .verdict import Clue, Verdict, decide
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .policy import Policy
+
+#: How many clues for and against a verdict are reported.
+CLUES = 5
+
+_FUNCTION_WORDS = frozenset(
+    "a an and or but of to in on at by for with from as is are was were be been it this that these those "
+    "will would can could have has had do does did so if not than then there the".split()
+)
+
+
+def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | None" = None,
+             clues: bool = True) -> list[Verdict]:
+    """One verdict per record, in order, with its reasons (see the module docstring)."""
+    records = list(records)
+    verdicts: list[Verdict | None] = [None] * len(records)
+    readable = []
+    for i, record in enumerate(records):
+        if record.readable:
+            readable.append(i)
+        else:
+            verdicts[i] = Verdict(UNSURE, {}, decided_by=UNREADABLE)
+    if readable:
+        weights = model.weights
+        docs = [extract(records[i], model.rules) for i in readable]
+        matrix = vectorize(docs, weights.vocabulary, weights.idf, weights.rule_index)
+        probabilities = weights.probabilities(matrix)
+        thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
+        for row, (i, doc) in enumerate(zip(readable, docs)):
+            record = records[i]
+            hits = list(doc.hits)
+            sender_list = None
+            if policy is not None:
+                hits.extend(policy.user_hits(record))
+                sender_list = policy.sender_list(record)
+            scores = {label: float(p) for label, p in zip(weights.labels, probabilities[row])}
+            label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
+            verdict = Verdict(label, scores, hits, decided_by=decided_by)
+            if clues:
+                _add_clues(verdict, model, matrix, row)
+            verdicts[i] = verdict
+    return verdicts  # type: ignore[return-value]
+
+
+def classify_one(record: EmailRecord, model: "Model", policy: "Policy | None" = None,
+                 clues: bool = True) -> Verdict:
+    """:func:`classify` for a single record."""
+    return classify([record], model, policy, clues)[0]
+
+
+def _add_clues(verdict: Verdict, model: "Model", matrix, row: int) -> None:
+    weights = model.weights
+    label = verdict.label if verdict.label in weights.labels else max(verdict.scores, key=verdict.scores.get)
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    columns = matrix.indices[start:end]
+    contributions = matrix.data[start:end] * weights.coef[weights.labels.index(label)][columns]
+    order = np.argsort(contributions, kind="stable")
+    verdict.clues_for = _clues(model, columns, contributions, order[::-1], positive=True)
+    verdict.clues_against = _clues(model, columns, contributions, order, positive=False)
+
+
+def _clues(model: "Model", columns, contributions, order, positive: bool) -> list[Clue]:
+    """The strongest contributions of one sign, leaving out words like "the" that count in
+    the score but say nothing to a reader."""
+    clues = []
+    names = model.feature_names
+    for j in order.tolist():
+        value = float(contributions[j])
+        if (value > 0) != positive or value == 0:
+            break
+        token = names[columns[j]]
+        if token not in _FUNCTION_WORDS:
+            clues.append(Clue(token, value, describe_token(token, model.surface_word)))
+            if len(clues) == CLUES:
+                break
+    return clues

@@ -1,0 +1,60 @@
+"""Groups of near-duplicate messages, so that cross-validation never tests on a copy of a
+training message.
+
+A mailbox is full of templated campaigns: the same pitch sent to many people with a name
+and a company swapped. Split at random, copies of one message land in both the training
+and the test folds, and the cross-validated score measures memory, not judgement (ten
+perturbed copies of the corpus cross-validated at 1.000). Messages are grouped by MinHash
+over word 5-grams of their normalised subject and body, banded for locality-sensitive
+hashing: 24 hashes in 6 bands of 4 put two messages with 80% of their 5-grams in common in
+one group 96% of the time, at 50% 28%, at 30% 4%. Groups are closed under "shares a band"
+(union-find), so a chain of near-copies is one group.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import numpy as np
+
+from .normalize import normalize
+
+HASHES = 24
+BANDS = 6
+SHINGLE = 5
+_PRIME = (1 << 61) - 1
+_WORD = re.compile(r"\w+")
+
+
+def near_duplicate_groups(texts: list[str], seed: int = 0) -> list[int]:
+    """One group number per text; texts in one group are near-copies of each other."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 31, size=HASHES, dtype=np.uint64)
+    b = rng.integers(0, 1 << 31, size=HASHES, dtype=np.uint64)
+    parent = list(range(len(texts)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    seen: dict[tuple, int] = {}
+    rows = HASHES // BANDS
+    for i, text in enumerate(texts):
+        signature = _minhash(text, a, b)
+        for band in range(BANDS):
+            key = (band, *signature[band * rows:(band + 1) * rows].tolist())
+            first = seen.setdefault(key, i)
+            if first != i:
+                parent[find(i)] = find(first)
+    return [find(i) for i in range(len(texts))]
+
+
+def _minhash(text: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    words = _WORD.findall(normalize(text))
+    grams = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
+    shingles = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+    # (a * x + b) mod p for every hash and shingle; 31-bit a and 32-bit x keep it in 64 bits.
+    return ((np.outer(a, shingles) + b[:, None]) % np.uint64(_PRIME)).min(axis=1)
