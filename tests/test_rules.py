@@ -1,5 +1,5 @@
 """Keyword rules: the shipped file is valid, every rule is safe on hostile input, and the
-word-trigger shortcut never loses a match that a plain regex search would find."""
+RE2 scan finds exactly what Python's own regex search would."""
 
 from __future__ import annotations
 
@@ -59,21 +59,29 @@ def _hostile_texts(rule) -> list[str]:
     ]
 
 
+def _seconds(rules, text: str) -> float:
+    start = time.perf_counter()
+    rules.match("", text)
+    return time.perf_counter() - start
+
+
 @pytest.mark.parametrize("rule", RULES.rules, ids=lambda r: r.id)
-def test_no_rule_backtracks_catastrophically(rule):
+def test_no_rule_backtracks_on_hostile_text(rule):
+    """1 MB built from each rule's own words takes at most a few times as long as 1 MB of
+    ordinary mail text, measured in the same run (no wall-clock limit to flake under load)."""
     from partnercheck.rules import RuleSet
 
     single = RuleSet([rule])
+    benign = (normalize(PITCH_TEXT + " " + PARTNERSHIP_TEXT) + " ") * (1_000_000 // len(PITCH_TEXT + PARTNERSHIP_TEXT))
+    baseline = min(_seconds(single, benign[:1_000_000]) for _ in range(3))
     for text in _hostile_texts(rule):
-        start = time.perf_counter()
-        single.match("", text[:1_000_000])
-        elapsed = time.perf_counter() - start
-        assert elapsed < 0.5, f"{rule.id} took {elapsed:.2f}s on 1 MB of {text[:30]!r}"
+        elapsed = _seconds(single, text[:1_000_000])
+        assert elapsed <= 20 * baseline + 0.01, f"{rule.id}: {elapsed:.3f}s on 1 MB of {text[:30]!r}, benign {baseline:.3f}s"
 
 
-def test_triggers_find_exactly_what_plain_search_finds():
-    """Run every pattern over the whole corpus both ways: with word triggers and windows,
-    and as a plain regex over the whole text. The shortcut must never change a result."""
+def test_re2_scan_finds_exactly_what_python_search_finds():
+    """Run every pattern over the whole corpus both ways: as the RE2 set scan does, and as
+    Python's re over the same text. The engine must never change a result."""
     compiled = []
     for rule in RULES.rules:
         for pattern in rule.patterns:
@@ -109,7 +117,8 @@ patterns = ['\\bacme toner\\b']
 @pytest.mark.parametrize("text, error", [
     ("[[rule]]\nid='lower'\nlabel='pitch'\npatterns=['x']", "UPPER_SNAKE"),
     ("[[rule]]\nid='A'\nlabel='spam'\npatterns=['x']", "label must be one of"),
-    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['(']", "bad pattern"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['(']", "cannot be compiled"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['budget(?= approved)']", "no look-arounds"),
     ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=[]", "non-empty list"),
     ("[[rule]]\nid='A'\nlabel='pitch'\nweight=99\npatterns=['x']", "weight"),
     ("[[rule]\n", "not valid TOML"),
@@ -128,10 +137,16 @@ def test_builtin_rules_may_not_decide():
     (r"\Bsourcing\b", "we do outsourcing for you"),
     (r"(?i)\bAcme Corporation\b", "hello from acme corporation"),
     (r"(?i:\bToner) cartridges", "cheap toner cartridges"),
-    (r"\b(?:a|an) budget\b(?=.{0,40}\bapproved\b)", "x " * 300 + "a budget and it was finally approved" + " y" * 300),
+    (r"\b(?:a|an) budget\b.{0,40}\bapproved\b", "x " * 300 + "a budget and it was finally approved" + " y" * 300),
 ])
-def test_user_patterns_the_shortcut_cannot_list_still_match(pattern, text):
+def test_user_patterns_match_as_python_would(pattern, text):
     from partnercheck.rules import Rule, RuleSet
 
     rules = RuleSet([Rule("MINE", "pitch", 1.0, "", (pattern,), user=True)])
     assert [hit.matches[0] for hit in rules.match("", text)] == [re.search(pattern, text).group(0)]
+
+
+def test_hits_carry_the_sentence_they_matched_in():
+    hit = RULES.match("", "hello there. our pricing starts at $99 a month for teams! see you")[0]
+    assert hit.id == "PRICE_PLANS"
+    assert hit.sentences[0] == "our pricing starts at $99 a month for teams!"

@@ -37,6 +37,12 @@ _FUNCTION_WORDS = frozenset(
     "a an and or but of to in on at by for with from as is are was were be been it this that these those "
     "will would can could have has had do does did so if not than then there the".split()
 )
+#: A feature that moves the SVM's score by less than this (a tenth of its margin) did not
+#: carry the decision and is not shown as a clue.
+_MIN_CLUE = 0.1
+#: Words in more than about a fifth of the training messages ("new", "contact") count in the
+#: score but say little to a reader about this message; they are not shown as clues.
+_COMMON_IDF = 1 + float(np.log(5))
 
 
 def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | None" = None,
@@ -90,16 +96,18 @@ def _add_clues(verdict: Verdict, model: "Model", matrix, row: int) -> None:
 
 
 def _clues(model: "Model", columns, contributions, order, positive: bool) -> list[Clue]:
-    """The strongest contributions of one sign, leaving out words like "the" that count in
-    the score but say nothing to a reader."""
+    """The strongest contributions of one sign, leaving out words like "the" or "new" that
+    count in the score but say nothing to a reader."""
     clues = []
-    names = model.feature_names
+    names, idf = model.feature_names, model.weights.idf
     for j in order.tolist():
         value = float(contributions[j])
-        if (value > 0) != positive or value == 0:
+        if (value > 0) != positive or abs(value) < _MIN_CLUE:
             break
-        token = names[columns[j]]
-        if token not in _FUNCTION_WORDS:
+        column = columns[j]
+        token = names[column]
+        common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
+        if token not in _FUNCTION_WORDS and not common:
             clues.append(Clue(token, value, describe_token(token, model.surface_word)))
             if len(clues) == CLUES:
                 break

@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .labels import LABELS, PARTNERSHIP, PITCH, UNSURE, VERDICTS
+from .labels import LABELS, OTHER, PARTNERSHIP, PITCH, UNSURE, VERDICTS
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Scores:
     verdicts: list[str]
     rule_hits: dict[str, Counter] = field(default_factory=dict)
     unreadable: int = 0
+    groups: list[str] = field(default_factory=list)  # where each message came from, when known
 
     @property
     def total(self) -> int:
@@ -58,6 +59,19 @@ class Scores:
         partnerships = [v for t, v in zip(self.truth, self.verdicts) if t == PARTNERSHIP]
         return partnerships.count(PITCH) / len(partnerships) if partnerships else 0.0
 
+    def other_as_pitch(self) -> float:
+        """Ordinary mail flagged as a pitch: the share of true ``other`` labelled pitch."""
+        others = [v for t, v in zip(self.truth, self.verdicts) if t == OTHER]
+        return others.count(PITCH) / len(others) if others else 0.0
+
+    def by_group(self) -> dict[str, "Scores"]:
+        """The scores of each source of messages on its own (see :func:`source_group`)."""
+        if len(set(self.groups)) < 2:
+            return {}
+        return {group: Scores([t for t, g in zip(self.truth, self.groups) if g == group],
+                              [v for v, g in zip(self.verdicts, self.groups) if g == group])
+                for group in sorted(set(self.groups))}
+
     def accuracy_decided(self) -> float:
         decided = [(t, v) for t, v in zip(self.truth, self.verdicts) if v != UNSURE]
         return sum(t == v for t, v in decided) / len(decided) if decided else 0.0
@@ -70,11 +84,15 @@ class Scores:
             "accuracy_of_decided": round(self.accuracy_decided(), 4),
             "unsure_rate": round(self.unsure_rate(), 4),
             "partnership_as_pitch": round(self.partnership_as_pitch(), 4),
+            "other_as_pitch": round(self.other_as_pitch(), 4),
             "per_label": {k: {m: round(x, 4) if isinstance(x, float) else x for m, x in v.items()}
                           for k, v in self.per_label().items()},
             "confusion": self.confusion(),
             "rule_hits": {rule: {label: counts.get(label, 0) for label in LABELS}
                           for rule, counts in sorted(self.rule_hits.items())},
+            "by_source": {group: {"messages": s.total, "accuracy_of_decided": round(s.accuracy_decided(), 4),
+                                  "unsure_rate": round(s.unsure_rate(), 4), "confusion": s.confusion()}
+                          for group, s in self.by_group().items()},
         }
 
     def to_json(self) -> str:
@@ -84,8 +102,9 @@ class Scores:
         lines = [
             f"messages: {self.total}" + (f" ({self.unreadable} unreadable, skipped)" if self.unreadable else ""),
             f"macro-F1: {self.macro_f1():.3f}   unsure: {self.unsure_rate():.1%}   "
-            f"accuracy where decided: {self.accuracy_decided():.3f}   "
-            f"partnerships labelled pitch: {self.partnership_as_pitch():.1%}",
+            f"accuracy where decided: {self.accuracy_decided():.3f}",
+            f"partnerships labelled pitch: {self.partnership_as_pitch():.1%}   "
+            f"other mail labelled pitch: {self.other_as_pitch():.1%}",
             "",
             f"{'label':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}",
         ]
@@ -95,6 +114,15 @@ class Scores:
                   f"{'':<12}" + "".join(f"{v:>12}" for v in VERDICTS)]
         for truth, row in self.confusion().items():
             lines.append(f"{truth:<12}" + "".join(f"{row[v]:>12}" for v in VERDICTS))
+        by_group = self.by_group()
+        if by_group:
+            lines += ["", "by source (rows: source; truth -> verdict counts)",
+                      f"{'source':<12} {'messages':>8} {'accuracy':>9} {'unsure':>7}  mistakes"]
+            for group, s in by_group.items():
+                mistakes = ", ".join(f"{t}->{v} {n}" for t, row in s.confusion().items() for v, n in row.items()
+                                     if n and v != t)
+                lines.append(f"{group:<12} {s.total:>8} {s.accuracy_decided():>9.3f} {s.unsure_rate():>7.1%}  "
+                             f"{mistakes or '-'}")
         if self.rule_hits:
             lines += ["", "rule hits by true label",
                       f"{'rule':<24}" + "".join(f"{label:>12}" for label in LABELS)]
@@ -107,7 +135,7 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
     from .classify import classify
 
     """Classify labelled records and score the verdicts; unreadable records are counted apart."""
-    truth, verdicts = [], []
+    truth, verdicts, groups = [], [], []
     rule_hits: dict[str, Counter] = defaultdict(Counter)
     unreadable = 0
     pending = []
@@ -116,6 +144,7 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
         for record, verdict in zip(pending, classify(pending, model, policy, clues=False)):
             truth.append(record.label)
             verdicts.append(verdict.label)
+            groups.append(source_group(record))
             for hit in verdict.hits:
                 rule_hits[hit.id][record.label] += 1
         pending.clear()
@@ -130,4 +159,12 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
         if len(pending) >= batch:
             flush()
     flush()
-    return Scores(truth, verdicts, dict(rule_hits), unreadable)
+    return Scores(truth, verdicts, dict(rule_hits), unreadable, groups)
+
+
+def source_group(record) -> str:
+    """Where a message came from, by the prefix of its file name: ``iss`` for
+    ``partnership/iss-0005.eml``, ``b19`` for a corpus batch; "" when there is none."""
+    name = record.key.rsplit("/", 1)[-1]
+    prefix, dash, _ = name.partition("-")
+    return prefix if dash and prefix.isalnum() and len(prefix) <= 12 else ""

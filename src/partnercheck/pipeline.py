@@ -32,7 +32,7 @@ from sklearn.svm import LinearSVC
 
 from .features import Extracted, extract
 from .mail import EmailRecord
-from .rules import RuleSet, builtin_rules
+from .rules import builtin_rules
 from .vectors import vectorize
 
 
@@ -42,21 +42,16 @@ def extracted_tokens(doc: Extracted) -> list[str]:
 
 
 class MailTokenizer(BaseEstimator, TransformerMixin):
-    """Records to :class:`~partnercheck.features.Extracted` (tokens and rule hits).
-
-    ``rules`` defaults to the built-in rules; the fitted set is kept in ``rules_`` so that a
-    saved model always reads mail with the rules it was trained with.
-    """
-
-    def __init__(self, rules: RuleSet | None = None) -> None:
-        self.rules = rules
+    """Records to :class:`~partnercheck.features.Extracted` (tokens and rule hits), with the
+    built-in rules read from the package (a model stores what it learned about each rule,
+    never the rules themselves)."""
 
     def fit(self, records, y=None):
-        self.rules_ = self.rules if self.rules is not None else builtin_rules()
         return self
 
     def transform(self, records: Iterable[EmailRecord]) -> list[Extracted]:
-        return [extract(record, self.rules_) for record in records]
+        rules = builtin_rules()
+        return [extract(record, rules) for record in records]
 
 
 class MailVectorizer(BaseEstimator, TransformerMixin):
@@ -88,11 +83,11 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         return self.feature_names_
 
 
-def build_pipeline(c: float = 3.0, seed: int = 0, rules: RuleSet | None = None) -> Pipeline:
+def build_pipeline(c: float = 3.0, seed: int = 0) -> Pipeline:
     """An unfitted pipeline with the default settings (see the module docstring)."""
     svm = LinearSVC(C=c, class_weight="balanced", random_state=seed)
     return Pipeline([
-        ("extract", MailTokenizer(rules=rules)),
+        ("extract", MailTokenizer()),
         ("vectorize", MailVectorizer()),
         ("classify", CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)),
     ])

@@ -1,12 +1,21 @@
-"""Keyword rules: readable evidence for a label, loaded from TOML and compiled once.
+r"""Keyword rules: readable evidence for a label, loaded from TOML and compiled once.
 
 The built-in rules live in ``rules.toml`` beside this module; a user can add a rules file
 of the same format (see :mod:`partnercheck.settings`). Every hit reports the words that
 triggered it. ``decide = true`` in a user's rule makes a hit decide the verdict outright;
-built-in rules only ever feed the model and the explanation. A pattern runs only on a text
-that holds the words its matches need, and only where they are (see
-:mod:`partnercheck.rule_triggers`); a test checks that this finds exactly what a plain
-search would.
+built-in rules only ever feed the model and the explanation.
+
+Patterns are matched by RE2 (``google-re2``): all of a field's patterns in one scan of the
+text by an ``re2.Set``, then only the patterns that matched are searched again for their
+positions and words. RE2 runs in time linear in the text whatever the pattern, so neither a
+built-in nor a user's rule can be made to backtrack on hostile mail; in exchange it has no
+look-arounds or back-references (a rules file that uses them is refused with one line), and
+``\b`` and ``\w`` know ASCII letters only. Measured on 2,000 corpus messages: 64 µs a
+message for the set scan, 111 µs with positions, against 204 µs for the former per-pattern
+Python ``re`` with a trigger-word shortcut and 2,577 µs for plain ``re`` on every pattern;
+the same patterns fired on every message. Hyperscan scanned as fast but took 0.6-1.0 s to
+compile the rules, which every cold ``partnercheck filter`` would pay; RE2 compiles them
+in about a millisecond.
 """
 
 from __future__ import annotations
@@ -18,17 +27,20 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+import re2
+
 from .errors import PartnercheckError
 from .labels import LABELS
-from .rule_triggers import WORD, TriggeredPattern
 
 MACROS = {
-    "__money__": r"(?:[$€£]\s?\d[\d,.]{0,12}\s?[km]?\b|\b\d[\d,.]{0,12}\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds|€|\$)(?!\w))",
+    "__money__": r"(?:[$€£]\s?\d[\d,.]{0,12}\s?[km]?\b|\b\d[\d,.]{0,12}\s?(?:[km]\s)?(?:(?:usd|eur|gbp|dollars|euros|pounds)\b|€|\$))",
     "__pct__": r"(?:\d{1,3}(?:[.,]\d{1,2})?\s?%)",
     "__num__": r"(?:\d[\d,.]{0,12})",
 }
-#: At most this many distinct matched snippets are kept per rule hit.
+#: At most this many distinct matched snippets are kept per rule hit, from at most this
+#: many matches read (text repeating one phrase a million times is read no further).
 MAX_SNIPPETS = 3
+_MAX_MATCHES_READ = 20
 _FIELDS = ("all", "subject", "body")
 
 
@@ -54,6 +66,7 @@ class RuleHit:
 
     rule: Rule
     matches: tuple[str, ...]
+    sentences: tuple[str, ...] = ()  # the sentence around each match, as the rule read it
 
     @property
     def id(self) -> str:
@@ -70,51 +83,56 @@ class RuleSet:
                 raise RulesError(f"rule {rule.id} is defined twice")
             seen.add(rule.id)
         self.rules = tuple(rules)
-        self._patterns: list[tuple[int, str, TriggeredPattern]] = [
-            (index, rule.field, pattern) for index, rule in enumerate(rules) for pattern in _compile_patterns(rule)
-        ]
-        # Which patterns each trigger word can set off, and which patterns always run.
-        self._by_word: dict[str, list[int]] = {}
-        self._always: list[int] = []
-        for number, (_, _, pattern) in enumerate(self._patterns):
-            if pattern.triggers is None:
-                self._always.append(number)
-            for word in pattern.triggers or ():
-                self._by_word.setdefault(word, []).append(number)
+        # Per field: one RE2 set over its patterns, and for each set entry (rule, pattern).
+        self._scans: dict[str, tuple[re2.Set, list[tuple[int, "re2._Regexp"]]]] = {}
+        for index, rule in enumerate(rules):
+            for pattern in _compile_patterns(rule):
+                scan = self._scans.get(rule.field)
+                if scan is None:
+                    scan = self._scans[rule.field] = (re2.Set.SearchSet(_OPTIONS), [])
+                scan[0].Add(pattern.pattern)
+                scan[1].append((index, pattern))
+        for scanner, _ in self._scans.values():
+            scanner.Compile()
 
     def __len__(self) -> int:
         return len(self.rules)
 
-
     def match(self, subject: str, body: str) -> list[RuleHit]:
         """Hits on already normalised subject and body text, in rule order."""
-        everything = f"{subject}\n{body}"
-        words = set(WORD.findall(everything))
-        candidates = set(self._always)
-        by_word = self._by_word
-        for word in words.intersection(by_word):
-            candidates.update(by_word[word])
+        texts = {"all": f"{subject}\n{body}", "subject": subject, "body": body}
         snippets: dict[int, list[str]] = {}
-        starts_in = {"all": {}, "subject": {}, "body": {}}
-        texts = {"all": everything, "subject": subject, "body": body}
-        patterns = self._patterns
-        for number in sorted(candidates):
-            index, field, pattern = patterns[number]
-            found = snippets.get(index)
-            if found is None:
-                found = snippets[index] = []
-            elif len(found) >= MAX_SNIPPETS:
-                continue
-            for match in pattern.finditer(texts[field], words, starts_in[field]):
-                snippet = match.group(0).strip()
-                if snippet not in found:
-                    found.append(snippet)
-                    if len(found) == MAX_SNIPPETS:
+        sentences: dict[int, list[str]] = {}
+        for field, (scanner, patterns) in self._scans.items():
+            text = texts[field]
+            for number in sorted(scanner.Match(text) or ()):
+                index, pattern = patterns[number]
+                found = snippets.setdefault(index, [])
+                around = sentences.setdefault(index, [])
+                for seen, match in enumerate(pattern.finditer(text)):
+                    if len(found) == MAX_SNIPPETS or seen == _MAX_MATCHES_READ:
                         break
-        return [RuleHit(self.rules[index], tuple(found)) for index, found in snippets.items() if found]
+                    snippet = match.group(0).strip()
+                    if snippet and snippet not in found:
+                        found.append(snippet)
+                        around.append(sentence_around(text, match.start(), match.end()))
+        return [RuleHit(self.rules[index], tuple(snippets[index]), tuple(sentences[index]))
+                for index in sorted(snippets) if snippets[index]]
 
     def __add__(self, other: "RuleSet") -> "RuleSet":
         return RuleSet(list(self.rules) + list(other.rules))
+
+
+@functools.cache
+def sentence_around(text: str, start: int, end: int, limit: int = 160) -> str:
+    """The sentence of ``text`` that holds ``text[start:end]``, cut to about ``limit``
+    characters around the match: what a person reads to judge the rule's hit."""
+    left = max(text.rfind(stop, max(0, start - limit), start) for stop in (". ", "! ", "? ", "\n"))
+    left = start - limit if left == -1 and start > limit else left + 1 if left != -1 else 0
+    ends = [i for i in (text.find(stop, end, end + limit) for stop in (". ", "! ", "? ", "\n")) if i != -1]
+    right = min(ends) + 1 if ends else min(len(text), end + limit)
+    sentence = " ".join(text[left:right].split())
+    return ("…" if left > 0 and text[left - 1] not in ".!?\n " else "") + sentence
 
 
 @functools.cache
@@ -176,14 +194,20 @@ def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
     return rules
 
 
-def _compile_patterns(rule: Rule, context: str = "") -> list[TriggeredPattern]:
-    """Each pattern of ``rule`` compiled, with the words its matches need."""
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a bad pattern is reported once, as a RulesError
+
+
+def _compile_patterns(rule: Rule, context: str = "") -> list["re2._Regexp"]:
+    """Each pattern of ``rule``, macros expanded, compiled by RE2."""
     compiled = []
     for pattern in rule.patterns:
         for macro, expansion in MACROS.items():
             pattern = pattern.replace(macro, expansion)
         try:
-            compiled.append(TriggeredPattern(pattern))
-        except re.error as exc:
-            raise RulesError(f"{context or rule.id}: bad pattern {pattern!r}: {exc}") from None
+            compiled.append(re2.compile(pattern, _OPTIONS))
+        except re2.error as exc:
+            reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            raise RulesError(f"{context or rule.id}: pattern {pattern!r} cannot be compiled ({reason}); "
+                             "patterns are RE2 syntax: no look-arounds or back-references") from None
     return compiled

@@ -92,8 +92,9 @@ class Verdict:
         if self.hits:
             lines.append("\nRules that fired:")
             for hit in self.hits:
-                matched = ", ".join(f'"{m}"' for m in hit.matches)
-                lines.append(f"  {hit.id} ({hit.rule.label}): {hit.rule.description}\n      matched {matched}")
+                lines.append(f"  {hit.id} ({hit.rule.label}): {hit.rule.description}")
+                for match, sentence in zip(hit.matches, hit.sentences or [""] * len(hit.matches)):
+                    lines.append(f'      matched "{match}"' + (f' in: {sentence}' if sentence else ""))
         else:
             lines.append("\nNo rules fired.")
         target = self.label if self.label in self.scores else max(self.scores, key=self.scores.get)
@@ -111,7 +112,8 @@ class Verdict:
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
             "decided_by": self.decided_by,
             "rules": [
-                {"id": h.id, "label": h.rule.label, "description": h.rule.description, "matched": list(h.matches)}
+                {"id": h.id, "label": h.rule.label, "description": h.rule.description, "matched": list(h.matches),
+                 "sentences": list(h.sentences)}
                 for h in self.hits
             ],
             "clues_for": [{"term": c.term, "token": c.token, "weight": round(c.weight, 4)} for c in self.clues_for],
