@@ -103,3 +103,57 @@ def test_html_stage_is_linear():
         "entities": _fill("&amp;&#x41;&"), "attributes": "<a " + _fill("x=1 ") + ">",
     }
     _check_linear(html_to_text, benign, hostile)
+
+
+# ---------------------------------------------------------------------- normalisation
+
+@pytest.mark.parametrize("text, expected", [
+    ("pi\u200etch o\u2062ur pl\u034fan", "pitch our plan"),  # LRM, invisible times, grapheme joiner
+    ("par\u2066tner\ufe0fship\U000e0041", "partnership"),  # isolate, variation selector, tag character
+    ("\u0251ccess \u0299uy \u1d00", "access buy a"),  # Latin alpha, small capitals
+    ("\u0440\u0430\u0433tn\u0435r", "partner"),  # Cyrillic
+    ("\u03bf\u03c1en", "open"),  # Greek omicron and rho
+    ("p\u0336a\u0336r\u0336t\u0336n\u0336e\u0336r\u0336", "partner"),  # combining strike-through
+    ("caf\u00e9 d\u00e9j\u00e0", "caf\u00e9 d\u00e9j\u00e0"),  # real accents stay
+    ("Let's P.A.R.T.N.E.R up", "let's partner up"),
+    ("p a r t n e r s h i p", "partnership"),
+    ("e.g. a/b testing", "e.g. a/b testing"),
+])
+def test_normalize_defeats_invisible_and_lookalike_characters(text, expected):
+    from partnercheck.normalize import normalize
+
+    assert normalize(text) == expected
+
+
+def test_confusables_table_covers_unicode_data():
+    import unicodedata
+
+    from partnercheck.normalize import _translation
+
+    table = _translation()
+    format_chars = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"]
+    missing = [hex(cp) for cp in format_chars if cp not in table and chr(cp) not in "\t\n\r"]
+    assert not missing
+    assert sum(1 for v in table.values() if v) > 1000  # look-alikes from Unicode's confusables
+
+
+def test_normalize_is_linear():
+    from partnercheck.normalize import normalize
+
+    benign = _fill("Hello there, we would like to partner with you on a joint launch. ")
+    hostile = {"dots": _fill("a."), "spaces": _fill("a "), "pairs": _fill("a.b "), "mixed": _fill("a.b-c d"),
+               "invisible": _fill("a\u200b"), "marks": _fill("a\u0336"), "lookalikes": _fill("\u0430\u0251 "),
+               "accents": _fill("\u00e9\u0301\u0302 ")}
+    _check_linear(normalize, benign, hostile)
+
+
+def test_mail_reading_is_linear():
+    from partnercheck.mail import parse_message, split_reply
+
+    head = "From: a@x.example\nSubject: hi\nContent-Type: text/plain; charset=utf-8\n\n"
+    benign = _fill("Hello there, we would like to partner with you.\nBest, Ana\n", 400_000)
+    hostile = {"colons": _fill("on a:", 400_000), "quotes": _fill(">\n", 400_000),
+               "from-lines": _fill("\nFrom: x\n", 400_000), "dashes": _fill("-- ", 400_000),
+               "long-line": "x" * 399_999 + ":", "urls": _fill("http://", 400_000)}
+    _check_linear(split_reply, benign, hostile)
+    _check_linear(parse_message, (head + benign).encode(), {k: (head + v).encode() for k, v in hostile.items()})
