@@ -37,11 +37,19 @@ def test_heldout_quality(shipped_model):
     assert scores.partnership_as_pitch() <= 0.01
 
 
-def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(shipped_model):
+def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(tmp_path):
+    """A saved and loaded model gives the probabilities of the pipeline it was made from."""
+    from partnercheck import training
+    from partnercheck.model import load_model
+
+    train = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:30]]
+    trained, _, _ = training.train(train, seed=0)
+    trained.save(str(tmp_path / "m.model"))
+    loaded = load_model(str(tmp_path / "m.model"))
     records = list(Source(str(DATA / "partnership")))[:40] + list(Source(str(DATA / "pitch")))[:40]
-    verdicts = shipped_model.classify_many(records)
-    ours = np.array([[v.scores[label] for label in shipped_model.labels] for v in verdicts])
-    theirs = shipped_model.pipeline.predict_proba(records)
+    verdicts = loaded.classify_many(records)
+    ours = np.array([[v.scores[label] for label in loaded.labels] for v in verdicts])
+    theirs = trained.pipeline.predict_proba(records)
     assert np.abs(ours - theirs).max() < 1e-5
 
 
@@ -60,7 +68,7 @@ def test_cold_classification_imports_no_scikit_learn(tmp_path):
     import subprocess
 
     code = ("import sys; from partnercheck.model import load_model; from partnercheck.mail import parse_message;"
-            f"m = load_model({str(ROOT / 'models' / 'partnercheck.joblib')!r});"
+            f"m = load_model({str(ROOT / 'models' / 'partnercheck.model')!r});"
             f"m.classify(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()));"
             "print('sklearn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
