@@ -1,6 +1,6 @@
 """Rebuild partnercheck's shipped model from data/ and write its model card.
 
-    python train.py            # models/partnercheck.joblib and models/MODEL_CARD.md
+    python train.py            # models/partnercheck.model and models/MODEL_CARD.md
 
 Deterministic: the same data and seed give the same model and the same predictions. The
 messages listed in data/heldout.txt are never trained on; they give the scores in the
@@ -76,7 +76,7 @@ def make_heldout(share: float = 0.2) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(MODELS / "partnercheck.joblib"))
+    parser.add_argument("--out", default=str(MODELS / "partnercheck.model"))
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--new-split", action="store_true", help="Write a new data/heldout.txt first.")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHIPPED_MODEL = ROOT / "models" / "partnercheck.joblib"
+SHIPPED_MODEL = ROOT / "models" / "partnercheck.model"
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def small_model_path(tmp_path_factory):
         for path in sorted((DATA / label).glob("*.eml"))[:40]:
             shutil.copy(path, folder / label / path.name)
     model, _, _ = training.train(Source(str(folder)))
-    path = tmp_path_factory.mktemp("models") / "small.joblib"
+    path = tmp_path_factory.mktemp("models") / "small.model"
     model.save(str(path))
     return str(path)
 

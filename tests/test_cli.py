@@ -92,9 +92,13 @@ def test_bad_option_exits_2(runner):
 
 
 def test_incompatible_model_is_one_line(runner, tmp_path):
-    broken = write(tmp_path / "m.joblib", b"\x80\x04garbage")
+    pickled = write(tmp_path / "m.joblib", b"\x80\x04garbage")
+    result = runner.invoke(cli, ["classify", "--model", str(pickled), "-"], input=message("a", "b"))
+    assert result.exit_code == 1 and "pickle or joblib file" in result.output
+    broken = write(tmp_path / "m.model", b"PK\x03\x04garbage")
     result = runner.invoke(cli, ["classify", "--model", str(broken), "-"], input=message("a", "b"))
     assert result.exit_code == 1 and "not a readable partnercheck model" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def _mbox(tmp_path, texts):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 
-import joblib
+import json
+import pickle
+import zipfile
 import pytest
 from conftest import OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, message
 
@@ -32,41 +34,95 @@ def test_clear_cases(shipped_model, text, label):
 
 def test_save_and_load_round_trip(small_model_path, tmp_path):
     model = load_model(small_model_path)
-    copy = tmp_path / "copy.joblib"
+    copy = tmp_path / "copy.model"
     model.save(str(copy))
     record = parse_message(message("x", PITCH_TEXT))
     assert classify_one(record, load_model(str(copy))).scores == classify_one(record, model).scores
-    assert [p.name for p in tmp_path.iterdir()] == ["copy.joblib"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["copy.model"]  # no temporary file left
 
 
 def test_missing_model_says_how_to_fix():
     with pytest.raises(ModelError, match="no model at .*python train.py.*partnercheck train"):
-        load_model("/nonexistent/model.joblib")
+        load_model("/nonexistent/model.model")
 
 
 def test_truncated_model_is_refused(small_model_path, tmp_path):
-    broken = tmp_path / "broken.joblib"
+    broken = tmp_path / "broken.model"
     data = open(small_model_path, "rb").read()
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="not a readable partnercheck model"):
         load_model(str(broken))
 
 
+def _rewrite(source: str, target, change) -> None:
+    """Copy a model archive, passing its model.json through ``change``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "model.json":
+                meta = json.loads(data)
+                change(meta)
+                data = json.dumps(meta).encode()
+            new.writestr(item.filename, data)
+
+
 def test_foreign_file_and_other_format_are_refused(small_model_path, tmp_path):
-    foreign = tmp_path / "foreign.joblib"
-    joblib.dump({"hello": "world"}, foreign)
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("hello.txt", "world")
     with pytest.raises(ModelError, match="not a partnercheck model"):
         load_model(str(foreign))
-    old = tmp_path / "old.joblib"
-    payload = joblib.load(small_model_path)
-    payload["format"] = FORMAT_VERSION + 1
-    joblib.dump(payload, old)
+    old = tmp_path / "old.model"
+    _rewrite(small_model_path, old, lambda meta: meta.update(format=FORMAT_VERSION + 1))
     with pytest.raises(ModelError, match=f"format {FORMAT_VERSION + 1}"):
         load_model(str(old))
+    other = tmp_path / "other.model"
+    _rewrite(small_model_path, other, lambda meta: meta["made_by"].update(partnercheck="9.9.0"))
+    with pytest.raises(ModelError, match="made by partnercheck 9.9.0"):
+        load_model(str(other))
+    damaged = tmp_path / "damaged.model"
+    _rewrite(small_model_path, damaged, lambda meta: meta["vocabulary"].pop())
+    with pytest.raises(ModelError, match="damaged"):
+        load_model(str(damaged))
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch " + os.environ["PARTNERCHECK_PWNED"],))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "joblib", "joblib-compressed", "npy-object"])
+def test_a_model_file_runs_no_code_when_loaded(small_model_path, tmp_path, monkeypatch, kind):
+    import numpy as np
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("PARTNERCHECK_PWNED", str(marker))
+    path = tmp_path / "evil.model"
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"format": FORMAT_VERSION, "weights": _Boom()}))
+    elif kind.startswith("joblib"):
+        import joblib
+
+        joblib.dump({"format": 3, "weights": _Boom()}, path, compress=3 if kind.endswith("compressed") else 0)
+    else:  # a zip model whose array is a pickled object array
+        with zipfile.ZipFile(small_model_path) as good, zipfile.ZipFile(path, "w") as evil:
+            for item in good.infolist():
+                if item.filename != "coef.npy":
+                    evil.writestr(item.filename, good.read(item.filename))
+            with evil.open("coef.npy", "w") as member:
+                np.lib.format.write_array(member, np.array([_Boom()], dtype=object), allow_pickle=True)
+    with pytest.raises(ModelError) as error:
+        load_model(str(path))
+    assert not marker.exists()
+    assert "\n" not in str(error.value)
+    if kind != "npy-object":
+        assert "pickle or joblib" in str(error.value) and "not opened" in str(error.value)
 
 
 def test_a_failed_save_leaves_the_old_model(small_model_path, tmp_path, monkeypatch):
-    target = tmp_path / "model.joblib"
+    target = tmp_path / "model.model"
     shutil.copy(small_model_path, target)
     before = target.read_bytes()
     model = load_model(small_model_path)
@@ -74,8 +130,8 @@ def test_a_failed_save_leaves_the_old_model(small_model_path, tmp_path, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("partnercheck.model.joblib.dump", crash)
+    monkeypatch.setattr("partnercheck.model.np.lib.format.write_array", crash)
     with pytest.raises(OSError):
         model.save(str(target))
     assert target.read_bytes() == before
-    assert os.listdir(tmp_path) == ["model.joblib"]
+    assert os.listdir(tmp_path) == ["model.model"]

@@ -38,7 +38,7 @@ def test_readme_procmail_recipe_files_pitches(tmp_path, shipped_model):
     rc.write_text(
         f"SHELL=/bin/sh\nPATH={Path(command).parent}:/usr/bin:/bin\nMAILDIR={maildir}\nDEFAULT={maildir}/inbox/\n"
         f"LOGFILE={tmp_path}/procmail.log\n"
-        f"PARTNERCHECK_MODEL={ROOT / 'models' / 'partnercheck.joblib'}\n"
+        f"PARTNERCHECK_MODEL={ROOT / 'models' / 'partnercheck.model'}\n"
         f"PARTNERCHECK_SOCKET={tmp_path}/none.sock\n\n" + _readme_recipe()
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERCHECK")}

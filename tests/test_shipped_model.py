@@ -43,11 +43,19 @@ def test_heldout_quality(shipped_model):
     assert scores.partnership_as_pitch() <= 0.01
 
 
-def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(shipped_model):
+def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(tmp_path):
+    """A saved and loaded model gives the probabilities of the pipeline it was made from."""
+    from partnercheck import training
+    from partnercheck.model import load_model
+
+    train = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:30]]
+    trained, _, _ = training.train(train, seed=0)
+    trained.save(str(tmp_path / "m.model"))
+    loaded = load_model(str(tmp_path / "m.model"))
     records = list(Source(str(DATA / "partnership")))[:40] + list(Source(str(DATA / "pitch")))[:40]
-    verdicts = classify(records, shipped_model)
-    ours = np.array([[v.scores[label] for label in shipped_model.labels] for v in verdicts])
-    theirs = shipped_model.pipeline.predict_proba(records)
+    verdicts = classify(records, loaded)
+    ours = np.array([[v.scores[label] for label in loaded.labels] for v in verdicts])
+    theirs = trained.pipeline.predict_proba(records)
     assert np.abs(ours - theirs).max() < 1e-5
 
 
@@ -67,7 +75,7 @@ def test_cold_classification_imports_no_scikit_learn(tmp_path):
 
     code = ("import sys; from partnercheck.model import load_model; from partnercheck.mail import parse_message;"
             "from partnercheck.classify import classify_one;"
-            f"m = load_model({str(ROOT / 'models' / 'partnercheck.joblib')!r});"
+            f"m = load_model({str(ROOT / 'models' / 'partnercheck.model')!r});"
             f"classify_one(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()), m);"
             "print('sklearn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

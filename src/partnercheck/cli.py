@@ -336,7 +336,7 @@ def train(sources, output, given_label, with_default_data, force, seed, fmt, **k
 
     \b
     Examples:
-      partnercheck train labels.csv -o ~/mail/partnercheck.joblib
+      partnercheck train labels.csv -o ~/mail/partnercheck.model
       partnercheck train --label pitch pitches.mbox --label other ok.mbox -o m.joblib
       partnercheck train labels.csv --with-default-data -o m.joblib --force
     """

@@ -1,26 +1,28 @@
 """A trained model's weights: made from a fitted pipeline, saved and loaded.
 
-A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.pipeline`)
+Classifying with it is :mod:`partnercheck.classify`'s job. A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.pipeline`)
 and keeps what classifying needs as plain numbers: the vocabulary and idf weights, the rule
 columns, the linear SVM's coefficients and the sigmoid calibration of each class. It
-applies them with numpy and scipy alone, and the pipeline itself is saved beside them and
-unpickled only when asked for. That keeps scikit-learn (1.2 s to import here) out of the
-mail filter and the worker processes of batch labelling; a test checks that the
+applies them with numpy and scipy alone. That keeps scikit-learn (1.2 s to import here)
+out of the mail filter and the worker processes of batch labelling; a test checks that the
 probabilities are the pipeline's own.
 
-Saved files are joblib pickles: loading one can run code, so load only models you trained
-or trust.
+A saved model is a zip archive holding ``model.json`` (format version, the versions that
+made it, labels, vocabulary, the fingerprint of the built-in rules and their columns,
+cut-offs, provenance) and the numeric
+arrays as ``.npy`` members, read with ``allow_pickle=False``. Loading one parses JSON and
+numbers and runs no code from the file: a pickle or joblib file (the format before
+version 4) is refused without being opened as one. The fitted pipeline is not saved; a
+freshly trained model still carries it in memory.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
-import pickle
-import warnings
+import zipfile
 from dataclasses import dataclass, field
 
-import joblib
 import numpy as np
 
 from .atomic import atomic_file
@@ -32,6 +34,11 @@ from .verdict import Thresholds
 
 #: Bumped whenever a saved model can no longer be read by this code.
 FORMAT_VERSION = 4
+#: The first bytes of a zip archive; anything else (a pickle, a joblib file) is refused unread.
+_ZIP_MAGIC = b"PK\x03\x04"
+#: A model file's members may not unpack to more than this (a zip bomb is refused).
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+_ARRAYS = ("idf", "coef", "intercept", "calibration")
 
 
 class ModelError(PartnercheckError):
@@ -91,14 +98,13 @@ class Model:
     """A trained classifier with its decision thresholds and its provenance."""
 
     def __init__(self, weights: Weights, thresholds: Thresholds | None = None, info: dict | None = None,
-                 pipeline=None, pipeline_bytes: bytes | None = None) -> None:
+                 pipeline=None) -> None:
         self.weights = weights
         self.feature_names = [str(name) for name in weights.feature_names]  # indexing a list beats numpy here
         self._surface: dict[str, str] | None = None
         self.thresholds = thresholds or Thresholds()
         self.info = dict(info or {})
         self._pipeline = pipeline
-        self._pipeline_bytes = pipeline_bytes
 
     @classmethod
     def from_pipeline(cls, pipeline, thresholds: Thresholds | None = None, info: dict | None = None) -> "Model":
@@ -106,9 +112,7 @@ class Model:
 
     @property
     def pipeline(self):
-        """The fitted scikit-learn pipeline (unpickled on first use)."""
-        if self._pipeline is None and self._pipeline_bytes is not None:
-            self._pipeline = joblib.load(io.BytesIO(self._pipeline_bytes))
+        """The fitted scikit-learn pipeline of a model trained in this process (None once loaded)."""
         return self._pipeline
 
     @property
@@ -140,23 +144,52 @@ class Model:
 
     def save(self, path: str) -> None:
         """Write the model atomically: a crash never leaves half a file at ``path``."""
-        import sklearn
-
-        pipeline = io.BytesIO()
-        joblib.dump(self.pipeline, pipeline)
-        payload = {
+        w = self.weights
+        meta = {
             "format": FORMAT_VERSION,
-            "sklearn": sklearn.__version__,
-            # Pickled apart: joblib unpickles with the pure-Python unpickler, which took
-            # 0.25 s for these weights against 0.013 s for pickle's own.
-            "weights": pickle.dumps(self.weights, protocol=pickle.HIGHEST_PROTOCOL),
-            "pipeline": pipeline.getvalue(),
+            "made_by": _versions(),
+            "labels": list(w.labels),
+            "vocabulary": sorted(((str(token), int(index)) for token, index in w.vocabulary.items()),
+                                 key=lambda item: item[1]),
+            "rule_index": {str(k): int(v) for k, v in w.rule_index.items()},
+            "feature_names": [str(name) for name in w.feature_names],
+            "rules_fingerprint": w.rules_fingerprint,
+            "stems": w.stems,
             "thresholds": self.thresholds.to_dict(),
             "info": self.info,
         }
+        arrays = {"idf": np.asarray(w.idf), "coef": np.asarray(w.coef, dtype=np.float32),
+                  "intercept": np.asarray(w.intercept, dtype=np.float64),
+                  "calibration": np.asarray(w.calibration, dtype=np.float64)}
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_file(path) as handle:
-            joblib.dump(payload, handle, compress=3)
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+                archive.writestr("model.json", json.dumps(meta, ensure_ascii=False, default=_plain))
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w") as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _plain(value):
+    """JSON for the numpy numbers that end up in a model's info."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be saved in a model")
+
+
+def _versions() -> dict:
+    from . import __version__
+
+    made_by = {"partnercheck": __version__, "numpy": np.__version__}
+    try:
+        from importlib import metadata
+
+        made_by["scikit-learn"] = metadata.version("scikit-learn")
+    except Exception:  # not installed: the model was still made by this code
+        pass
+    return made_by
 
 
 _loaded: dict[str, tuple[int, Model]] = {}
@@ -173,27 +206,107 @@ def cached_model(path: str) -> Model:
 
 
 def load_model(path: str) -> Model:
-    """Load a model saved by :meth:`Model.save`; any problem becomes one :class:`ModelError`."""
+    """Load a model saved by :meth:`Model.save`; any problem becomes one :class:`ModelError`.
+
+    Nothing in the file is executed: it must be a zip archive of JSON and ``.npy`` arrays,
+    which are read with ``allow_pickle=False``. A pickle or joblib file is refused unread.
+    """
     fix = "rebuild it with `python train.py` (the default model) or `partnercheck train`"
     if not os.path.exists(path):
         raise ModelError(f"no model at {path}; {fix}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            payload = joblib.load(path)
-    except Exception as exc:  # a truncated or foreign pickle fails in many different ways
-        raise ModelError(f"{path} is not a readable partnercheck model ({exc.__class__.__name__}); {fix}") from None
-    if not isinstance(payload, dict) or "format" not in payload:
-        raise ModelError(f"{path} is not a partnercheck model; {fix}")
-    if payload["format"] != FORMAT_VERSION or not isinstance(payload.get("weights"), bytes):
-        raise ModelError(
-            f"{path} has model format {payload.get('format')}, this partnercheck reads format {FORMAT_VERSION}; {fix}"
-        )
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model {path}: {exc.strerror or exc}") from None
+    if magic != _ZIP_MAGIC:
+        kind = "a pickle or joblib file" if magic[:1] in (b"\x80", b"x", b"\x1f", b"Z", b"(", b"}", b"]") \
+            else "not a partnercheck model"
+        raise ModelError(f"{path} is {kind}, which partnercheck no longer loads because loading one can run "
+                         f"code; it was not opened; {fix}")
     try:
-        weights = pickle.loads(payload["weights"])
-    except Exception as exc:
+        meta, arrays = _read_archive(path)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}; {fix}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise ModelError(f"{path} is not a readable partnercheck model ({exc.__class__.__name__}); {fix}") from None
-    if sorted(weights.labels) != sorted(LABELS):
-        raise ModelError(f"{path} was not trained on the labels {', '.join(LABELS)}; {fix}")
-    thresholds = Thresholds(**payload.get("thresholds", {}))
-    return Model(weights, thresholds, payload.get("info", {}), pipeline_bytes=payload.get("pipeline"))
+    try:
+        weights, thresholds = _weights(meta, arrays)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}; {fix}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path} is not a usable partnercheck model ({exc.__class__.__name__}: {exc}); {fix}") from None
+    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    return Model(weights, thresholds, info)
+
+
+def _read_archive(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        if "model.json" not in members:
+            raise ModelError("not a partnercheck model (no model.json in it)")
+        if sum(info.file_size for info in members.values()) > MAX_UNPACKED_BYTES:
+            raise ModelError(f"unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+        meta = json.loads(archive.read("model.json").decode("utf-8"))
+        if not isinstance(meta, dict) or "format" not in meta:
+            raise ModelError("not a partnercheck model (no format version)")
+        if meta["format"] != FORMAT_VERSION:
+            made = meta.get("made_by") if isinstance(meta.get("made_by"), dict) else {}
+            by = f" (made by partnercheck {made.get('partnercheck')})" if made.get("partnercheck") else ""
+            raise ModelError(f"model format {meta['format']}{by}, this partnercheck reads format {FORMAT_VERSION}")
+        _check_versions(meta.get("made_by"))
+        arrays = {}
+        for name in _ARRAYS:
+            if f"{name}.npy" not in members:
+                raise ModelError(f"not a partnercheck model ({name}.npy missing)")
+            with archive.open(f"{name}.npy") as member:
+                arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+    return meta, arrays
+
+
+def _check_versions(made_by) -> None:
+    """The versions that made a model: recorded, and compatible with the ones running."""
+    from . import __version__
+
+    if not isinstance(made_by, dict) or not isinstance(made_by.get("partnercheck"), str):
+        raise ModelError("the model does not say which partnercheck made it")
+    ours, theirs = __version__.split(".")[:2], made_by["partnercheck"].split(".")[:2]
+    if ours != theirs:
+        raise ModelError(f"made by partnercheck {made_by['partnercheck']}, whose features differ from those of "
+                         f"partnercheck {__version__}")
+    numpy_major = str(made_by.get("numpy", "")).split(".")[0]
+    if numpy_major and numpy_major.isdigit() and int(numpy_major) > int(np.__version__.split(".")[0]):
+        raise ModelError(f"made with numpy {made_by['numpy']}, newer than this numpy {np.__version__}")
+
+
+def _weights(meta: dict, arrays: dict[str, np.ndarray]) -> tuple[Weights, Thresholds]:
+    """Weights and cut-offs from a model file's contents, every shape and type checked."""
+    labels = meta["labels"]
+    if not isinstance(labels, list) or sorted(map(str, labels)) != sorted(LABELS):
+        raise ModelError(f"not trained on the labels {', '.join(LABELS)}")
+    vocabulary = {str(token): int(index) for token, index in meta["vocabulary"]}
+    if sorted(vocabulary.values()) != list(range(len(vocabulary))):
+        raise ModelError("its vocabulary is damaged")
+    rule_index = {str(k): int(v) for k, v in dict(meta["rule_index"]).items()}
+    if sorted(rule_index.values()) != list(range(len(rule_index))):
+        raise ModelError("its rule columns are damaged")
+    names = [str(name) for name in meta["feature_names"]]
+    n_labels, n_features = len(labels), len(vocabulary) + len(rule_index)
+    expected = {"idf": (len(vocabulary),), "coef": (n_labels, n_features), "intercept": (n_labels,),
+                "calibration": (n_labels, 2)}
+    for name, shape in expected.items():
+        array = arrays[name]
+        if array.shape != shape or array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise ModelError(f"its {name} array is damaged")
+    if len(names) != n_features:
+        raise ModelError("its feature names are damaged")
+    stems = {str(k): str(v) for k, v in dict(meta.get("stems") or {}).items()}
+    thresholds = Thresholds(**{str(k): float(v) for k, v in dict(meta.get("thresholds") or {}).items()})
+    weights = Weights(
+        vocabulary=vocabulary, idf=arrays["idf"], rule_index=rule_index,
+        feature_names=np.array(names, dtype=object), labels=[str(label) for label in labels],
+        coef=arrays["coef"].astype(np.float32), intercept=arrays["intercept"].astype(np.float64),
+        calibration=arrays["calibration"].astype(np.float64), stems=stems,
+        rules_fingerprint=str(meta.get("rules_fingerprint", "")),
+    )
+    return weights, thresholds

@@ -5,7 +5,7 @@ The configuration file is ``$PARTNERCHECK_CONFIG`` if set, else
 ``$XDG_CONFIG_HOME/partnercheck/config.toml`` (``~/.config/partnercheck/config.toml``).
 Every key is optional::
 
-    model = "~/mail/partnercheck.joblib"   # else $PARTNERCHECK_MODEL, else the shipped model
+    model = "~/mail/partnercheck.model"   # else $PARTNERCHECK_MODEL, else the shipped model
     rules = "~/mail/my-rules.toml"         # same format as the built-in rules.toml
     allow = ["ana@example.org", "trusted.example"]   # never labelled pitch
     block = ["spamvendor.example"]                   # always labelled pitch
@@ -29,7 +29,7 @@ from .errors import PartnercheckError
 MODEL_ENV = "PARTNERCHECK_MODEL"
 CONFIG_ENV = "PARTNERCHECK_CONFIG"
 SOCKET_ENV = "PARTNERCHECK_SOCKET"
-DEFAULT_MODEL_NAME = "partnercheck.joblib"
+DEFAULT_MODEL_NAME = "partnercheck.model"
 
 
 class ConfigError(PartnercheckError):

@@ -1,0 +1,159 @@
+"""Hostile mail: hidden text, pathological markup and look-alike characters.
+
+Timing checks compare a hostile input with a benign input of the same size measured in
+the same run, never with a fixed wall-clock limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from partnercheck.html_text import html_to_text
+
+MB = 1_000_000
+
+
+def _fill(piece: str, size: int = MB) -> str:
+    return (piece * (size // len(piece) + 1))[:size]
+
+
+def _seconds(func, arg) -> float:
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        func(arg)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _check_linear(func, benign: str, hostile: dict[str, str], factor: float = 10.0) -> None:
+    """Every hostile input runs within ``factor`` times the benign one (plus 50 ms of slack)."""
+    baseline = _seconds(func, benign)
+    slow = {name: round(_seconds(func, text), 3) for name, text in hostile.items()}
+    too_slow = {name: t for name, t in slow.items() if t > factor * baseline + 0.05}
+    assert not too_slow, f"benign {baseline:.3f} s; too slow: {too_slow}"
+
+
+# ------------------------------------------------------------------------- HTML stage
+
+@pytest.mark.parametrize("html, shown, hidden", [
+    ('<p>Buy our plan</p><span style="display:none">partnership</span>', "Buy our plan", "partnership"),
+    ('<p>Buy</p><span style="font-size:0">partnership</span>', "Buy", "partnership"),
+    ('<p>Buy</p><span style="font-size:0px !important">partnership</span>', "Buy", "partnership"),
+    ('<p>Buy</p><span style="opacity:0">partnership</span>', "Buy", "partnership"),
+    ('<p>Buy</p><div style="max-height:0;overflow:hidden">partnership</div>', "Buy", "partnership"),
+    ('<p>Buy</p><div style="mso-hide:all">partnership</div>', "Buy", "partnership"),
+    ('<p>Buy</p><div style="visibility:hidden">partnership</div>', "Buy", "partnership"),
+    ('<p>Buy</p><div aria-hidden="true">partnership</div>', "Buy", "partnership"),
+    ('<p>Buy</p><div hidden>partnership</div>', "Buy", "partnership"),
+    ('<p>Buy</p><span style="color:#ffffff">partnership</span>', "Buy", "partnership"),
+    ('<p>Buy</p><font color="white">partnership</font>', "Buy", "partnership"),
+    ('<body bgcolor="#000"><p style="color:#eee">Buy</p><font color="#010101">partnership</font></body>', "Buy", "partnership"),
+    ('<div style="background:#fafafa"><p>Buy</p><span style="color:rgb(250,250,250)">partnership</span></div>',
+     "Buy", "partnership"),
+    ('<p>Buy</p><span style="color:rgba(0,0,0,0)">partnership</span>', "Buy", "partnership"),
+    ('<style>.x{display:none}</style><p>Buy</p><div class="a x">partnership</div>', "Buy", "partnership"),
+    ('<style>/* c */ div#y { font-size: 0 }</style><p>Buy</p><div id=y>partnership</div>', "Buy", "partnership"),
+    # nested same-tag hidden element: all of it is hidden, the text after it is not
+    ('<div style="display:none">partnership<div>joint</div>venture</div><p>Buy</p>', "Buy", "joint"),
+    # an unclosed hidden element ends where its parent does, as in a browser
+    ('<div><span style="display:none">partnership</div><p>Buy now</p>', "Buy now", "partnership"),
+    ('<!-- partnership --><script>partnership()</script><p>Buy</p>', "Buy", "partnership"),
+])
+def test_hidden_text_is_dropped(html, shown, hidden):
+    text = html_to_text(html).text
+    assert shown in text
+    assert hidden not in text
+
+
+@pytest.mark.parametrize("html, shown", [
+    ('<table bgcolor="#000000"><tr><td><font color="white">White on black</font></td></tr></table>', "White on black"),
+    ('<style>@media (max-width:600px){.desktop{display:none}}</style><div class=desktop>Desktop text</div>',
+     "Desktop text"),
+    ('<div style="display:block">Shown</div>', "Shown"),
+    ('<body bgcolor="#000000"><p>Default colour</p></body>', "Default colour"),
+    ('<p style="font-size:14px;color:#333">Readable</p>', "Readable"),
+    ('<img alt="Company logo" src="x.png"> Welcome', "Company logo Welcome"),
+])
+def test_visible_text_is_kept(html, shown):
+    assert shown in html_to_text(html).text
+
+
+def test_links_pixels_and_blocks():
+    html = ('<p>One</p><p>Two <a href="https://x.example/a">link</a></p>'
+            '<div style="display:none"><a href="https://hidden.example/">h</a></div>'
+            '<img src="https://t.example/p.gif" width="1" height="1">')
+    result = html_to_text(html)
+    assert result.text == "One\n\nTwo link"
+    assert result.links == ["https://x.example/a"]
+    assert result.tracking_pixel
+
+
+def test_html_stage_is_linear():
+    benign = _fill('<p>Hello <b>there</b>, see <a href="http://x.example/">this</a> offer.</p>\n')
+    hostile = {
+        "a": _fill("<a "), "lt": _fill("<"), "div-style": _fill("<div style=x "),
+        "nested-div": _fill("<div>"), "nested-ul": _fill("<ul><li>"), "formatting": _fill("<b><i><u><s><a>"),
+        "select": "<select>" + _fill("<option>"), "table": _fill("<table><tr><td>x"),
+        "adoption": _fill("<b><p>x</b>"), "end-tags": _fill("<span>", MB // 2) + _fill("</b>", MB // 2),
+        "style": "<style>" + _fill(".a{") + "</style>", "comment": _fill("<!--"),
+        "hidden": _fill('<span style="display:none">x'), "colours": _fill('<font color="#fff">x'),
+        "entities": _fill("&amp;&#x41;&"), "attributes": "<a " + _fill("x=1 ") + ">",
+    }
+    _check_linear(html_to_text, benign, hostile)
+
+
+# ---------------------------------------------------------------------- normalisation
+
+@pytest.mark.parametrize("text, expected", [
+    ("pi\u200etch o\u2062ur pl\u034fan", "pitch our plan"),  # LRM, invisible times, grapheme joiner
+    ("par\u2066tner\ufe0fship\U000e0041", "partnership"),  # isolate, variation selector, tag character
+    ("\u0251ccess \u0299uy \u1d00", "access buy a"),  # Latin alpha, small capitals
+    ("\u0440\u0430\u0433tn\u0435r", "partner"),  # Cyrillic
+    ("\u03bf\u03c1en", "open"),  # Greek omicron and rho
+    ("p\u0336a\u0336r\u0336t\u0336n\u0336e\u0336r\u0336", "partner"),  # combining strike-through
+    ("caf\u00e9 d\u00e9j\u00e0", "caf\u00e9 d\u00e9j\u00e0"),  # real accents stay
+    ("Let's P.A.R.T.N.E.R up", "let's partner up"),
+    ("p a r t n e r s h i p", "partnership"),
+    ("e.g. a/b testing", "e.g. a/b testing"),
+])
+def test_normalize_defeats_invisible_and_lookalike_characters(text, expected):
+    from partnercheck.normalize import normalize
+
+    assert normalize(text) == expected
+
+
+def test_confusables_table_covers_unicode_data():
+    import unicodedata
+
+    from partnercheck.normalize import _translation
+
+    table = _translation()
+    format_chars = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"]
+    missing = [hex(cp) for cp in format_chars if cp not in table and chr(cp) not in "\t\n\r"]
+    assert not missing
+    assert sum(1 for v in table.values() if v) > 1000  # look-alikes from Unicode's confusables
+
+
+def test_normalize_is_linear():
+    from partnercheck.normalize import normalize
+
+    benign = _fill("Hello there, we would like to partner with you on a joint launch. ")
+    hostile = {"dots": _fill("a."), "spaces": _fill("a "), "pairs": _fill("a.b "), "mixed": _fill("a.b-c d"),
+               "invisible": _fill("a\u200b"), "marks": _fill("a\u0336"), "lookalikes": _fill("\u0430\u0251 "),
+               "accents": _fill("\u00e9\u0301\u0302 ")}
+    _check_linear(normalize, benign, hostile)
+
+
+def test_mail_reading_is_linear():
+    from partnercheck.mail import parse_message, split_reply
+
+    head = "From: a@x.example\nSubject: hi\nContent-Type: text/plain; charset=utf-8\n\n"
+    benign = _fill("Hello there, we would like to partner with you.\nBest, Ana\n", 400_000)
+    hostile = {"colons": _fill("on a:", 400_000), "quotes": _fill(">\n", 400_000),
+               "from-lines": _fill("\nFrom: x\n", 400_000), "dashes": _fill("-- ", 400_000),
+               "long-line": "x" * 399_999 + ":", "urls": _fill("http://", 400_000)}
+    _check_linear(split_reply, benign, hostile)
+    _check_linear(parse_message, (head + benign).encode(), {k: (head + v).encode() for k, v in hostile.items()})
