@@ -132,7 +132,7 @@ def leave_one_group_out(prepared, column: str, thresholds, seed: int) -> Scores:
 
     with open(DATA / "manifest.csv", newline="", encoding="utf-8") as handle:
         group_of = {row["file"]: row[column] for row in csv.DictReader(handle)}
-    groups = [group_of[record.key] for record in prepared.records]
+    groups = [group_of.get(record.key) for record in prepared.records]
     probabilities = training.leave_one_group_out(prepared, groups, seed=seed)
     labels = sorted(LABELS)
     kept = [i for i, row in enumerate(probabilities) if not numpy.isnan(row[0])]

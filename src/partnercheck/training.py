@@ -101,15 +101,16 @@ def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = 3.
     return _predict_folds(pipeline[1:], docs, y, splitter.split(np.zeros(len(y)), y, groups))
 
 
-def leave_one_group_out(prepared: Prepared, groups: list[str], seed: int = 0, c: float = 3.0) -> np.ndarray:
+def leave_one_group_out(prepared: Prepared, groups: list[str | None], seed: int = 0, c: float = 3.0) -> np.ndarray:
     """Probabilities for every message from a model trained without its whole group: a kind
     of sender or a writing style never seen in training, the way real mail differs from a
-    corpus. Groups holding every message of a label are skipped (their rows stay NaN)."""
+    corpus. Groups holding every message of a label are skipped, and messages in no group
+    (None) are only ever trained on; their rows stay NaN."""
     pipeline, docs, y = _extracted(prepared, seed, c)
-    groups_arr = np.array(groups)
+    groups_arr = np.array(groups, dtype=object)
 
     def splits():
-        for group in sorted(set(groups)):
+        for group in sorted({g for g in groups if g is not None}):
             test = np.flatnonzero(groups_arr == group)
             train = np.flatnonzero(groups_arr != group)
             if len(set(y[train])) == len(LABELS):
