@@ -9,6 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import (
+    DATA,
     FIXTURES,
     OTHER_TEXT,
     PARTNERSHIP_TEXT,
@@ -263,12 +264,20 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
 
 
-def test_train_with_default_data(runner, tmp_path):
+def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monkeypatch):
+    import shutil
+
+    small = tmp_path / "corpus"
+    for label in ("partnership", "pitch", "other"):
+        (small / label).mkdir(parents=True)
+        for path in sorted((DATA / label).glob("*.eml"))[:15]:
+            shutil.copy(path, small / label)
+    monkeypatch.setattr("partnercheck.settings.default_corpus", lambda: str(small))
     mbox = _mbox(tmp_path, [PITCH_TEXT])
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.model"
     result = runner.invoke(cli, ["train", "--label", "pitch", str(mbox), "--with-default-data", "-o", str(model)])
     assert result.exit_code == 0, result.output
-    assert "cross-validated" in result.output and model.exists()
+    assert "messages: 46" in result.output and model.exists()
 
 
 def test_ctrl_c_before_any_row_leaves_an_existing_output_alone(runner, tmp_path, monkeypatch):

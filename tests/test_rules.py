@@ -89,7 +89,7 @@ def test_re2_scan_finds_exactly_what_python_search_finds():
                 pattern = pattern.replace(macro, expansion)
             compiled.append((rule.id, re.compile(pattern)))
     checked = 0
-    for record in Source(str(DATA)):
+    for record in list(Source(str(DATA)))[::2]:  # every other message: half the time, all the kinds
         subject, body = normalize(record.subject), normalize(record.body + "\n" + record.signature)
         everything = f"{subject}\n{body}"
         expected = {rule_id for rule_id, regex in compiled if regex.search(everything)}

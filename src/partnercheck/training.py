@@ -170,15 +170,26 @@ def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = 3.
     return Model.from_pipeline(pipeline, thresholds, info)
 
 
-def train(records, seed: int = 0, c: float = 3.0, info: dict | None = None) -> tuple[Model, Scores, Prepared]:
+def train(records, seed: int = 0, c: float = 3.0, info: dict | None = None,
+          cutoff_groups=None) -> tuple[Model, Scores, Prepared]:
     """Prepare, cross-validate, choose thresholds and fit: the whole of training.
 
+    Cut-offs are chosen on out-of-fold predictions; with ``cutoff_groups`` (a function from a
+    record to its group, such as its writing style), on leave-one-group-out predictions
+    instead, so that they are set for mail unlike what the model was trained on.
     Returns the model, the cross-validated scores under the chosen thresholds, and the
     prepared data (for reporting duplicates dropped).
     """
     prepared = prepare(records)
     probabilities = out_of_fold(prepared, seed=seed, c=c)
-    thresholds, cv_scores = choose_thresholds(probabilities, prepared.labels)
+    if cutoff_groups is None:
+        thresholds, _ = choose_thresholds(probabilities, prepared.labels)
+    else:
+        held_apart = leave_one_group_out(prepared, [cutoff_groups(r) for r in prepared.records], seed=seed, c=c)
+        kept = ~np.isnan(held_apart[:, 0])
+        thresholds, _ = choose_thresholds(held_apart[kept], [t for t, k in zip(prepared.labels, kept) if k])
+    cv_scores = Scores(list(prepared.labels), [decide(dict(zip(sorted(LABELS), map(float, p))), [], thresholds)[0]
+                                               for p in probabilities])
     model = fit(prepared, thresholds, seed=seed, c=c, info=info)
     return model, cv_scores, prepared
 
