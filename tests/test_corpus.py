@@ -56,6 +56,20 @@ def test_manifest_lists_every_message_once(corpus, manifest):
     assert len({r["industry"] for r in manifest}) >= 40
 
 
+STYLES = {"polished", "short-note", "markdown", "lowercase-tokenised", "hard-wrapped", "bulk-html",
+          "forwarded", "contact-form", "non-native", "non-english"}
+
+
+def test_every_writing_style_is_written_under_every_label(manifest):
+    """Style must not give the label away: each style appears under all three labels, none
+    more than three times as often under one label as under another."""
+    counts = Counter((row["style"], row["label"]) for row in manifest)
+    assert {row["style"] for row in manifest} == STYLES
+    for style in STYLES:
+        per_label = [counts[(style, label)] for label in LABELS]
+        assert min(per_label) * 3 >= max(per_label), (style, dict(zip(LABELS, per_label)))
+
+
 def test_only_reserved_domains(corpus):
     for record in corpus:
         for address in (record.from_addr, record.reply_to, *record.to, *record.cc):

@@ -8,6 +8,7 @@ In the manner of SpamBayes' tokenizer, every token says where it came from:
 ``url:calendar``              a word from a link's path or host name
 ``header:list-unsubscribe``   how the mail was sent (bulk headers, a real or fake reply)
 ``shape:html-only``           how the mail is built (tracking pixel, booking link, ...)
+``act:we-host``               who does what: the sender's side or the reader's, and a verb
 ============================  ===============================================
 
 Numbers, money amounts, percentages, e-mail addresses and URLs become placeholder words
@@ -52,6 +53,13 @@ _SPACED_APOSTROPHE = re.compile(r"(\w) ' (s|t|ll|re|ve|d|m)\b")
 _SPACED_CURRENCY = re.compile(r"([$€£]) (?=\d)")
 _SPACED_DIGITS = re.compile(r"(\d) ([,.]) (\d)")
 _SPACED_PUNCTUATION = re.compile(r" ([,.;:!?%)])(?= |$)", re.M)
+_ACTION = re.compile(
+    r"\b(we|i|our team|you|your team|your company)(?:'d|'ll|'re| would| will| can| could| may| might| should)?"
+    r"(?: (?:love|like|want|be (?:happy|glad|able)|are (?:happy|glad|able)|am (?:happy|glad|able)) to)?"
+    r"(?: also| just| really| then| both)? ([a-z]{3,})\b"
+)
+_NOT_ACTIONS = frozenset("are were was have has had been being the that this these those and but not also all "
+                         "just really".split())
 _URL_WORDS = re.compile(r"[a-z]{3,}")
 _BOOKING = re.compile(r"calendly|calendar|/book|booking|schedul|meetings?[./]|/meet\b|chili|savvycal|tidycal|zcal")
 _UNSUBSCRIBE = re.compile(r"unsub|opt-?out|optout|preferences|remove")
@@ -82,6 +90,7 @@ def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     names = _name_stems(record)
     tokens = ["subject:" + w for w in _words(subject) if w not in names]
     tokens.extend(w for w in _words(body) if w not in names)
+    tokens.extend(_action_tokens(body))
     tokens.extend(_link_tokens(record.links))
     tokens.extend(_header_tokens(record))
     tokens.extend(_shape_tokens(record))
@@ -101,6 +110,21 @@ def untokenise(text: str) -> str:
     text = _SPACED_CURRENCY.sub(r"\1", text)
     text = _SPACED_DIGITS.sub(r"\1\2\3", text)
     return _SPACED_PUNCTUATION.sub(r"\1", text)
+
+
+def _action_tokens(text: str) -> list[str]:
+    """Who does what: ``act:we-host``, ``act:you-pay``, one per side and verb.
+
+    "Who pays whom, and what does each side bring?" is a question about subjects and verbs,
+    which a bag of words loses: "we'll host the meetup" and "you host our meetup" hold the
+    same words. The sender's side (we, our team, i) and the reader's (you, your team) are
+    kept apart, with the verb after any modal ("we would love to host" is ``act:we-host``).
+    """
+    tokens = []
+    for side, verb in _ACTION.findall(text):
+        if verb not in _NOT_ACTIONS:
+            tokens.append(f"act:{'you' if side.startswith('you') else 'we'}-{_STEMS.get(verb) or _stem(verb)}")
+    return tokens
 
 
 def _name_stems(record: EmailRecord) -> frozenset[str]:
@@ -171,6 +195,9 @@ def describe_token(token: str, surface_word=lambda stem: stem) -> str:
         return TOKEN_DESCRIPTIONS[token]
     if token.startswith("rule:"):
         return f"rule {token[5:]}"
+    if token.startswith("act:"):
+        side, _, verb = token[4:].partition("-")
+        return f'"{side} {surface_word(verb)}"'
     tag, _, word = token.partition(":")
     if word and tag in _TAGS:
         return f'{_TAGS[tag]} "{_PLACEHOLDERS.get(word) or surface_word(word)}"'

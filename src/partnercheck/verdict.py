@@ -7,8 +7,9 @@ The decision, in order:
 2. a user's own rule marked ``decide = true`` that fired decides its label;
 3. otherwise the model's calibrated probabilities, nudged by the weights of the user's
    other rules (which the model never saw in training), give the top label; it stands only
-   if its probability reaches ``min_confidence``, and a ``pitch`` stands only if
-   ``partnership`` scored below ``partnership_guard``. Anything else is ``unsure``.
+   if its probability reaches ``min_confidence`` and leads the runner-up by ``min_margin``,
+   and a ``pitch`` stands only if ``partnership`` scored below ``partnership_guard``.
+   Anything else is ``unsure``: a close call is left to a person.
 
 The guard exists because the costly mistake is filing a genuine partnership as a pitch:
 the default cut-offs are chosen by train.py on out-of-fold predictions so that fewer than
@@ -30,9 +31,11 @@ class Thresholds:
 
     min_confidence: float = 0.5
     partnership_guard: float = 0.25
+    min_margin: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"min_confidence": self.min_confidence, "partnership_guard": self.partnership_guard}
+        return {"min_confidence": self.min_confidence, "partnership_guard": self.partnership_guard,
+                "min_margin": self.min_margin}
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def decide(
         label = top if scores[top] >= thresholds.min_confidence / 2 else UNSURE
         return label, scores, None
     top = ranked[0]
-    if scores[top] < thresholds.min_confidence:
+    if scores[top] < thresholds.min_confidence or scores[top] - scores[ranked[1]] < thresholds.min_margin:
         return UNSURE, scores, None
     if top == PITCH and scores.get(PARTNERSHIP, 0.0) >= thresholds.partnership_guard:
         return UNSURE, scores, None
