@@ -1,0 +1,161 @@
+"""Learning from corrections: the store, learn/forget, the sender memory and the personal model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from partnercheck import memory
+from partnercheck.cli import cli
+from partnercheck.learning import Store, content_key, read_memory, retrain_personal, store_path
+from partnercheck.mail import parse_message
+from partnercheck.policy import Policy, load_policy
+from partnercheck.settings import default_model_path, model_path, personal_model_path
+from partnercheck.sources import Source
+
+from conftest import DATA, OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message, write
+
+
+def record(subject, body, sender="Ana Ruiz <ana@fernhollow.example>", extra=""):
+    return parse_message(message(subject, body, sender, extra), key="m.eml")
+
+
+# ------------------------------------------------------------------------ store paths
+
+def test_store_path_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store_path() == str(tmp_path / "xdg" / "partnercheck" / "learned.sqlite3")
+    assert store_path(None, {"store": "~/s.sqlite3"}) == os.path.expanduser("~/s.sqlite3")
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(tmp_path / "env.sqlite3"))
+    assert store_path(None, {"store": "/elsewhere"}) == str(tmp_path / "env.sqlite3")
+    assert store_path(str(tmp_path / "opt.sqlite3")) == str(tmp_path / "opt.sqlite3")
+    monkeypatch.delenv("PARTNERCHECK_STORE")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert store_path() == str(tmp_path / "home" / ".local" / "share" / "partnercheck" / "learned.sqlite3")
+
+
+# ---------------------------------------------------------------- learn, relearn, forget
+
+def test_learn_relearn_under_another_label_and_forget(tmp_path):
+    pitch = record("quick question", PITCH_TEXT)
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first = store.learn([pitch], "pitch")
+        assert (first.added, first.relabelled, first.unchanged) == (1, 0, 0)
+        assert first.line().startswith("learned 1 message as pitch: 1 added, 0 relabelled, 0 unchanged")
+        again = store.learn([pitch], "pitch")
+        assert (again.added, again.relabelled, again.unchanged) == (0, 0, 1)
+        other = store.learn([pitch], "other")
+        assert (other.added, other.relabelled, other.unchanged) == (0, 1, 0)
+        assert len(store) == 1 and store.counts() == {"other": 1}
+        (stored,) = store.records()
+        assert stored.label == "other" and stored.subject == "quick question" and "pre-vetted" in stored.body
+        assert store.forget([pitch]) == 1
+        assert len(store) == 0 and store.forget([pitch]) == 0
+
+
+def test_same_message_by_message_id_or_content(tmp_path):
+    raw = message("hello", PARTNERSHIP_TEXT)
+    filtered = b"X-Partnercheck: pitch; score=0.90\n" + raw  # as the filter delivered it
+    resent = raw.replace(b"No money changes hands otherwise.", b"No money changes hands.")  # same Message-ID
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn([parse_message(raw)], "partnership")
+        assert store.learn([parse_message(filtered)], "partnership").unchanged == 1
+        assert content_key(parse_message(raw)) == content_key(parse_message(filtered))
+        assert store.learn([parse_message(resent)], "partnership").unchanged == 1
+        assert len(store) == 1
+
+
+def test_unreadable_messages_are_skipped(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        summary = store.learn([parse_message(b"")], "pitch")
+    assert summary.unreadable == 1 and summary.added == 0 and "unreadable" in summary.line()
+
+
+def test_table_rows_and_large_messages_keep_their_text(tmp_path):
+    csv_path = write(tmp_path / "t.csv", "subject,body,from\nhello,\"" + OTHER_TEXT + "\",li@x.example\n")
+    big = message("big", PITCH_TEXT + "\n" + "x" * 100 + ("\nfiller line" * 8000))
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(Source(str(csv_path)), "other")
+        store.learn([parse_message(big)], "pitch")
+        records = {r.subject: r for r in store.records()}
+    assert "Invoice #4411" in records["hello"].body and records["hello"].from_addr == "li@x.example"
+    assert "pre-vetted developers" in records["big"].body
+
+
+# ------------------------------------------------------------------------ command line
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _folder(tmp_path, count=3):
+    folder = tmp_path / "corrections"
+    for i in range(count):
+        write(folder / f"{i}.eml", message(f"partners {i}", PARTNERSHIP_TEXT + f"\n\nidea {i}",
+                                           sender=f"Ana <ana{i}@fernhollow.example>"))
+    return folder
+
+
+def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
+    folder = _folder(tmp_path)
+    first = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert first.exit_code == 0, first.output
+    assert "learned 3 messages as partnership: 3 added, 0 relabelled, 0 unchanged" in first.stderr
+    personal = personal_model_path(store_path())
+    assert os.path.exists(personal) and "personal model retrained" in first.stderr
+    with Store.open() as store:
+        before = (store.fingerprint(), store.sender_entries())
+    stamp = os.stat(personal).st_mtime_ns
+    second = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert second.exit_code == 0
+    assert "0 added, 0 relabelled, 3 unchanged" in second.stderr and "retrained" not in second.stderr
+    with Store.open() as store:
+        assert (store.fingerprint(), store.sender_entries()) == before
+    assert os.stat(personal).st_mtime_ns == stamp
+
+
+def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
+    raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
+    result = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw)
+    assert result.exit_code == 0 and "1 added" in result.stderr
+    listed = runner.invoke(cli, ["learned", "--nl"])
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["label"] == "pitch" and row["from"] == "tom@vendor.example" and row["origin"] == "stdin"
+    assert "pitch 1" in listed.stderr
+    csv_rows = runner.invoke(cli, ["learned"]).stdout.splitlines()
+    assert csv_rows[0].startswith("key,message_id,label,from") and len(csv_rows) == 2
+    exported = tmp_path / "corrections.jsonl"
+    assert runner.invoke(cli, ["learned", "--export", str(exported)]).exit_code == 0
+    (again,) = list(Source(str(exported)))
+    assert again.label == "pitch" and again.subject == "quick question"
+    folder = tmp_path / "exported"
+    assert runner.invoke(cli, ["learned", "--export", str(folder)]).exit_code == 0
+    assert [r.label for r in Source(str(folder))] == ["pitch"]
+    forgot = runner.invoke(cli, ["learned", "--forget-key", row["key"]])
+    assert "forgot 1 correction; 0 left" in forgot.stderr
+    assert runner.invoke(cli, ["learned"]).stdout.splitlines()[1:] == []
+
+
+def test_learn_needs_a_label_or_forget(runner, tmp_path):
+    path = write(tmp_path / "m.eml", message("x", OTHER_TEXT))
+    assert runner.invoke(cli, ["learn", str(path)]).exit_code == 2
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--forget", str(path)]).exit_code == 2
+    assert runner.invoke(cli, ["learn", "--as", "unsure", str(path)]).exit_code == 2
+    assert not os.path.exists(store_path())
+
+
+def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):
+    bad = write(tmp_path / "bad.sqlite3", b"this is not a database" * 100)
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(bad))
+    result = runner.invoke(cli, ["learned"])
+    assert result.exit_code == 1 and "learning store" in result.output and "Traceback" not in result.output
