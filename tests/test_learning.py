@@ -159,3 +159,102 @@ def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("PARTNERCHECK_STORE", str(bad))
     result = runner.invoke(cli, ["learned"])
     assert result.exit_code == 1 and "learning store" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- crashes and the server
+
+def _env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("PARTNERCHECK_MODEL", "PARTNERCHECK_STORE")}
+    env.update({"PYTHONPATH": str(ROOT / "src"), "XDG_DATA_HOME": str(tmp_path / "data")}, **extra)
+    return env
+
+
+def _mbox(path, files):
+    with open(path, "wb") as out:
+        for file in files:
+            raw = file.read_bytes().replace(b"\r\n", b"\n")
+            body = b"\n".join(b">" + line if line.startswith((b"From ", b">From ")) else line
+                              for line in raw.split(b"\n"))
+            out.write(b"From someone@example.org Mon Jan  1 00:00:00 2024\n" + body.rstrip(b"\n") + b"\n\n")
+    return path
+
+
+def test_kill_9_during_learn_keeps_the_store_whole(tmp_path):
+    files = sorted(DATA.glob("*/*.eml"))
+    mbox = _mbox(tmp_path / "all.mbox", files)
+    total = len({content_key(r) for r in Source(str(mbox))})
+    env = _env(tmp_path)
+    path = os.path.join(env["XDG_DATA_HOME"], "partnercheck", "learned.sqlite3")
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "learn", "--as", "other", "--no-retrain",
+                             str(mbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stored = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(path):
+                try:
+                    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+                    stored = db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+                    db.close()
+                except sqlite3.OperationalError:
+                    stored = 0
+                if stored >= 20:
+                    break
+            time.sleep(0.005)
+        assert proc.poll() is None, "learn finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    kept = db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+    db.close()
+    assert stored <= kept < total
+    with Store.open(path) as store:  # usable: learning again adds exactly what was missing
+        summary = store.learn(Source(str(mbox)), "other")
+        assert summary.added == total - kept and summary.unchanged == kept
+        assert store.integrity() == "ok" and len(store) == total
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_running_server_picks_up_what_learn_changed(tmp_path):
+    from partnercheck import client
+
+    sock = str(tmp_path / "pc.sock")
+    env = _env(tmp_path, PARTNERCHECK_SOCKET=sock)
+    log_path = tmp_path / "serve.log"
+    mails = [write(tmp_path / f"m{i}.eml", message(f"catalogue {i}", OTHER_TEXT + f"\n\nref {i}",
+                                                   sender="Tom <tom@vendor.example>")) for i in range(3)]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "partnercheck", "serve"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        assert _wait_for(lambda: os.path.exists(sock)), log_path.read_text()
+        third = mails[2].read_bytes()
+        before = client.classify_remote(third, sock)["label"]
+        assert before != "pitch"
+        learned = subprocess.run([sys.executable, "-m", "partnercheck", "learn", "--as", "pitch",
+                                  str(mails[0]), str(mails[1])], env=env, capture_output=True, timeout=120)
+        assert learned.returncode == 0, learned.stderr
+        assert b"tom@vendor.example on the block list" in learned.stderr
+        personal = personal_model_path(os.path.join(env["XDG_DATA_HOME"], "partnercheck", "learned.sqlite3"))
+        assert os.path.exists(personal)
+        # The sender memory and the personal model are picked up without a restart.
+        assert _wait_for(lambda: client.classify_remote(third, sock)["label"] == "pitch", 30)
+        assert _wait_for(lambda: f"reloaded {personal}" in log_path.read_text(), 30), log_path.read_text()
+        reloads = log_path.read_text().count("reloaded")
+        server.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: log_path.read_text().count("reloaded") > reloads, 30)
+        assert client.classify_remote(third, sock)["label"] == "pitch"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -713,7 +713,7 @@ def senders_remove(ctx, patterns):
 
 # ------------------------------------------------------------------------------ serve
 
-class _Stop(Exception):
+class _Stop(BaseException):
     pass
 
 
@@ -728,7 +728,9 @@ def serve(socket_option, model_option, rules_file):
     """Keep the model loaded and answer `partnercheck filter` over a Unix socket.
 
     With the server running, `filter` takes milliseconds instead of seconds. Under
-    systemd socket activation the passed socket is used (see README).
+    systemd socket activation the passed socket is used (see README). A new model
+    (after `learn` or `train --personal`), sender memory or config file is picked up
+    without a restart; SIGHUP reloads at once.
 
     \b
     Examples:
@@ -738,15 +740,29 @@ def serve(socket_option, model_option, rules_file):
     from .server import ClassifyServer, systemd_socket
     from .settings import socket_path
 
+    from .settings import config_path, model_path, personal_model_path
+    from .learning import store_path
+
     model, path, policy = _load(model_option, rules_file)
     inherited = systemd_socket()
     where = socket_option or socket_path(read_config())
+
+    def loader():
+        model, path, policy = _load(model_option, rules_file)
+        return model, policy, path
+
+    def watch():  # what a reload would read: the model in force, the learning store, the config
+        config = read_config()
+        store = store_path(None, config)
+        return [config_path(), model_path(model_option, config), personal_model_path(store), store, store + "-wal"]
+
     try:
-        server = ClassifyServer(model, policy, None if inherited else where, inherited)
+        server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {where}: {exc}") from None
     click.echo(f"partnercheck serving {path} on {'systemd socket' if inherited else where}", err=True)
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
+    signal.signal(signal.SIGHUP, lambda signum, frame: server.reload())  # reload the model and policy now
     try:
         server.serve_forever()
     except (KeyboardInterrupt, _Stop):
