@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -258,3 +259,159 @@ def test_a_running_server_picks_up_what_learn_changed(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------ sender memory
+
+def _pitches(sender="Tom <tom@vendor.example>", threads=2, extra=""):
+    return [record(f"offer {i}", PITCH_TEXT + f"\n\nref {i}", sender=sender, extra=extra) for i in range(threads)]
+
+
+def test_marked_pitch_in_two_threads_blocks_the_sender_for_a_while(tmp_path, shipped_model):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        assert store.learn([first], "pitch").senders == []
+        assert store.learn([second], "pitch").senders == ["tom@vendor.example on the block list"]
+        mem = store.memory()
+    entry = mem.lookup("tom@vendor.example")
+    assert entry.kind == "block" and entry.origin == "learned" and entry.expires is not None
+    assert mem.lookup("tom@vendor.example", now=time.time() + (memory.LEARNED_BLOCK_DAYS + 1) * memory.DAY) is None
+    assert mem.lookup("ana@vendor.example") is None  # an address, not the whole domain
+    verdict = shipped_model.classify(record("hello", OTHER_TEXT, sender="tom@vendor.example"), Policy(memory=mem))
+    assert verdict.label == "pitch" and verdict.decided_by.startswith("learned: sender tom@vendor.example")
+    assert "learned: sender" in verdict.summary()
+
+
+def test_one_junked_thread_does_not_block(tmp_path):
+    thread = "In-Reply-To: <root@vendor.example>\nReferences: <root@vendor.example>\n"
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(_pitches(threads=3, extra=thread), "pitch")
+        assert not store.memory()
+
+
+def test_corrected_away_from_pitch_is_never_pitch_again(tmp_path, shipped_model):
+    pitchy = record("quick question", PITCH_TEXT, sender="Bo <bo@roastery.example>")
+    assert shipped_model.classify(pitchy).label == "pitch"
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        summary = store.learn([pitchy], "partnership", judge=lambda r: shipped_model.classify(r).label)
+        assert summary.senders == ["bo@roastery.example on the allow list"]
+        mem = store.memory()
+        later = record("pricing", PITCH_TEXT + "\nAnother offer.", sender="bo@roastery.example")
+        verdict = shipped_model.classify(later, Policy(memory=mem))
+        assert verdict.label != "pitch" and verdict.decided_by.startswith("learned: sender bo@roastery.example")
+        # An explicit config block still wins over the learned allow, and says so.
+        blocked = shipped_model.classify(later, Policy(memory=mem, block=frozenset({"roastery.example"})))
+        assert blocked.label == "pitch" and blocked.decided_by == "sender is on your block list"
+        # Forgetting the correction takes the allow back.
+        assert store.forget([pitchy]) == 1 and not store.memory()
+
+
+def test_config_allow_wins_over_a_learned_block(tmp_path, shipped_model):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(_pitches(), "pitch")
+        mem = store.memory()
+    policy = Policy(memory=mem, allow=frozenset({"tom@vendor.example"}))
+    verdict = shipped_model.classify(record("hello", OTHER_TEXT, sender="tom@vendor.example"), policy)
+    assert verdict.label == "other" and not (verdict.decided_by or "").startswith("learned")
+
+
+def test_relabelling_pitch_to_other_turns_a_block_into_an_allow(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        store.learn([first, second], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "block"
+        summary = store.learn([second], "other")
+        assert summary.relabelled == 1 and store.memory().lookup("tom@vendor.example").kind == "allow"
+
+
+def test_senders_commands_add_list_expire_and_remove(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["senders", "block", "spamvendor.example", "--expires", "30"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "allow", "ana@partner.example", "--note", "our reseller"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "block", "old.example", "--expires", "2020-01-01"]).exit_code == 0
+    rows = {r["pattern"]: r for r in map(json.loads, runner.invoke(cli, ["senders", "--nl"]).stdout.splitlines())}
+    assert rows["spamvendor.example"]["kind"] == "block" and rows["spamvendor.example"]["expires"]
+    assert rows["ana@partner.example"]["note"] == "our reseller" and rows["ana@partner.example"]["active"]
+    assert rows["old.example"]["active"] is False
+    mem = read_memory()
+    assert mem.lookup("x@mail.spamvendor.example").kind == "block" and mem.lookup("x@old.example") is None
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender="x@spamvendor.example")) == "block"
+    assert runner.invoke(cli, ["senders", "remove", "spamvendor.example"]).exit_code == 0
+    assert read_memory().lookup("x@spamvendor.example") is None
+    assert runner.invoke(cli, ["senders", "block", "@bad"]).exit_code == 2
+    assert runner.invoke(cli, ["senders", "block", "x.example", "--expires", "soon"]).exit_code == 2
+
+
+def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        store.learn([first, second], "pitch")
+        assert store.remove_sender("tom@vendor.example")
+        time.sleep(0.01)
+        third = record("one more", PITCH_TEXT + "\nthird", sender="tom@vendor.example")
+        store.learn([third], "pitch")
+        assert not store.memory()  # one pitch since the removal: not yet a block
+        store.learn([record("and more", PITCH_TEXT + "\nfourth", sender="tom@vendor.example")], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "block"
+
+
+def test_no_store_means_no_memory_and_nothing_created():
+    assert not read_memory() and not load_policy().memory
+    assert not os.path.exists(store_path())
+
+
+# ------------------------------------------------------------------------ personal model
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("small-corpus")
+    for label in ("partnership", "pitch", "other"):
+        (folder / label).mkdir()
+        for path in sorted((DATA / label).glob("*.eml"))[:40]:
+            shutil.copy(path, folder / label / path.name)
+    return str(folder)
+
+
+def test_personal_model_comes_and_goes_with_the_corrections(tmp_path, small_corpus):
+    from partnercheck.model import load_model
+
+    assert model_path() == default_model_path()
+    with Store.open() as store:
+        mail = record("quick question", PITCH_TEXT, sender="tom@vendor.example")
+        store.learn([mail], "partnership")
+        result = retrain_personal(store, corpus=small_corpus)
+        personal = personal_model_path(store.path)
+        assert result.path == personal and result.corrections == 1 and result.corpus == 120
+        assert model_path() == personal  # filter, label and classify now use it
+        model = load_model(personal)
+        assert model.info["personal"] and model.info["corrections"] == 1
+        assert model.thresholds == load_model(default_model_path()).thresholds
+        # The correction counts: a pitch-worded message learned as partnership is one now.
+        assert load_model(default_model_path()).classify(mail).label == "pitch"
+        assert model.classify(mail).label == "partnership"
+        store.forget([mail])
+        assert retrain_personal(store, corpus=small_corpus).removed
+    assert not os.path.exists(personal) and model_path() == default_model_path()
+
+
+def test_an_explicit_model_wins_over_the_personal_one(tmp_path, monkeypatch, small_model_path):
+    personal = personal_model_path(store_path())
+    write(Path(personal), b"placeholder")
+    assert model_path() == personal
+    assert model_path(None, {"model": "/m.joblib"}) == "/m.joblib"
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    assert model_path() == small_model_path
+
+
+def test_train_personal(tmp_path):
+    runner = CliRunner()
+    raw = message("quick question", PITCH_TEXT)
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw).exit_code == 0
+    assert not os.path.exists(personal_model_path(store_path()))
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0, result.output
+    assert "personal model retrained" in result.output and os.path.exists(personal_model_path(store_path()))
+    assert runner.invoke(cli, ["train", "--personal", "x.eml"]).exit_code == 2
+    assert runner.invoke(cli, ["train"]).exit_code == 2
