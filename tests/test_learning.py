@@ -415,3 +415,16 @@ def test_train_personal(tmp_path):
     assert "personal model retrained" in result.output and os.path.exists(personal_model_path(store_path()))
     assert runner.invoke(cli, ["train", "--personal", "x.eml"]).exit_code == 2
     assert runner.invoke(cli, ["train"]).exit_code == 2
+
+
+def test_nothing_is_learned_about_shared_or_list_addresses(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        relay = [record(f"offer {i}", PITCH_TEXT + f"\n{i}", sender=f"{name} <notifications@hub.example>")
+                 for i, name in enumerate(["Vic", "Ola"])]
+        store.learn(relay, "pitch")
+        listed = _pitches(sender="Tom <list@lists.example>", extra="List-Id: <deals.lists.example>\n")
+        store.learn(listed, "pitch")
+        assert not store.memory()
+        store.learn([record(f"deal {i}", PITCH_TEXT + f"\nvic {i}", sender="Vic <vic@hub.example>")
+                     for i in range(2)], "pitch")
+        assert store.memory().lookup("vic@hub.example").kind == "block"

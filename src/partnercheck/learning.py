@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS corrections(
     message_id TEXT NOT NULL,          -- '' when the message has none
     label TEXT NOT NULL CHECK (label IN ('partnership', 'pitch', 'other')),
     sender TEXT NOT NULL,
+    sender_name TEXT NOT NULL,         -- the display name, to tell a shared relay address
+    list_mail INTEGER NOT NULL,        -- sent through a mailing list (List-Id): not the sender's own
     subject TEXT NOT NULL,
     date TEXT NOT NULL,                -- the message's own Date
     thread TEXT NOT NULL,              -- first Message-ID of the thread
@@ -269,9 +271,10 @@ class Store:
                 else:
                     summary.relabelled += 1
                 self._db.execute(
-                    "INSERT INTO corrections(digest, message_id, label, sender, subject, date, thread, was_pitch, "
-                    "learned_at, origin, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (key, message_id, label, record.from_addr.lower(), record.subject, record.date_iso(),
+                    "INSERT INTO corrections(digest, message_id, label, sender, sender_name, list_mail, subject, "
+                    "date, thread, was_pitch, learned_at, origin, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (key, message_id, label, record.from_addr.lower(), " ".join(record.from_name.split()).lower(),
+                     int(bool(record.headers.get("list-id"))), record.subject, record.date_iso(),
                      thread_of(record, key), int(was_pitch), time.time(), _origin(record),
                      zlib.compress(stored_bytes(record), 6)))
                 for sender in sorted(senders):

@@ -12,6 +12,11 @@ were made:
   :data:`LEARNED_BLOCK_DAYS` days after the last pitch correction. Two messages of one
   thread count once, so junking a whole thread does not block a correspondent.
 
+Nothing is learned about an address that is not one person's: mail that came through a
+mailing list (a List-Id header) does not count, and an address seen under two or more
+display names in the corrections (a relay such as a notifications address, or a list
+that rewrites From) gets no learned entry at all.
+
 Learned entries are derived from the corrections, so forgetting a correction takes back
 what it taught. Entries added by hand (``partnercheck senders allow/block``) may name a
 domain, may carry an expiry, and are never changed by learning. Removing an entry by hand
@@ -150,12 +155,14 @@ def relearn(db: sqlite3.Connection, address: str) -> str | None:
         return None
     reset = db.execute("SELECT at FROM sender_resets WHERE pattern = ?", (address,)).fetchone()
     since = reset[0] if reset else 0.0
+    names = db.execute("SELECT count(DISTINCT sender_name) FROM corrections WHERE sender = ? AND sender_name != ''",
+                       (address,)).fetchone()[0]
     rows = db.execute(
         "SELECT label, was_pitch, thread, learned_at FROM corrections WHERE sender = ? AND learned_at >= ? "
-        "ORDER BY learned_at, id", (address, since))
+        "AND list_mail = 0 ORDER BY learned_at, id", (address, since)).fetchall()
     state: tuple[str, float | None] | None = None
     threads: set[str] = set()
-    for label, was_pitch, thread, learned_at in rows:
+    for label, was_pitch, thread, learned_at in rows if names < 2 else ():
         if label == "pitch":
             threads.add(thread)
             if len(threads) >= PITCH_THREADS_TO_BLOCK:
