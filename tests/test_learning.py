@@ -147,12 +147,33 @@ def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
     assert runner.invoke(cli, ["learned"]).stdout.splitlines()[1:] == []
 
 
-def test_learn_needs_a_label_or_forget(runner, tmp_path):
+def test_learn_options_that_do_not_go_together(runner, tmp_path):
     path = write(tmp_path / "m.eml", message("x", OTHER_TEXT))
-    assert runner.invoke(cli, ["learn", str(path)]).exit_code == 2
     assert runner.invoke(cli, ["learn", "--as", "pitch", "--forget", str(path)]).exit_code == 2
     assert runner.invoke(cli, ["learn", "--as", "unsure", str(path)]).exit_code == 2
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--all", str(path)]).exit_code == 2
     assert not os.path.exists(store_path())
+    result = runner.invoke(cli, ["learn", str(path)])  # no label anywhere: nothing to learn
+    assert result.exit_code == 0 and "0 added" in result.stderr and "1 without a label" in result.stderr
+
+
+def test_learn_from_a_corrected_label_file(runner, tmp_path):
+    folder = tmp_path / "inbox"
+    write(folder / "a.eml", message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>"))
+    write(folder / "b.eml", message("minutes", OTHER_TEXT, sender="Li <li@work.example>"))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(folder), "-o", str(labels), "-q"]).exit_code == 0
+    text = labels.read_text()
+    assert ",pitch," in text and ",other," in text
+    labels.write_text(text.replace(",pitch,", ",partnership,"))  # the user's correction
+    result = runner.invoke(cli, ["learn", str(labels), "--no-retrain"])
+    assert result.exit_code == 0, result.output
+    assert "learned 1 message under their own labels: 1 added" in result.stderr
+    assert "1 already labelled so, skipped" in result.stderr
+    with Store.open() as store:
+        assert store.counts() == {"partnership": 1}
+    everything = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
+    assert "1 added, 0 relabelled, 1 unchanged" in everything.stderr
 
 
 def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):

@@ -474,15 +474,20 @@ LEARN_RETRAIN_MAX = 20_000
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--as", "as_label", type=click.Choice(LABELS), help="The label the messages should have had.")
 @click.option("--forget", is_flag=True, help="Forget what was learned from these messages instead.")
+@click.option("--all", "learn_all", is_flag=True,
+              help="Without --as: learn every labelled message, not only those partnercheck now labels otherwise.")
 @click.option("--no-retrain", is_flag=True, help="Only store the corrections; retrain later with `train --personal`.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 @store_option
 @source_options
-def learn(sources, as_label, forget, no_retrain, quiet, store_option, fmt, **kwargs):
+def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option, fmt, **kwargs):
     """Learn from your corrections: these messages should have been labelled LABEL.
 
     SOURCES are anything `inspect` reads: an .eml, - for standard input, a folder, an
-    mbox, a Maildir you file mistakes into. The same message learned twice counts once;
+    mbox, a Maildir you file mistakes into. Without --as, messages keep their own labels
+    (a label file from `partnercheck label` with the verdict column corrected, a folder
+    with partnership/, pitch/ and other/): only those partnercheck now labels otherwise
+    are learned, or all with --all. The same message learned twice counts once;
     learned under another label, the new label replaces the old one. The sender memory
     is updated (see `partnercheck senders`) and the personal model is retrained, which
     `filter`, `label` and a running `serve` then use. `--forget` undoes it.
@@ -492,11 +497,14 @@ def learn(sources, as_label, forget, no_retrain, quiet, store_option, fmt, **kwa
       partnercheck learn --as pitch message.eml
       partnercheck learn --as partnership ~/Maildir/.NotPitch
       partnercheck learn --as other < message.eml
+      partnercheck learn labels.csv          # the corrected verdict column
       partnercheck learn --forget message.eml
     """
-    if forget == bool(as_label):
-        raise click.UsageError("give either --as LABEL or --forget")
-    from .learning import Store, retrain_personal, store_path
+    if forget and as_label:
+        raise click.UsageError("give either --as LABEL or --forget, not both")
+    if learn_all and (forget or as_label):
+        raise click.UsageError("--all is for learning messages under their own labels (no --as)")
+    from .learning import LearnSummary, Store, retrain_personal, store_path
 
     config = read_config()
     columns = _columns(kwargs)
@@ -509,7 +517,10 @@ def learn(sources, as_label, forget, no_retrain, quiet, store_option, fmt, **kwa
             line = f"forgot {removed} correction{'s' if removed != 1 else ''}; {len(store)} left"
         else:
             judge = _judge(store, config)
-            summary = store.learn(records, as_label, judge=judge)
+            summary = LearnSummary(label=as_label or "")
+            if as_label is None and not learn_all:  # a corrected label file: only where it differs
+                records = _disagreeing(records, judge, summary)
+            summary = store.learn(records, as_label, judge=judge, summary=summary)
             changed, line = summary.changed, summary.line()
         if not quiet:
             click.echo(line, err=True)
@@ -520,6 +531,15 @@ def learn(sources, as_label, forget, no_retrain, quiet, store_option, fmt, **kwa
                 result = retrain_personal(store)
                 if not quiet:
                     click.echo(result.line(), err=True)
+
+
+def _disagreeing(records, judge, summary):
+    """The labelled records whose label differs from the verdict partnercheck gives now."""
+    for record in records:
+        if record.readable and record.label in LABELS and judge(record) == record.label:
+            summary.agreed += 1
+            continue
+        yield record
 
 
 def _judge(store, config):
@@ -536,7 +556,14 @@ def _judge(store, config):
         path = personal if os.path.exists(personal) else default_model_path()
     model, policy = cached_model(path), load_policy(config)
     policy.memory = store.memory()
-    return lambda record: model.classify(record, policy).label
+    last: list = [None, None]
+
+    def judge(record):  # asked twice for each record of a label file: once is enough
+        if last[0] is not record:
+            last[0], last[1] = record, model.classify(record, policy).label
+        return last[1]
+
+    return judge
 
 
 @cli.command()

@@ -77,6 +77,8 @@ class LearnSummary:
     relabelled: int = 0
     unchanged: int = 0
     unreadable: int = 0
+    unlabelled: int = 0  # learning under the messages' own labels: those with none (or unsure)
+    agreed: int = 0  # left out by the caller: partnercheck already gives them their label
     senders: list[str] = field(default_factory=list)  # sender memory changes, in words
 
     @property
@@ -85,8 +87,13 @@ class LearnSummary:
 
     def line(self) -> str:
         total = self.added + self.relabelled + self.unchanged
-        text = (f"learned {total} message{'s' if total != 1 else ''} as {self.label}: {self.added} added, "
+        as_what = f"as {self.label}" if self.label else "under their own labels"
+        text = (f"learned {total} message{'s' if total != 1 else ''} {as_what}: {self.added} added, "
                 f"{self.relabelled} relabelled, {self.unchanged} unchanged")
+        if self.agreed:
+            text += f"; {self.agreed} already labelled so, skipped"
+        if self.unlabelled:
+            text += f"; {self.unlabelled} without a label (or unsure) skipped"
         if self.unreadable:
             text += f"; {self.unreadable} unreadable skipped"
         if len(self.senders) > 3:
@@ -235,21 +242,26 @@ class Store:
                                      (message_id, key)).fetchall()
         return rows
 
-    def learn(self, records: Iterable[EmailRecord], label: str,
-              judge: Callable[[EmailRecord], str] | None = None) -> LearnSummary:
-        """Learn every record under ``label``; one transaction per message.
+    def learn(self, records: Iterable[EmailRecord], label: str | None,
+              judge: Callable[[EmailRecord], str] | None = None, summary: LearnSummary | None = None) -> LearnSummary:
+        """Learn every record under ``label`` (``None``: each under its own ``record.label``);
+        one transaction per message.
 
         ``judge`` gives the verdict a record gets now (to tell whether this correction moves
         it away from pitch, which the sender memory needs); without one, only an earlier
         pitch label counts.
         """
-        if label not in LABELS:
+        if label is not None and label not in LABELS:
             raise StoreError(f"unknown label {label!r}; choose one of {', '.join(LABELS)}")
-        summary = LearnSummary(label=label)
+        summary = summary or LearnSummary(label=label or "")
         for record in records:
             if not record.readable:
                 summary.unreadable += 1
                 continue
+            if label is None and record.label not in LABELS:
+                summary.unlabelled += 1
+                continue
+            label_now = label or record.label
             key, message_id = content_key(record), _message_id(record)
             verdict = judge(record) if judge is not None else None
             self._db.execute("BEGIN IMMEDIATE")
@@ -257,7 +269,7 @@ class Store:
                 matches = self._matches(key, message_id)
                 was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches)
                 senders = {m[2] for m in matches} | {record.from_addr.lower()}
-                if matches and all(m[1] == label for m in matches) and len(matches) == 1:
+                if matches and all(m[1] == label_now for m in matches) and len(matches) == 1:
                     summary.unchanged += 1
                     self._db.execute("COMMIT")
                     continue
@@ -266,14 +278,14 @@ class Store:
                                      [m[0] for m in matches])
                 if not matches:
                     summary.added += 1
-                elif all(m[1] == label for m in matches):
+                elif all(m[1] == label_now for m in matches):
                     summary.unchanged += 1
                 else:
                     summary.relabelled += 1
                 self._db.execute(
                     "INSERT INTO corrections(digest, message_id, label, sender, sender_name, list_mail, subject, "
                     "date, thread, was_pitch, learned_at, origin, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (key, message_id, label, record.from_addr.lower(), " ".join(record.from_name.split()).lower(),
+                    (key, message_id, label_now, record.from_addr.lower(), " ".join(record.from_name.split()).lower(),
                      int(bool(record.headers.get("list-id"))), record.subject, record.date_iso(),
                      thread_of(record, key), int(was_pitch), time.time(), _origin(record),
                      zlib.compress(stored_bytes(record), 6)))
