@@ -13,7 +13,8 @@ Learning it under another label replaces the old label. The sender memory
 (:mod:`partnercheck.memory`) lives in the same database and is derived from the corrections.
 
 The personal model (:func:`retrain_personal`) is the shipped corpus plus the corrections,
-each correction weighing :data:`CORRECTION_WEIGHT` corpus messages, fitted without
+each correction weighing up to :data:`CORRECTION_WEIGHT` corpus messages (less once they
+come to outnumber the corpus: :func:`correction_weight`), fitted without
 cross-validation and with the shipped model's cut-offs; the corpus's extracted features
 are cached by a fingerprint of the corpus and the code, so that a retrain costs one fit.
 """
@@ -454,8 +455,8 @@ def retrain_personal(store: Store, output: str | None = None, weight: float = CO
 
     No cross-validation: the cut-offs are the shipped model's (``base_model``), and the
     corpus's features come from a cache keyed by the corpus and the code. Each correction
-    weighs ``weight`` corpus messages; a corpus message with the same content as a
-    correction is left out, so the user's label wins. With no corrections left, the personal
+    weighs up to ``weight`` corpus messages (:func:`correction_weight`); a corpus message
+    with the same content as a correction is left out, so the user's label wins. With no corrections left, the personal
     model is removed and the shipped model applies again.
     """
     from .model import Model, load_model
@@ -480,17 +481,30 @@ def retrain_personal(store: Store, output: str | None = None, weight: float = CO
     keep = [i for i, key in enumerate(keys) if key not in taken]
     all_docs = [docs[i] for i in keep] + extract.transform(corrections)
     all_labels = [labels[i] for i in keep] + [r.label for r in corrections]
-    weights = [1.0] * len(keep) + [float(weight)] * len(corrections)
+    weight = correction_weight(len(keep), len(corrections), weight)
+    weights = [1.0] * len(keep) + [weight] * len(corrections)
+    import warnings
+
     import numpy as np
 
-    pipeline[1:].fit(all_docs, np.array(all_labels), classify__sample_weight=np.array(weights))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear's convergence notes are not the user's business
+        pipeline[1:].fit(all_docs, np.array(all_labels), classify__sample_weight=np.array(weights))
     base = load_model(base_model or default_model_path())
     info = {"personal": True, "corpus_messages": len(keep), "corrections": len(corrections),
-            "correction_weight": weight, "store": os.path.abspath(store.path),
+            "correction_weight": round(weight, 3), "store": os.path.abspath(store.path),
             "store_fingerprint": store.fingerprint(), "base_model": base.info.get("data_fingerprint", "")}
     model = Model.from_pipeline(pipeline, base.thresholds, info)
     model.save(output)
     return RetrainSummary(output, len(keep), len(corrections), time.perf_counter() - start)
+
+
+def correction_weight(corpus: int, corrections: int, most: float = CORRECTION_WEIGHT) -> float:
+    """How many corpus messages one correction weighs: ``most`` while corrections are few
+    (so that a few dozen count against the corpus), falling to 1 as they come to outnumber it."""
+    if corrections == 0:
+        return float(most)
+    return float(max(1.0, min(most, corpus / corrections)))
 
 
 def _code_fingerprint() -> str:
