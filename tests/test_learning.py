@@ -125,6 +125,18 @@ def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
     assert os.stat(personal).st_mtime_ns == stamp
 
 
+def test_learn_a_maildir_folder_twice_changes_nothing(runner, tmp_path):
+    maildir = tmp_path / "Maildir" / ".Learn.Pitch"
+    write(maildir / "new" / "1.host", message("offer", PITCH_TEXT, sender="Tom <tom@vendor.example>"))
+    write(maildir / "cur" / "2.host:2,S", message("offer again", PITCH_TEXT + "\nagain",
+                                                   sender="Tom <tom@vendor.example>"))
+    (maildir / "tmp").mkdir()
+    first = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", str(maildir)])
+    assert "2 added" in first.stderr and "tom@vendor.example on the block list" in first.stderr
+    second = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", str(maildir)])
+    assert "0 added, 0 relabelled, 2 unchanged" in second.stderr and "senders" not in second.stderr
+
+
 def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
     raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
     result = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw)

@@ -456,15 +456,38 @@ def retrain_personal(store: Store, output: str | None = None, weight: float = CO
     No cross-validation: the cut-offs are the shipped model's (``base_model``), and the
     corpus's features come from a cache keyed by the corpus and the code. Each correction
     weighs up to ``weight`` corpus messages (:func:`correction_weight`); a corpus message
-    with the same content as a correction is left out, so the user's label wins. With no corrections left, the personal
-    model is removed and the shipped model applies again.
+    with the same content as a correction is left out, so the user's label wins. With no
+    corrections left, the personal model is removed and the shipped model applies again.
     """
+    start = time.perf_counter()
+    output = output or personal_model_path(store.path)
+    with _exclusive(output + ".lock"):  # two learns at once: the later one trains on everything
+        return _retrain(store, output, weight, corpus, base_model, seed, start)
+
+
+def _exclusive(path: str):
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def locked():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return locked()
+
+
+def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_model: str | None, seed: int,
+             start: float) -> RetrainSummary:
     from .model import Model, load_model
     from .pipeline import build_pipeline
     from .settings import default_corpus, default_model_path
 
-    start = time.perf_counter()
-    output = output or personal_model_path(store.path)
     corrections = list(store.records())
     if not corrections:
         removed = os.path.exists(output)
