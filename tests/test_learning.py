@@ -123,6 +123,11 @@ def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
     with Store.open() as store:
         assert (store.fingerprint(), store.sender_entries()) == before
     assert os.stat(personal).st_mtime_ns == stamp
+    # A learn cut short before its retrain leaves the model behind; the next run catches up.
+    os.unlink(personal)
+    third = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert "3 unchanged" in third.stderr and "personal model retrained" in third.stderr
+    assert os.path.exists(personal)
 
 
 def test_learn_a_maildir_folder_twice_changes_nothing(runner, tmp_path):

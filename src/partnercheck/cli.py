@@ -505,7 +505,7 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
         raise click.UsageError("give either --as LABEL or --forget, not both")
     if learn_all and (forget or as_label):
         raise click.UsageError("--all is for learning messages under their own labels (no --as)")
-    from .learning import LearnSummary, Store, retrain_personal, store_path
+    from .learning import LearnSummary, Store, personal_is_current, retrain_personal, store_path
 
     config = read_config()
     columns = _columns(kwargs)
@@ -525,7 +525,7 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
             changed, line = summary.changed, summary.line()
         if not quiet:
             click.echo(line, err=True)
-        if changed and not no_retrain:
+        if not no_retrain and (changed or not personal_is_current(store)):  # an interrupted learn left it behind
             if len(store) > LEARN_RETRAIN_MAX:
                 click.echo(f"{len(store)} corrections, too many to retrain on every learn: run "
                            "`partnercheck train --personal` to bring the personal model up to date", err=True)

@@ -465,6 +465,22 @@ def retrain_personal(store: Store, output: str | None = None, weight: float = CO
         return _retrain(store, output, weight, corpus, base_model, seed, start)
 
 
+def personal_is_current(store: Store) -> bool:
+    """Whether the personal model beside ``store`` was trained on exactly its corrections
+    (an empty store wants no model at all)."""
+    path = personal_model_path(store.path)
+    if not len(store):
+        return not os.path.exists(path)
+    if not os.path.exists(path):
+        return False
+    from .model import ModelError, load_model
+
+    try:
+        return load_model(path).info.get("store_fingerprint") == store.fingerprint()
+    except ModelError:
+        return False
+
+
 def _exclusive(path: str):
     import contextlib
     import fcntl
