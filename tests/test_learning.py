@@ -344,6 +344,15 @@ def test_corrected_away_from_pitch_is_never_pitch_again(tmp_path, shipped_model)
         assert store.forget([pitchy]) == 1 and not store.memory()
 
 
+def test_the_filter_header_tells_a_correction_away_from_pitch(tmp_path):
+    raw = b"X-Partnercheck: pitch; score=0.91; rules=PRICE_PLANS\n" + message(
+        "breakfast?", PARTNERSHIP_TEXT, sender="Bo <bo@roastery.example>")
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:  # no judge: as a library caller would
+        assert store.learn([parse_message(raw)], "partnership").senders == ["bo@roastery.example on the allow list"]
+        plain = message("hello", OTHER_TEXT, sender="Li <li@work.example>")
+        assert store.learn([parse_message(plain)], "other").senders == []
+
+
 def test_config_allow_wins_over_a_learned_block(tmp_path, shipped_model):
     with Store.open(str(tmp_path / "s.sqlite3")) as store:
         store.learn(_pitches(), "pitch")

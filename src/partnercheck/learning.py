@@ -129,6 +129,23 @@ def _body_bytes(raw: bytes) -> bytes:
     return body.rstrip()
 
 
+_PITCH_HEADER = re.compile(rb"^x-partnercheck[ \t]*:[ \t]*pitch\b", re.I | re.M)
+
+
+def filed_as_pitch(record: EmailRecord) -> bool:
+    """Whether the message carries the filter's ``X-Partnercheck: pitch`` header."""
+    if record.raw is None:
+        return False
+    head = record.raw[: _head_length(record.raw)]
+    return bool(_PITCH_HEADER.search(head))
+
+
+def _head_length(raw: bytes) -> int:
+    lf, crlf = raw.find(b"\n\n"), raw.find(b"\r\n\r\n")
+    ends = [i for i in (lf, crlf) if i != -1]
+    return min(ends) if ends else len(raw)
+
+
 def thread_of(record: EmailRecord, key: str) -> str:
     """The thread a message belongs to: the first Message-ID in References, else
     In-Reply-To, else its own Message-ID, else its content key."""
@@ -248,9 +265,10 @@ class Store:
         """Learn every record under ``label`` (``None``: each under its own ``record.label``);
         one transaction per message.
 
-        ``judge`` gives the verdict a record gets now (to tell whether this correction moves
-        it away from pitch, which the sender memory needs); without one, only an earlier
-        pitch label counts.
+        Whether a correction moves a message away from pitch (which the sender memory
+        needs) is known from an ``X-Partnercheck: pitch`` header the filter gave it, an
+        earlier pitch label in the store, or ``judge``, which gives the verdict a record
+        gets now, if the caller has one.
         """
         if label is not None and label not in LABELS:
             raise StoreError(f"unknown label {label!r}; choose one of {', '.join(LABELS)}")
@@ -268,7 +286,7 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 matches = self._matches(key, message_id)
-                was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches)
+                was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches) or filed_as_pitch(record)
                 senders = {m[2] for m in matches} | {record.from_addr.lower()}
                 if matches and all(m[1] == label_now for m in matches) and len(matches) == 1:
                     summary.unchanged += 1
@@ -443,7 +461,7 @@ class RetrainSummary:
 
     def line(self) -> str:
         if self.removed:
-            return f"no corrections left: personal model removed, the shipped model applies again"
+            return "no corrections left: personal model removed, the shipped model applies again"
         return (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
                 f"in {self.seconds:.1f} s: {self.path}")
 
