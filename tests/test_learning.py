@@ -475,3 +475,18 @@ def test_nothing_is_learned_about_shared_or_list_addresses(tmp_path):
         store.learn([record(f"deal {i}", PITCH_TEXT + f"\nvic {i}", sender="Vic <vic@hub.example>")
                      for i in range(2)], "pitch")
         assert store.memory().lookup("vic@hub.example").kind == "block"
+
+
+def test_with_no_corrections_everything_is_as_shipped(tmp_path):
+    runner = CliRunner()
+    folder = tmp_path / "mail"
+    for name, text in (("a", PITCH_TEXT), ("b", PARTNERSHIP_TEXT), ("c", OTHER_TEXT)):
+        write(folder / f"{name}.eml", message(name, text, sender=f"{name} <{name}@x.example>"))
+    before = runner.invoke(cli, ["classify", "--json", str(folder)]).stdout
+    raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
+    assert runner.invoke(cli, ["learn", "--as", "partnership", "-"], input=raw).exit_code == 0
+    assert os.path.exists(personal_model_path(store_path()))
+    assert runner.invoke(cli, ["learn", "--forget", "-"], input=raw).exit_code == 0
+    assert os.path.exists(store_path()) and not os.path.exists(personal_model_path(store_path()))
+    assert model_path() == default_model_path() and not read_memory()
+    assert runner.invoke(cli, ["classify", "--json", str(folder)]).stdout == before
