@@ -71,6 +71,8 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
                 sender_list = policy.sender_list(record)
             scores = {label: float(p) for label, p in zip(weights.labels, probabilities[row])}
             label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
+            if sender_list is not None:  # say so when the learned sender memory decided
+                decided_by = policy.sender_reason(record, label, scores, decided_by)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)
             if clues:
                 _add_clues(verdict, model, matrix, row)
