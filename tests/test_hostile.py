@@ -157,3 +157,65 @@ def test_mail_reading_is_linear():
                "long-line": "x" * 399_999 + ":", "urls": _fill("http://", 400_000)}
     _check_linear(split_reply, benign, hostile)
     _check_linear(parse_message, (head + benign).encode(), {k: (head + v).encode() for k, v in hostile.items()})
+
+
+# ---------------------------------------------------------------------------- readers
+
+def _cli(args, input=None):
+    from click.testing import CliRunner
+
+    from partnercheck.cli import cli
+
+    return CliRunner().invoke(cli, args, input=input)
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["classify"], ["label"], ["evaluate"]])
+def test_a_csv_row_with_more_fields_than_its_header_is_a_problem_not_a_crash(tmp_path, command):
+    table = tmp_path / "x.csv"
+    table.write_text("body,subject,label\nhello there,hi,other,extra,more\nsecond message,s,other\n")
+    result = _cli(command + [str(table)])
+    assert "internal error" not in result.output
+    assert result.exit_code == 0, result.output
+    if command == ["inspect"]:
+        assert "row 1 has 5 fields, the header 3" in result.output
+
+
+def test_a_tsv_named_csv_is_read_as_tsv(tmp_path):
+    from partnercheck.sources import Source
+
+    table = tmp_path / "labels.csv"
+    table.write_text("body\tsubject\tlabel\nhello, there, friend\thi\tother\n")
+    (record,) = list(Source(str(table)))
+    assert record.body == "hello, there, friend" and record.label == "other" and not record.problems
+
+
+def test_mbox_without_blank_line_before_from_is_split_like_mailbox(tmp_path):
+    import mailbox
+
+    from partnercheck.sources import Source
+
+    path = tmp_path / "t.mbox"
+    path.write_bytes(b"From a@x Mon Jan  1 00:00:00 2024\nFrom: a@x.example\nSubject: one\n\nbody one\n"
+                     b"From b@y Mon Jan  1 00:00:00 2024\nFrom: b@y.example\nSubject: two\n\nbody two\n"
+                     b"\nFrom here on we talk about the plan.\n")
+    ours = [r.subject for r in Source(str(path))]
+    assert ours == ["one", "two"] and len(mailbox.mbox(str(path))) == 3  # mailbox also splits "From here"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n\n", bytes(range(256)) * 800])
+def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
+    import random
+
+    from partnercheck.mail import parse_message
+
+    if len(raw) > 1000:
+        rng = random.Random(1)
+        raw = bytes(rng.randrange(256) for _ in range(200_000))
+    path = tmp_path / "m.eml"
+    path.write_bytes(raw)
+    verdict = shipped_model.classify(parse_message(raw))
+    assert verdict.label == "unsure" and verdict.decided_by == "unreadable"
+    assert "\tunsure\tunreadable" in _cli(["classify", str(path)]).output
+    explained = _cli(["explain", str(path)]).output
+    assert "Verdict: UNSURE" in explained and "unreadable" in explained
+    assert ",unsure," in _cli(["label", str(path)]).output

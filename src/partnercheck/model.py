@@ -26,7 +26,7 @@ import numpy as np
 
 from .atomic import atomic_file
 from .features import extract, known_stems, remember_stems
-from .labels import LABELS
+from .labels import LABELS, UNSURE
 from .mail import EmailRecord
 from .rules import Rule, RuleSet
 from .vectors import vectorize
@@ -138,10 +138,17 @@ class Model:
         """Verdicts for a batch of records, with reasons.
 
         ``policy`` is a :class:`partnercheck.policy.Policy` with the user's rules, sender
-        lists and threshold overrides; without one the model's own thresholds apply.
+        lists and threshold overrides; without one the model's own thresholds apply. A
+        record with no text to judge (empty, or binary data) is ``unsure``, decided by
+        "unreadable".
         """
         if not records:
             return []
+        unreadable = [i for i, record in enumerate(records) if not record.readable]
+        if unreadable:  # no text to judge: unsure, as the filter and every command say
+            readable = iter(self.classify_many([r for r in records if r.readable], policy))
+            return [Verdict(UNSURE, {label: 0.0 for label in self.labels}, decided_by="unreadable")
+                    if not record.readable else next(readable) for record in records]
         w = self.weights
         extracted = [extract(record, w.rules) for record in records]
         matrix = vectorize(extracted, w.vocabulary, w.idf, w.rule_index)
