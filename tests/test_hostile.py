@@ -219,3 +219,98 @@ def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
     explained = _cli(["explain", str(path)]).output
     assert "Verdict: UNSURE" in explained and "unreadable" in explained
     assert ",unsure," in _cli(["label", str(path)]).output
+
+
+# ----------------------------------------------------------------------------- server
+
+def _slow_classify_reply(model, policy, raw):
+    from partnercheck import server
+
+    if b"SLOW" in raw:
+        time.sleep(120)
+    return server._original_classify_reply(model, policy, raw)
+
+
+def test_server_answers_too_slow_within_its_budget_and_keeps_serving(small_model_path, tmp_path, monkeypatch):
+    import threading
+
+    from partnercheck import client, server
+    from partnercheck.model import load_model
+
+    from conftest import PITCH_TEXT, message
+
+    monkeypatch.setattr(server, "_original_classify_reply", server.classify_reply, raising=False)
+    monkeypatch.setattr(server, "classify_reply", _slow_classify_reply)
+    path = str(tmp_path / "s.sock")
+    srv = server.ClassifyServer(load_model(small_model_path), None, path, budget=2.0, workers=2)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        slow: dict = {}
+
+        def ask_slow():
+            start = time.monotonic()
+            slow["reply"] = client.classify_remote(message("x", "SLOW " + PITCH_TEXT), path)
+            slow["seconds"] = time.monotonic() - start
+
+        asker = threading.Thread(target=ask_slow)
+        asker.start()
+        time.sleep(0.3)
+        normal = client.classify_remote(message("quick question", PITCH_TEXT), path)  # while the slow one waits
+        assert normal["label"] == "pitch"
+        asker.join(timeout=60)
+        assert slow["reply"] == {"label": "unsure", "header": server.TOO_SLOW}
+        assert slow["seconds"] < 30  # the budget, not the 120 s the message would take
+        for _ in range(3):  # the stuck worker was replaced: both workers serve again
+            assert client.classify_remote(message("quick question", PITCH_TEXT), path)["label"] == "pitch"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_sigterm_stops_a_busy_server_at_once(small_model_path, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from partnercheck import client
+
+    from conftest import ROOT, message
+
+    sock = str(tmp_path / "busy.sock")
+    code = ("import sys; sys.path.insert(0, %r); import test_hostile as t; from partnercheck import server;"
+            "server._original_classify_reply = server.classify_reply; server.classify_reply = t._slow_classify_reply;"
+            "from partnercheck.cli import cli; cli(['serve'])") % str(ROOT / "tests")
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
+           "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        for _ in range(600):
+            if os.path.exists(sock) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert os.path.exists(sock), proc.stderr.read().decode()
+        conns = []
+        for _ in range(3):  # more slow messages than workers: every worker is busy
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(sock)
+            client.send_frame(conn, message("x", "SLOW text"))
+            conns.append(conn)
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - start < 10
+        assert not os.path.exists(sock)
+        assert b"Traceback" not in proc.stderr.read()
+        for conn in conns:
+            conn.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(1.5)  # workers notice the server is gone within a second
+    leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert not leftover
