@@ -151,7 +151,8 @@ def test_mail_reading_is_linear():
     from partnercheck.mail import parse_message, split_reply
 
     head = "From: a@x.example\nSubject: hi\nContent-Type: text/plain; charset=utf-8\n\n"
-    benign = _fill("Hello there, we would like to partner with you.\nBest, Ana\n", 400_000)
+    # a reply, so that the benign text goes through the line-by-line reading too
+    benign = _fill("Hello there, we would like to partner with you.\n> Thanks for the note\nBest, Ana\n", 400_000)
     hostile = {"colons": _fill("on a:", 400_000), "quotes": _fill(">\n", 400_000),
                "from-lines": _fill("\nFrom: x\n", 400_000), "dashes": _fill("-- ", 400_000),
                "long-line": "x" * 399_999 + ":", "urls": _fill("http://", 400_000)}
@@ -314,3 +315,22 @@ def test_sigterm_stops_a_busy_server_at_once(small_model_path, tmp_path):
     time.sleep(1.5)  # workers notice the server is gone within a second
     leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert not leftover
+
+
+def test_reading_and_classifying_hostile_messages_is_bounded(shipped_model):
+    """Whole messages built to be expensive for one stage, 2 MB each, against a benign one."""
+    import sys
+
+    sys.path.insert(0, str(__import__("conftest").ROOT / "bench"))
+    from hostile_speed import cases
+
+    from partnercheck.mail import parse_message
+
+    def run(raw):
+        record = parse_message(raw)
+        if record.readable:
+            shipped_model.classify(record)
+
+    messages = cases(2 * MB)
+    benign = messages.pop("benign")
+    _check_linear(run, benign, messages, factor=10.0)
