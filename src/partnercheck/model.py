@@ -287,7 +287,28 @@ def load_model(path: str) -> Model:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{path} is not a usable partnercheck model ({exc.__class__.__name__}: {exc}); {fix}") from None
     info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
-    return Model(weights, thresholds, info)
+    model = Model(weights, thresholds, info)
+    _fix_surface_words(weights)
+    return model
+
+
+def _fix_surface_words(weights: Weights) -> None:
+    """Settle, from the model alone, the word shown for every vocabulary stem in reasons.
+
+    ``features.surface`` otherwise picks the shortest word seen so far in the process, so a
+    reason's wording depended on which messages a worker had read before: two identical
+    ``label`` runs differed in 3 of 8,496 reason texts.
+    """
+    from . import features
+
+    for word, stem in sorted(weights.stems.items()):
+        known = features._SURFACE.get(stem)
+        if known is None or len(word) < len(known) or (len(word) == len(known) and word < known):
+            features._SURFACE[stem] = word
+    for token in weights.vocabulary:
+        for word in (*token.split(" "), token.partition(":")[2]):
+            if word:
+                features._SURFACE.setdefault(word, word)
 
 
 def _read_archive(path: str) -> tuple[dict, dict[str, np.ndarray]]:
