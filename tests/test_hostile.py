@@ -430,3 +430,24 @@ def test_ctrl_c_while_labelling_keeps_rows_and_prints_no_traceback(big_mbox, tmp
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     time.sleep(1)
     assert not _leftover_processes(proc.pid)
+
+
+# ------------------------------------------------------------------------ obfuscation
+
+def test_obfuscated_mail_gets_the_verdicts_of_the_clean_mail(shipped_model, tmp_path):
+    """bench/obfuscate.py's rewriting (invisible characters, look-alikes, spelled-out
+    keywords, hidden decoys of another label) on 45 corpus messages changes few verdicts."""
+    from conftest import DATA
+    from partnercheck.mail import parse_message
+
+    obfuscate = _bench("obfuscate")
+    ob = obfuscate.Obfuscator(seed=0)
+    same = total = 0
+    for label in ("partnership", "pitch", "other"):
+        for path in sorted((DATA / label).glob("*.eml"))[:15]:
+            raw = path.read_bytes()
+            clean = shipped_model.classify(parse_message(raw)).label
+            dirty = shipped_model.classify(parse_message(obfuscate.obfuscate_message(raw, label, ob))).label
+            same += clean == dirty
+            total += 1
+    assert same >= 0.9 * total, f"{same} of {total} verdicts unchanged"

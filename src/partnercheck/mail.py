@@ -476,10 +476,10 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     try:
         return data.decode(charset)
-    except LookupError:
-        problems.append(f"unknown charset {charset!r}; read as UTF-8")
     except UnicodeDecodeError:
         problems.append(f"text is not valid {charset}; read as UTF-8, other bytes as cp1252")
+    except (LookupError, ValueError, UnicodeError, TypeError):  # no such codec, or a name no codec can have
+        problems.append(f"unknown charset {charset!r}; read as UTF-8")
     return decode_mixed(data)
 
 
