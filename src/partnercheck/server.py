@@ -6,20 +6,34 @@ The server loads everything once; ``partnercheck filter`` finds the socket and a
 It can also be started by systemd socket activation: when systemd passes a listening
 socket (``LISTEN_FDS``), the server uses it instead of binding its own.
 
+Connections are handled by threads, but messages are classified by a few worker processes
+forked after the model is loaded (so they share its memory). Each request has a time
+budget (:data:`TIME_BUDGET`): a message that takes longer is answered ``unsure`` with the
+reason "too slow", its worker is killed and replaced, and the other workers go on serving
+other clients meanwhile. Since no thread of the server process runs long computations, a
+SIGTERM is handled at once whatever the workers are doing. Workers exit within a second
+when the server dies, however it dies.
+
 Given a ``loader``, the server reloads its model and policy without a restart: when any
 file ``watch`` names changes (the model in force, the personal model ``learn`` writes, the
 learning store with its sender memory, the config file; checked about twice a second,
-between requests) and on SIGHUP. A reload that fails keeps the old model and says why.
+between requests) and on SIGHUP. The workers are then forked anew from the new model. A
+reload that fails keeps the old model and says why.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import multiprocessing
 import os
+import queue
+import signal
 import socket
 import socketserver
 import sys
 import threading
+import time
 from typing import Callable, Iterable
 
 from . import client, filtering
@@ -27,6 +41,138 @@ from .classify import classify_one
 from .mail import parse_message
 
 _SYSTEMD_FIRST_FD = 3
+#: Seconds a message may take to classify before it is answered "too slow".
+TIME_BUDGET = 5.0
+#: The header for a message that took longer than the budget.
+TOO_SLOW = "unsure; score=0.00; too slow"
+
+
+def classify_reply(model, policy, raw: bytes) -> dict:
+    """The reply for one message: its label and the X-Partnercheck header value."""
+    verdict = classify_one(parse_message(raw), model, policy, clues=False)
+    return {"label": verdict.label, "header": filtering.header_for(verdict)}
+
+
+def _work(conn, model, policy, listener, parent: int) -> None:
+    """A worker process: classify each message that arrives on ``conn`` until the server goes."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if listener is not None:
+        listener.close()  # this process's copy only: it must not keep the socket alive
+    while True:
+        try:
+            if not conn.poll(1.0):
+                if os.getppid() != parent:
+                    return
+                continue
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = classify_reply(model, policy, raw)
+        except Exception as exc:  # the client falls back to the cold path
+            reply = {"error": f"{exc.__class__.__name__}: {exc}"}
+        try:
+            conn.send_bytes(json.dumps(reply).encode())
+        except OSError:
+            return
+
+
+class _Worker:
+    def __init__(self, context, model, policy, listener) -> None:
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_work, args=(theirs, model, policy, listener, os.getpid()),
+                                       daemon=True)
+        self.process.start()
+        theirs.close()
+
+    def stop(self) -> None:
+        try:
+            self.process.kill()
+            self.process.join(timeout=5)
+        except (OSError, ValueError, AssertionError):
+            pass
+        self.conn.close()
+
+
+class WorkerPool:
+    """Forked workers that classify one message at a time each, under a time budget."""
+
+    def __init__(self, model, policy, size: int, budget: float, listener=None) -> None:
+        self._context = multiprocessing.get_context("fork")
+        self._args = (model, policy, listener)
+        self.budget = budget
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        gc.freeze()  # forked workers share the model's memory instead of copying it
+        for _ in range(size):
+            self._idle.put(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context, *self._args)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        worker.stop()
+        if not self._closed:
+            self._idle.put(self._spawn())
+
+    def classify(self, raw: bytes) -> dict | None:
+        """The reply for ``raw``, or None when this pool was retired before a worker was free
+        (a reload replaced it: ask the new one)."""
+        deadline = time.monotonic() + self.budget
+        try:
+            worker = self._idle.get(timeout=self.budget)
+        except queue.Empty:
+            return {"label": "unsure", "header": TOO_SLOW}
+        if worker is None:
+            self._idle.put(None)  # for the next caller still waiting on this pool
+            return None
+        try:
+            worker.conn.send_bytes(raw)
+            if worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                reply = json.loads(worker.conn.recv_bytes())
+                self._release(worker)
+                return reply
+        except (EOFError, OSError, ValueError) as exc:
+            self._retire(worker)
+            return {"error": f"worker failed: {exc.__class__.__name__}"}
+        self._retire(worker)  # still busy with it: stop it, so that it frees its core
+        return {"label": "unsure", "header": TOO_SLOW}
+
+    def _release(self, worker: _Worker) -> None:
+        if not self._closed:
+            self._idle.put(worker)
+            return
+        with self._lock:
+            self._all.discard(worker)
+        worker.stop()
+
+    def close(self, drain: bool = False) -> None:
+        """Stop the workers: all at once, or with ``drain`` (a reload) the idle ones now and
+        each busy one when it has answered, so that no message in flight is dropped."""
+        self._closed = True
+        if drain:
+            while True:
+                try:
+                    worker = self._idle.get_nowait()
+                except queue.Empty:
+                    break
+                if worker is not None:
+                    self._release(worker)
+            self._idle.put(None)
+            return
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            worker.stop()
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -53,11 +199,14 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     daemon_threads = True
 
     def __init__(self, model, policy, path: str | None, inherited: socket.socket | None = None,
+                 budget: float = TIME_BUDGET, workers: int | None = None,
                  loader: Callable[[], tuple] | None = None,  # () -> (model, policy, where from)
                  watch: Callable[[], Iterable[str]] | None = None) -> None:
         self.model = model
         self.policy = policy
+        self.budget = budget
         self._lock = threading.Lock()
+        self.pool: WorkerPool | None = None
         self.loader = loader
         self.watch = watch
         self._stamp = self._stamps()
@@ -71,12 +220,21 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             super().__init__(path, _Handler)
             os.chmod(path, 0o600)
+        self._workers = workers or max(2, min(4, os.cpu_count() or 1))
+        if "fork" in multiprocessing.get_all_start_methods():
+            try:
+                self.pool = WorkerPool(model, policy, self._workers, budget, self.socket)
+            except BaseException:
+                self.server_close()
+                raise
 
     def classify(self, raw: bytes) -> dict:
-        record = parse_message(raw)
-        with self._lock:
-            verdict = classify_one(record, self.model, self.policy, clues=False)
-        return {"label": verdict.label, "header": filtering.header_for(verdict)}
+        while self.pool is not None:
+            reply = self.pool.classify(raw)
+            if reply is not None:
+                return reply
+        with self._lock:  # no fork on this platform: classify here, without a time budget
+            return classify_reply(self.model, self.policy, raw)
 
     def _stamps(self) -> tuple:
         if self.watch is None:
@@ -100,7 +258,8 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
             self.reload()
 
     def reload(self) -> bool:
-        """Load the model and policy again (SIGHUP, or a watched file changed)."""
+        """Load the model and policy again (SIGHUP, or a watched file changed) and fork the
+        workers anew from them."""
         if self.loader is None:
             return False
         stamp = self._stamps()
@@ -112,11 +271,16 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
             return False
         with self._lock:
             self.model, self.policy = model, policy
+            if self.pool is not None:
+                old, self.pool = self.pool, WorkerPool(model, policy, self._workers, self.budget, self.socket)
+                old.close(drain=True)
         self._stamp = stamp
         print(f"partnercheck serve: reloaded {where}", file=sys.stderr, flush=True)
         return True
 
     def server_close(self):
+        if self.pool is not None:
+            self.pool.close()
         super().server_close()
         if self.owns_path and isinstance(self.server_address, str):
             try:
