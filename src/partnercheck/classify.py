@@ -37,9 +37,10 @@ _FUNCTION_WORDS = frozenset(
     "a an and or but of to in on at by for with from as is are was were be been it this that these those "
     "will would can could have has had do does did so if not than then there the".split()
 )
-#: A feature that moves the SVM's score by less than this (a tenth of its margin) did not
-#: carry the decision and is not shown as a clue.
-_MIN_CLUE = 0.1
+#: A feature whose contribution to the SVM's score is under this share of the message's
+#: strongest one, or under the floor, did not carry the decision and is not shown as a clue.
+_CLUE_SHARE = 0.15
+_CLUE_FLOOR = 0.02
 #: Words in more than about a fifth of the training messages ("new", "contact") count in the
 #: score but say little to a reader about this message; they are not shown as clues.
 _COMMON_IDF = 1 + float(np.log(5))
@@ -93,18 +94,19 @@ def _add_clues(verdict: Verdict, model: "Model", matrix, row: int) -> None:
     columns = matrix.indices[start:end]
     contributions = matrix.data[start:end] * weights.coef[weights.labels.index(label)][columns]
     order = np.argsort(contributions, kind="stable")
-    verdict.clues_for = _clues(model, columns, contributions, order[::-1], positive=True)
-    verdict.clues_against = _clues(model, columns, contributions, order, positive=False)
+    least = max(_CLUE_FLOOR, _CLUE_SHARE * float(np.abs(contributions).max(initial=0.0)))
+    verdict.clues_for = _clues(model, columns, contributions, order[::-1], least, positive=True)
+    verdict.clues_against = _clues(model, columns, contributions, order, least, positive=False)
 
 
-def _clues(model: "Model", columns, contributions, order, positive: bool) -> list[Clue]:
+def _clues(model: "Model", columns, contributions, order, least: float, positive: bool) -> list[Clue]:
     """The strongest contributions of one sign, leaving out words like "the" or "new" that
     count in the score but say nothing to a reader."""
     clues = []
     names, idf = model.feature_names, model.weights.idf
     for j in order.tolist():
         value = float(contributions[j])
-        if (value > 0) != positive or abs(value) < _MIN_CLUE:
+        if (value > 0) != positive or abs(value) < least:
             break
         column = columns[j]
         token = names[column]
