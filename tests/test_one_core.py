@@ -110,3 +110,13 @@ def test_explain_and_the_server_say_what_the_library_says(library, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_three_names_of_the_library_give_the_same_verdicts(library, monkeypatch):
+    import partnercheck
+
+    monkeypatch.setenv("PARTNERCHECK_MODEL", str(SHIPPED_MODEL))
+    folder = FIXTURES / "malformed"
+    verdicts = partnercheck.classify(partnercheck.Source(str(folder)), partnercheck.load_model())
+    assert [v.to_dict() for v in verdicts] == [verdict.to_dict() for (where, _), (_, verdict) in library.items()
+                                               if where == str(folder)]

@@ -1,16 +1,30 @@
 """partnercheck: tell a genuine partnership proposal from a sales pitch dressed up as one.
 
-The library is importable piece by piece and nothing heavy is imported here, so that the
-mail-filter client stays fast::
+The library in three names, loaded on first use so that importing the package costs nothing
+(the mail-filter client imports it too)::
 
-    from partnercheck.classify import classify
-    from partnercheck.model import load_model
-    from partnercheck.settings import default_model_path
-    from partnercheck.sources import Source
+    from partnercheck import Source, classify, load_model
 
-    model = load_model(default_model_path())
+    model = load_model()  # the model in force: --model's, $PARTNERCHECK_MODEL, config, personal, shipped
     for verdict in classify(Source("inbox.mbox"), model):
         print(verdict.label, verdict.summary())
 """
 
 __version__ = "0.1.0"
+__all__ = ["Source", "classify", "load_model"]
+
+
+def __getattr__(name: str):
+    if name == "classify":
+        from .deciding.classify import classify
+
+        return classify
+    if name == "load_model":
+        from .deciding.model import load_model
+
+        return load_model
+    if name == "Source":
+        from .reading.sources import Source
+
+        return Source
+    raise AttributeError(f"module 'partnercheck' has no attribute {name!r}")

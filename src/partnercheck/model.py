@@ -205,12 +205,18 @@ def cached_model(path: str) -> Model:
     return cached[1]
 
 
-def load_model(path: str) -> Model:
-    """Load a model saved by :meth:`Model.save`; any problem becomes one :class:`ModelError`.
+def load_model(path: str | None = None) -> Model:
+    """Load a model saved by :meth:`Model.save` (by default the model in force, as
+    :func:`partnercheck.settings.model_path` finds it); any problem becomes one
+    :class:`ModelError`.
 
     Nothing in the file is executed: it must be a zip archive of JSON and ``.npy`` arrays,
     which are read with ``allow_pickle=False``. A pickle or joblib file is refused unread.
     """
+    if path is None:
+        from .settings import model_path
+
+        path = model_path()
     fix = "rebuild it with `python train.py` (the default model) or `partnercheck train`"
     if not os.path.exists(path):
         raise ModelError(f"no model at {path}; {fix}")
