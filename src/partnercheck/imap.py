@@ -1,0 +1,581 @@
+"""Label and file mail in a live IMAP mailbox: ``partnercheck imap``.
+
+For each folder it watches, a run fetches the messages it has not seen (by UID, above the
+last one it finished with under the folder's UIDVALIDITY), classifies them with the same
+model and policy as every other command, and then, as configured, sets one IMAP keyword
+per verdict (``$Partnership``, ``$Pitch``, ``$Unsure``; ordinary mail gets none) and moves
+pitches to a pitch folder. Partnership mail is never moved, and nothing is ever deleted:
+MOVE is used where the server has it, else COPY, ``\\Deleted`` and ``UID EXPUNGE`` of only
+the messages just copied (never a plain EXPUNGE, which would remove whatever else the
+user had marked deleted). Messages are read with ``BODY.PEEK[]``, so none is marked seen.
+
+Protocol handling is IMAPClient's (a maintained library with MOVE, UIDPLUS, IDLE,
+STARTTLS, folder-name encoding and response parsing); this module decides what to do.
+
+What a run finished with is saved after every batch (:mod:`partnercheck.imap_state`), so a
+run cut off by a dropped connection picks up where it stopped: a keyword set twice is
+still one keyword, and a moved message is no longer in the folder to be moved again.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .imap_state import ImapState, digest
+from .labels import LABELS, UNSURE
+from .mail import parse_message
+
+#: Messages fetched and classified per round trip.
+BATCH = 500
+DEFAULT_KEYWORDS = {"partnership": "$Partnership", "pitch": "$Pitch", "unsure": "$Unsure"}
+SECURITY = ("tls", "starttls", "plain")
+DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
+PASSWORD_ENV = "PARTNERCHECK_IMAP_PASSWORD"
+#: Connection failures survived in a row before a run gives up.
+RETRIES = 3
+
+
+class ImapError(Exception):
+    """Anything that stops an IMAP run; the message is one line for the user."""
+
+
+# ----------------------------------------------------------------------- accounts
+
+@dataclass
+class Account:
+    """One IMAP account, as the config file's ``[imap.NAME]`` section and the options say."""
+
+    name: str = ""
+    host: str = ""
+    port: int | None = None
+    user: str = ""
+    security: str = "tls"
+    password_file: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    ca_file: str | None = None
+    folders: list[str] = field(default_factory=lambda: ["INBOX"])
+    pitch_folder: str | None = None
+    partnership_folder: str | None = None
+    keywords: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
+    learn: bool = True
+    timeout: float = 60.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port or DEFAULT_PORTS[self.security]}"
+
+    @property
+    def identity(self) -> str:
+        """What the state is kept under: the same mailbox however the account is named."""
+        return f"{self.user}@{self.address}"
+
+
+_KEYS = {"host", "port", "user", "security", "password_file", "password_command", "password_env", "ca_file",
+         "folders", "pitch_folder", "partnership_folder", "keywords", "learn", "timeout"}
+
+
+def account_from_config(config: dict, name: str | None, where: str = "config file") -> Account:
+    """The account ``name`` from ``[imap.NAME]`` (the only one when ``name`` is None);
+    an empty :class:`Account` when the config has no imap section and no name was asked for."""
+    sections = config.get("imap", {})
+    if not isinstance(sections, dict):
+        raise ImapError(f"{where}: [imap] must hold one table per account, like [imap.work]")
+    accounts = {k: v for k, v in sections.items() if isinstance(v, dict)}
+    if name is None:
+        if not accounts:
+            return Account()
+        if len(accounts) > 1:
+            raise ImapError(f"{where} has several imap accounts ({', '.join(sorted(accounts))}); name one with --account")
+        name = next(iter(accounts))
+    if name not in accounts:
+        known = ", ".join(sorted(accounts)) or "none"
+        raise ImapError(f"{where}: no [imap.{name}] section (accounts: {known})")
+    section = accounts[name]
+    unknown = set(section) - _KEYS
+    if unknown:
+        raise ImapError(f"{where}: [imap.{name}]: unknown key(s) {', '.join(sorted(unknown))}")
+    account = Account(name=name)
+    for key, value in section.items():
+        if key == "keywords":
+            account.keywords = _keywords(value, f"{where}: [imap.{name}] keywords")
+        elif key == "folders":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ImapError(f"{where}: [imap.{name}] folders must be a list of folder names")
+            account.folders = list(value)
+        elif key == "port":
+            account.port = int(value)
+        elif key == "learn":
+            account.learn = bool(value)
+        elif key == "timeout":
+            account.timeout = float(value)
+        else:
+            setattr(account, key, os.path.expanduser(str(value)) if key in ("password_file", "ca_file") else str(value))
+    return account
+
+
+def _keywords(value, where: str) -> dict[str, str]:
+    if value is True:
+        return dict(DEFAULT_KEYWORDS)
+    if value is False:
+        return {}
+    if not isinstance(value, dict) or not set(value) <= set(LABELS):
+        raise ImapError(f"{where}: true, false, or a table of verdict = \"$Keyword\" ({', '.join(LABELS)})")
+    keywords = {}
+    for label, keyword in value.items():
+        keyword = str(keyword)
+        if not keyword or keyword.startswith("\\") or any(c in keyword for c in ' ()[]{}%*"\\'):
+            raise ImapError(f"{where}: {keyword!r} is not a valid IMAP keyword")
+        keywords[label] = keyword
+    return keywords
+
+
+def check_account(account: Account) -> None:
+    """Refuse settings that cannot work, before connecting."""
+    if not account.host:
+        raise ImapError("no IMAP server: give --host or an [imap.NAME] section with host = \"...\"")
+    if not account.user:
+        raise ImapError("no IMAP user: give --user or user = \"...\" in the account's section")
+    if account.security not in SECURITY:
+        raise ImapError(f"security must be one of {', '.join(SECURITY)}, not {account.security!r}")
+    if not account.folders:
+        raise ImapError("no folder to read")
+    for special in (account.pitch_folder, account.partnership_folder):
+        if special and special in account.folders:
+            raise ImapError(f"{special!r} is both a folder to label and the pitch or partnership folder")
+    if not account.keywords and not account.pitch_folder:
+        raise ImapError("nothing to do: no keywords and no pitch folder (set keywords or --move-to)")
+
+
+def read_password(account: Account, prompt: bool = True) -> str:
+    """The password from the account's password file, command or environment variable
+    (else $PARTNERCHECK_IMAP_PASSWORD, else a prompt on a terminal). Never from the command line."""
+    if account.password_command:
+        try:
+            done = subprocess.run(account.password_command, shell=True, capture_output=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise ImapError("password_command took more than 2 minutes") from None
+        if done.returncode != 0:
+            why = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ImapError(f"password_command failed (exit {done.returncode})" + (f": {why[0]}" if why else ""))
+        return _first_line(done.stdout.decode("utf-8", "replace"), "password_command printed nothing")
+    if account.password_file:
+        try:
+            with open(account.password_file, encoding="utf-8") as handle:
+                return _first_line(handle.read(), f"{account.password_file} is empty")
+        except OSError as exc:
+            raise ImapError(f"cannot read the password file {account.password_file}: {exc.strerror}") from None
+    if account.password_env:
+        value = os.environ.get(account.password_env)
+        if not value:
+            raise ImapError(f"${account.password_env} (password_env) is not set")
+        return value
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if prompt and sys.stdin.isatty():
+        return getpass.getpass(f"IMAP password for {account.identity}: ")
+    raise ImapError("no password: set password_file, password_command or password_env for the account, "
+                    f"or ${PASSWORD_ENV}")
+
+
+def _first_line(text: str, empty: str) -> str:
+    line = text.split("\n", 1)[0].rstrip("\r")
+    if not line:
+        raise ImapError(empty)
+    return line
+
+
+# --------------------------------------------------------------------- connecting
+
+#: What a dropped or refused connection raises, through IMAPClient and below it.
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import imaplib
+
+    from imapclient.exceptions import IMAPClientAbortError
+
+    return (OSError, EOFError, imaplib.IMAP4.abort, IMAPClientAbortError)
+
+
+def connect(account: Account, password: str):
+    """A logged-in IMAPClient; every failure is one :class:`ImapError` line."""
+    from imapclient import IMAPClient
+    from imapclient.exceptions import IMAPClientError, LoginError
+
+    port = account.port or DEFAULT_PORTS[account.security]
+    context = ssl.create_default_context(cafile=account.ca_file) if account.security != "plain" else None
+    where = f"{account.host}:{port}"
+    try:
+        client = IMAPClient(account.host, port, ssl=account.security == "tls", ssl_context=context,
+                            timeout=account.timeout)
+        if account.security == "starttls":
+            if not client.has_capability("STARTTLS"):
+                raise ImapError(f"{where} does not offer STARTTLS; use security = \"tls\" (port 993)")
+            client.starttls(context)
+    except ssl.SSLCertVerificationError as exc:
+        raise ImapError(f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); "
+                        "name the CA with ca_file if it is your own") from None
+    except ssl.SSLError as exc:
+        raise ImapError(f"{where}: TLS failed ({exc.reason or exc})") from None
+    except socket.timeout:
+        raise ImapError(f"cannot connect to {where}: timed out") from None
+    except OSError as exc:
+        raise ImapError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    except IMAPClientError as exc:
+        raise ImapError(f"{where}: {_text(exc)}") from None
+    try:
+        client.login(account.user, password)
+    except LoginError as exc:
+        _close(client)
+        raise ImapError(f"{account.user}@{where}: login failed: {_text(exc)}") from None
+    except _connection_errors() as exc:
+        raise ImapError(f"{where}: connection lost while logging in: {_text(exc)}") from None
+    return client
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc.args[0] if exc.args else exc)
+    if text.startswith(("b'", 'b"')):
+        text = text[2:-1]
+    return " ".join(text.split()) or exc.__class__.__name__
+
+
+def _close(client) -> None:
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------- labelling
+
+@dataclass
+class Summary:
+    """What a run did (or, in a dry run, would have done)."""
+
+    verdicts: Counter = field(default_factory=Counter)
+    keyworded: int = 0
+    moved: int = 0
+    returned: int = 0
+    learned: Counter = field(default_factory=Counter)
+
+    def line(self, dry_run: bool = False) -> str:
+        total = sum(self.verdicts.values())
+        parts = [f"{total} new message{'s' * (total != 1)}"]
+        if total:
+            parts.append(", ".join(f"{n} {label}" for label, n in sorted(self.verdicts.items())))
+        would = "would be " if dry_run else ""
+        parts.append(f"{self.keyworded} {would}keyworded")
+        parts.append(f"{self.moved} {would}moved")
+        if self.returned:
+            parts.append(f"{self.returned} moved back by you")
+        if self.learned:
+            parts.append("learned " + ", ".join(f"{n} {label}" for label, n in sorted(self.learned.items())))
+        return "; ".join(parts)
+
+
+class Labeller:
+    """One account's run over its folders, on a logged-in client."""
+
+    def __init__(self, client, account: Account, model, policy, state: ImapState, *, dry_run: bool = False,
+                 echo: Callable[[str], None] = print, batch: int | None = None, verbose: bool = False) -> None:
+        self.client = client
+        self.account = account
+        self.model = model
+        self.policy = policy
+        self.state = state
+        self.dry_run = dry_run
+        self.echo = echo
+        self.batch = batch or BATCH
+        self.verbose = verbose or dry_run
+        self.summary = Summary()
+        #: (record, label) pairs the user taught by filing mail: learned at the end of the run.
+        self.lessons: list[tuple[object, str]] = []
+        self._ours = {k.lower().encode() for k in account.keywords.values()}
+        self._pitch_kw = account.keywords.get("pitch", "").encode() or None
+        self._checked_destination = False
+
+    # --------------------------------------------------------------- run
+
+    def run(self) -> Summary:
+        caps = self.client.capabilities()
+        self._can_move = b"MOVE" in caps
+        self._can_uid_expunge = b"UIDPLUS" in caps
+        if self.account.pitch_folder and not self._can_move and not self._can_uid_expunge and not self.dry_run:
+            raise ImapError(f"{self.account.address} has neither MOVE nor UIDPLUS, so moving one message would "
+                            "expunge every message marked deleted; use keywords without a pitch folder")
+        for folder in self.account.folders:
+            self._folder(folder)
+        return self.summary
+
+    def _folder(self, folder: str) -> None:
+        info = self._select(folder, readonly=self.dry_run)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        known, last = self.state.folder(folder)
+        if known is not None and known != uidvalidity:
+            self.echo(f"{folder}: UIDVALIDITY changed ({known} to {uidvalidity}): reading the whole folder again; "
+                      "messages already carrying a partnercheck keyword are left as they are")
+            last = 0
+        if not self.dry_run:
+            self._finish_copying(folder, uidvalidity)
+        uidnext = info.get(b"UIDNEXT")
+        exists = int(info.get(b"EXISTS", 1))
+        if exists == 0 or (uidnext is not None and int(uidnext) <= last + 1):
+            uids = []
+        else:
+            uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
+        if uids and self.account.keywords and not self.dry_run:
+            self._check_keywords(folder, info)
+        for start in range(0, len(uids), self.batch):
+            chunk = uids[start:start + self.batch]
+            self._batch(folder, uidvalidity, chunk)
+            self._done(folder, uidvalidity, chunk[-1])
+        if not uids and (known != uidvalidity):
+            self._done(folder, uidvalidity, last)
+
+    def _done(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        if not self.dry_run:
+            self.state.set_folder(folder, uidvalidity, last_uid)
+            self.state.save()
+
+    def _select(self, folder: str, readonly: bool) -> dict:
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            return self.client.select_folder(folder, readonly=readonly)
+        except _connection_errors():
+            raise
+        except IMAPClientError as exc:
+            raise ImapError(f"cannot open folder {folder!r}: {_text(exc)}") from None
+
+    def _check_keywords(self, folder: str, info: dict) -> None:
+        permanent = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
+        if b"\\*" in permanent or self._ours <= permanent:
+            return
+        raise ImapError(f"{self.account.address} does not let partnercheck set keywords in {folder!r} "
+                        f"(PERMANENTFLAGS has no \\*); turn keywords off (--no-keywords, or keywords = false) "
+                        "and move pitches to a folder instead")
+
+    def _batch(self, folder: str, uidvalidity: int, uids: list[int]) -> None:
+        fetched = self.client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS"])
+        todo, returned = [], []
+        for uid in uids:
+            item = fetched.get(uid)
+            if item is None or b"BODY[]" not in item:
+                continue  # expunged since the search
+            raw = item[b"BODY[]"]
+            flags = {f.lower() for f in item.get(b"FLAGS", ())}
+            ours = flags & self._ours
+            if self.account.pitch_folder and (
+                    (self._pitch_kw and self._pitch_kw.lower() in flags) or self.state.moved(digest(raw))):
+                returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
+            elif ours:
+                continue  # judged before (a folder whose UIDVALIDITY changed)
+            else:
+                todo.append((uid, parse_message(raw, key=str(uid), source=folder)))
+        if returned:
+            self._returned(folder, returned)
+        readable = [record for _, record in todo if record.readable]
+        verdicts = iter(self.model.classify_many(readable, self.policy))
+        by_label: dict[str, list[int]] = {}
+        pitches = []
+        for uid, record in todo:
+            verdict = next(verdicts) if record.readable else None
+            label = verdict.label if verdict is not None else UNSURE
+            self.summary.verdicts[label] += 1
+            by_label.setdefault(label, []).append(uid)
+            if label == "pitch" and self.account.pitch_folder:
+                pitches.append((uid, record.raw, record.message_id))
+            if self.verbose:
+                self._tell(folder, uid, record, label, verdict)
+        for label, label_uids in by_label.items():
+            keyword = self.account.keywords.get(label)
+            if keyword:
+                if not self.dry_run:
+                    self.client.add_flags(label_uids, [keyword.encode()], silent=True)
+                self.summary.keyworded += len(label_uids)
+        if pitches:
+            self._move(folder, uidvalidity, pitches)
+
+    def _tell(self, folder, uid, record, label, verdict) -> None:
+        acts = []
+        keyword = self.account.keywords.get(label)
+        if keyword:
+            acts.append(f"set {keyword}")
+        if label == "pitch" and self.account.pitch_folder:
+            acts.append(f"move to {self.account.pitch_folder}")
+        if self.dry_run and acts:
+            acts[0] = "would " + acts[0]
+        score = f" {verdict.score:.2f}" if verdict is not None else " unreadable"
+        what = f"  ({', '.join(acts)})" if acts else ""
+        self.echo(f"{folder} {uid}: {label}{score}  {record.from_addr or '-'}  {record.subject or '-'}{what}")
+
+    def _returned(self, folder: str, returned: list[tuple[int, bytes]]) -> None:
+        """Messages the user moved out of the pitch folder into a folder we label: not pitches.
+        They are not judged again; our pitch keyword is taken off, and they are learned as other."""
+        self.summary.returned += len(returned)
+        for uid, raw in returned:
+            self.lessons.append((parse_message(raw, key=str(uid), source=folder), "other"))
+            if self.verbose:
+                self.echo(f"{folder} {uid}: moved back out of {self.account.pitch_folder} by you: "
+                          f"{'would learn' if self.dry_run else 'learning'} it as other")
+        if self._pitch_kw and not self.dry_run:
+            self.client.remove_flags([uid for uid, _ in returned], [self._pitch_kw], silent=True)
+
+    # -------------------------------------------------------------- moving
+
+    def _ensure_destination(self) -> None:
+        if self._checked_destination:
+            return
+        folder = self.account.pitch_folder
+        if not self.client.folder_exists(folder):
+            if self.dry_run:
+                self.echo(f"would create folder {folder!r}")
+            else:
+                self.client.create_folder(folder)
+                self.echo(f"created folder {folder!r}")
+        self._checked_destination = True
+
+    def _move(self, folder: str, uidvalidity: int, pitches: list[tuple[int, bytes, str]]) -> None:
+        self._ensure_destination()
+        self.summary.moved += len(pitches)
+        if self.dry_run:
+            return
+        uids = [uid for uid, _, _ in pitches]
+        destination = self.account.pitch_folder
+        if self._can_move:
+            self.client.move(uids, destination)
+        else:
+            sizes = self.client.fetch(uids, [b"RFC822.SIZE"])
+            self.state.set_copying(folder, uidvalidity, {
+                uid: [mid, int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)), digest(raw)] for uid, raw, mid in pitches})
+            self.state.save()
+            self.client.copy(uids, destination)
+            self._delete(uids)
+            self.state.set_copying(folder, uidvalidity, None)
+        self.state.add_moved(digest(raw) for _, raw, _ in pitches)
+
+    def _delete(self, uids: list[int]) -> None:
+        """\\Deleted and UID EXPUNGE of exactly these messages, after their copy is in place."""
+        from imapclient import DELETED
+
+        self.client.add_flags(uids, [DELETED], silent=True)
+        self.client.uid_expunge(uids)
+
+    def _finish_copying(self, folder: str, uidvalidity: int) -> None:
+        """A run cut off between COPY and EXPUNGE: copy what did not arrive, then expunge."""
+        pending = self.state.copying(folder, uidvalidity)
+        if not pending:
+            return
+        present = [u for u in self.client.search(["UID", ",".join(map(str, sorted(pending)))]) if u in pending]
+        if present:
+            arrived = self._already_copied({uid: pending[uid] for uid in present})
+            self._select(folder, readonly=False)
+            missing = [uid for uid in present if uid not in arrived]
+            if missing:
+                self.client.copy(missing, self.account.pitch_folder)
+            self._delete(present)
+            self.state.add_moved(pending[uid][2] for uid in present)
+        self.state.set_copying(folder, uidvalidity, None)
+        self.state.save()
+
+    def _already_copied(self, pending: dict[int, list]) -> set[int]:
+        """Which pending messages are already in the pitch folder, by size and bytes."""
+        self._select(self.account.pitch_folder, readonly=True)
+        arrived = set()
+        for uid, (_, size, fingerprint) in pending.items():
+            candidates = self.client.search(["LARGER", size - 1, "SMALLER", size + 1])
+            if candidates:
+                bodies = self.client.fetch(candidates, [b"BODY.PEEK[]"])
+                if any(digest(item[b"BODY[]"]) == fingerprint for item in bodies.values()):
+                    arrived.add(uid)
+        return arrived
+
+
+# ------------------------------------------------------------------------- driver
+
+def run(account: Account, password: str, model, policy, state: ImapState, *, dry_run: bool = False,
+        watch: bool = False, poll: float = 300.0, echo: Callable[[str], None] = print, batch: int | None = None,
+        verbose: bool = False, learner: Callable[[list], None] | None = None,
+        retries: int = RETRIES) -> Summary:
+    """Label the account's folders once (or, with ``watch``, until interrupted), reconnecting
+    after a dropped connection; returns what the last pass did."""
+    failures = passes = 0
+    client = None
+    total = Summary()
+    while True:
+        try:
+            if client is None:
+                client = connect(account, password)
+            labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,
+                                batch=batch, verbose=verbose)
+            summary = labeller.run()
+            if learner is not None and labeller.lessons and not dry_run:
+                learner(labeller.lessons)
+            for _, label in labeller.lessons:
+                summary.learned[label] += 1
+            _add(total, summary)
+            failures = 0
+            if summary.verdicts or summary.returned or not watch or passes == 0:
+                echo(f"{account.identity}: " + summary.line(dry_run) + ("; watching" if watch and passes == 0 else ""))
+            passes += 1
+            if not watch:
+                return total
+            _wait(client, account, poll)
+        except _connection_errors() as exc:
+            failures += 1
+            if client is not None:
+                try:
+                    client.shutdown()
+                except Exception:
+                    pass
+                client = None
+            if failures > retries:
+                raise ImapError(f"{account.address}: connection lost ({_text(exc)}); gave up after "
+                                f"{retries} reconnections; what was done is saved, run again to go on") from None
+            echo(f"{account.address}: connection lost ({_text(exc)}); reconnecting")
+            time.sleep(min(2 ** (failures - 1), 30) * 0.5)
+        except BaseException:
+            if client is not None:
+                _close(client)
+            raise
+
+
+def _add(total: Summary, one: Summary) -> None:
+    total.verdicts.update(one.verdicts)
+    total.learned.update(one.learned)
+    total.keyworded += one.keyworded
+    total.moved += one.moved
+    total.returned += one.returned
+
+
+def _wait(client, account: Account, poll: float) -> None:
+    """Until something may have changed: IDLE on the first folder where the server has it
+    (woken by new mail, or after ``poll`` seconds to look at the other folders), else sleep."""
+    if not client.has_capability("IDLE"):
+        client.noop()
+        time.sleep(poll)
+        return
+    client.select_folder(account.folders[0], readonly=True)
+    client.idle()
+    try:
+        deadline = time.monotonic() + poll
+        while time.monotonic() < deadline:
+            responses = client.idle_check(timeout=min(30.0, max(0.1, deadline - time.monotonic())))
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                break
+    finally:
+        client.idle_done()
