@@ -52,7 +52,7 @@ class Dovecot:
     a self-signed certificate made by openssl."""
 
     def __init__(self, tls: bool = False, capabilities: str | None = None) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="partnercheck-dovecot-"))
+        self.root = Path(tempfile.mkdtemp(prefix="pc-imaptest-dovecot-"))
         os.chmod(self.root, 0o755)
         self.users = _users()
         self.mail = self.root / "mail"

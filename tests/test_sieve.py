@@ -33,7 +33,7 @@ def _readme_sieve() -> str:
 @pytest.fixture
 def lda_root():
     """A temporary folder that the mail user (nobody, when the tests run as root) can use."""
-    root = Path(tempfile.mkdtemp(prefix="partnercheck-lda-"))
+    root = Path(tempfile.mkdtemp(prefix="pc-imaptest-lda-"))
     os.chmod(root, 0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)

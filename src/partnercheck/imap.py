@@ -40,6 +40,9 @@ DEFAULT_KEYWORDS = {"partnership": "$Partnership", "pitch": "$Pitch", "unsure": 
 SECURITY = ("tls", "starttls", "plain")
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 PASSWORD_ENV = "PARTNERCHECK_IMAP_PASSWORD"
+#: Folders with at least this many new messages are judged by worker processes (all cores),
+#: while this process fetches the next batch and sets keywords; below, in this process.
+PARALLEL_FROM = 2000
 #: Connection failures survived in a row before a run gives up.
 RETRIES = 3
 
@@ -283,7 +286,7 @@ class Summary:
         if self.returned:
             parts.append(f"{self.returned} moved back by you")
         if self.learned:
-            parts.append("learned " + ", ".join(f"{n} {label}" for label, n in sorted(self.learned.items())))
+            parts.append(("would learn " if dry_run else "learned ") + ", ".join(f"{n} {label}" for label, n in sorted(self.learned.items())))
         return "; ".join(parts)
 
 
@@ -291,7 +294,8 @@ class Labeller:
     """One account's run over its folders, on a logged-in client."""
 
     def __init__(self, client, account: Account, model, policy, state: ImapState, *, dry_run: bool = False,
-                 echo: Callable[[str], None] = print, batch: int | None = None, verbose: bool = False) -> None:
+                 echo: Callable[[str], None] = print, batch: int | None = None, verbose: bool = False,
+                 jobs: int | None = None, learner=None) -> None:
         self.client = client
         self.account = account
         self.model = model
@@ -300,10 +304,14 @@ class Labeller:
         self.dry_run = dry_run
         self.echo = echo
         self.batch = batch or BATCH
+        self.jobs = jobs or os.cpu_count() or 1
+        self.learner = learner
         self.verbose = verbose or dry_run
         self.summary = Summary()
-        #: (record, label) pairs the user taught by filing mail: learned at the end of the run.
+        #: (record, label) pairs the user taught by filing mail, learned before the batch that
+        #: found them is noted as done (learning the same message again changes nothing).
         self.lessons: list[tuple[object, str]] = []
+        self._unlearned: list[tuple[object, str]] = []
         self._ours = {k.lower().encode() for k in account.keywords.values()}
         self._pitch_kw = account.keywords.get("pitch", "").encode() or None
         self._checked_destination = False
@@ -319,6 +327,10 @@ class Labeller:
                             "expunge every message marked deleted; use keywords without a pitch folder")
         for folder in self.account.folders:
             self._folder(folder)
+        if self.account.learn:
+            for folder, label in ((self.account.pitch_folder, "pitch"), (self.account.partnership_folder, "partnership")):
+                if folder:
+                    self._learn_from(folder, label)
         return self.summary
 
     def _folder(self, folder: str) -> None:
@@ -339,14 +351,32 @@ class Labeller:
             uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
         if uids and self.account.keywords and not self.dry_run:
             self._check_keywords(folder, info)
-        for start in range(0, len(uids), self.batch):
-            chunk = uids[start:start + self.batch]
-            self._batch(folder, uidvalidity, chunk)
-            self._done(folder, uidvalidity, chunk[-1])
+        # Fetching the next batch overlaps judging this one when workers judge.
+        judge = Judge(self.model, self.policy, folder, jobs=self.jobs if len(uids) >= PARALLEL_FROM else 1)
+        try:
+            pending = None
+            for start in range(0, len(uids), self.batch):
+                chunk = uids[start:start + self.batch]
+                todo, returned = self._fetch(folder, chunk)
+                job = judge.submit(todo)
+                if pending is not None:
+                    self._finish(folder, uidvalidity, *pending)
+                pending = (chunk, todo, returned, job)
+            if pending is not None:
+                self._finish(folder, uidvalidity, *pending)
+        finally:
+            judge.close()
         if not uids and (known != uidvalidity):
             self._done(folder, uidvalidity, last)
 
+    def _finish(self, folder: str, uidvalidity: int, chunk: list[int], todo, returned, job) -> None:
+        self._act(folder, uidvalidity, todo, returned, job())
+        self._done(folder, uidvalidity, chunk[-1])
+
     def _done(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        if self._unlearned and not self.dry_run and self.learner is not None:
+            self.learner.learn(self._unlearned)
+        self._unlearned = []
         if not self.dry_run:
             self.state.set_folder(folder, uidvalidity, last_uid)
             self.state.save()
@@ -369,38 +399,38 @@ class Labeller:
                         f"(PERMANENTFLAGS has no \\*); turn keywords off (--no-keywords, or keywords = false) "
                         "and move pitches to a folder instead")
 
-    def _batch(self, folder: str, uidvalidity: int, uids: list[int]) -> None:
+    def _fetch(self, folder: str, uids: list[int]) -> tuple[dict[int, bytes], list[tuple[int, bytes]]]:
+        """The batch's messages to judge (UID -> bytes) and those the user moved back."""
         fetched = self.client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS"])
-        todo, returned = [], []
+        todo, returned = {}, []
         for uid in uids:
             item = fetched.get(uid)
             if item is None or b"BODY[]" not in item:
                 continue  # expunged since the search
             raw = item[b"BODY[]"]
             flags = {f.lower() for f in item.get(b"FLAGS", ())}
-            ours = flags & self._ours
             if self.account.pitch_folder and (
                     (self._pitch_kw and self._pitch_kw.lower() in flags) or self.state.moved(digest(raw))):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
-            elif ours:
+            elif flags & self._ours:
                 continue  # judged before (a folder whose UIDVALIDITY changed)
             else:
-                todo.append((uid, parse_message(raw, key=str(uid), source=folder)))
+                todo[uid] = raw
+        return todo, returned
+
+    def _act(self, folder: str, uidvalidity: int, todo: dict[int, bytes], returned: list, judged: list) -> None:
+        """Keywords and moves for one batch, from its verdicts."""
         if returned:
             self._returned(folder, returned)
-        readable = [record for _, record in todo if record.readable]
-        verdicts = iter(self.model.classify_many(readable, self.policy))
         by_label: dict[str, list[int]] = {}
         pitches = []
-        for uid, record in todo:
-            verdict = next(verdicts) if record.readable else None
-            label = verdict.label if verdict is not None else UNSURE
-            self.summary.verdicts[label] += 1
-            by_label.setdefault(label, []).append(uid)
-            if label == "pitch" and self.account.pitch_folder:
-                pitches.append((uid, record.raw, record.message_id))
+        for item in judged:
+            self.summary.verdicts[item.label] += 1
+            by_label.setdefault(item.label, []).append(item.uid)
+            if item.label == "pitch" and self.account.pitch_folder:
+                pitches.append((item.uid, todo[item.uid], item.message_id))
             if self.verbose:
-                self._tell(folder, uid, record, label, verdict)
+                self._tell(folder, item)
         for label, label_uids in by_label.items():
             keyword = self.account.keywords.get(label)
             if keyword:
@@ -410,30 +440,76 @@ class Labeller:
         if pitches:
             self._move(folder, uidvalidity, pitches)
 
-    def _tell(self, folder, uid, record, label, verdict) -> None:
+    def _tell(self, folder: str, item: "Judged") -> None:
         acts = []
-        keyword = self.account.keywords.get(label)
+        keyword = self.account.keywords.get(item.label)
         if keyword:
             acts.append(f"set {keyword}")
-        if label == "pitch" and self.account.pitch_folder:
+        if item.label == "pitch" and self.account.pitch_folder:
             acts.append(f"move to {self.account.pitch_folder}")
         if self.dry_run and acts:
             acts[0] = "would " + acts[0]
-        score = f" {verdict.score:.2f}" if verdict is not None else " unreadable"
+        score = f" {item.score:.2f}" if item.score is not None else " unreadable"
         what = f"  ({', '.join(acts)})" if acts else ""
-        self.echo(f"{folder} {uid}: {label}{score}  {record.from_addr or '-'}  {record.subject or '-'}{what}")
+        self.echo(f"{folder} {item.uid}: {item.label}{score}  {item.sender or '-'}  {item.subject or '-'}{what}")
 
     def _returned(self, folder: str, returned: list[tuple[int, bytes]]) -> None:
         """Messages the user moved out of the pitch folder into a folder we label: not pitches.
         They are not judged again; our pitch keyword is taken off, and they are learned as other."""
         self.summary.returned += len(returned)
         for uid, raw in returned:
-            self.lessons.append((parse_message(raw, key=str(uid), source=folder), "other"))
+            self._lesson(parse_message(raw, key=str(uid), source=self._source(folder)), "other")
             if self.verbose:
                 self.echo(f"{folder} {uid}: moved back out of {self.account.pitch_folder} by you: "
                           f"{'would learn' if self.dry_run else 'learning'} it as other")
         if self._pitch_kw and not self.dry_run:
             self.client.remove_flags([uid for uid, _ in returned], [self._pitch_kw], silent=True)
+
+    # ------------------------------------------------------------- learning
+
+    def _source(self, folder: str) -> str:
+        return f"imap://{self.account.identity}/{folder}"
+
+    def _lesson(self, record, label: str) -> None:
+        self.lessons.append((record, label))
+        self._unlearned.append((record, label))
+
+    def _learn_from(self, folder: str, label: str) -> None:
+        """New messages in a folder the user files into: in the pitch folder, those not moved
+        there by us are learned as pitch (as isbg's --teachonly does); in the partnership
+        folder, every one is learned as partnership. Nothing in the folder is changed."""
+        if not self.client.folder_exists(folder):
+            return
+        info = self._select(folder, readonly=True)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        known, last = self.state.folder(folder)
+        if known is not None and known != uidvalidity:
+            last = 0  # learning a message again changes nothing
+        uidnext = info.get(b"UIDNEXT")
+        if int(info.get(b"EXISTS", 1)) == 0 or (uidnext is not None and int(uidnext) <= last + 1):
+            uids = []
+        else:
+            uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
+        for start in range(0, len(uids), self.batch):
+            chunk = uids[start:start + self.batch]
+            fetched = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS"])
+            for uid in chunk:
+                item = fetched.get(uid)
+                if item is None or b"BODY[]" not in item:
+                    continue
+                raw = item[b"BODY[]"]
+                flags = {f.lower() for f in item.get(b"FLAGS", ())}
+                if label == "pitch" and ((self._pitch_kw and self._pitch_kw.lower() in flags)
+                                         or self.state.moved(digest(raw))):
+                    continue  # moved or labelled pitch by us: the user taught nothing
+                record = parse_message(raw, key=str(uid), source=self._source(folder))
+                self._lesson(record, label)
+                if self.verbose:
+                    self.echo(f"{folder} {uid}: filed there by you: {'would learn' if self.dry_run else 'learning'} "
+                              f"it as {label}  {record.from_addr or '-'}  {record.subject or '-'}")
+            self._done(folder, uidvalidity, chunk[-1])
+        if not uids and known != uidvalidity:
+            self._done(folder, uidvalidity, last)
 
     # -------------------------------------------------------------- moving
 
@@ -505,12 +581,83 @@ class Labeller:
         return arrived
 
 
+# ------------------------------------------------------------------------ judging
+
+@dataclass(slots=True)
+class Judged:
+    """One message's verdict, as much of it as acting and reporting need."""
+
+    uid: int
+    label: str
+    score: float | None
+    sender: str
+    subject: str
+    message_id: str
+
+
+_worker: dict = {}
+
+
+def _judge(items: list[tuple[int, bytes]], folder: str, model=None, policy=None) -> list[Judged]:
+    """Read and classify raw messages (in a worker, with the model it was forked with)."""
+    if model is None:
+        model, policy = _worker["model"], _worker["policy"]
+    records = [(uid, parse_message(raw, key=str(uid), source=folder)) for uid, raw in items]
+    readable = [record for _, record in records if record.readable]
+    verdicts = iter(model.classify_many(readable, policy))
+    judged = []
+    for uid, record in records:
+        verdict = next(verdicts) if record.readable else None
+        judged.append(Judged(uid, verdict.label if verdict is not None else UNSURE,
+                             verdict.score if verdict is not None else None,
+                             record.from_addr, record.subject, record.message_id))
+    return judged
+
+
+class Judge:
+    """Classifies batches in this process, or in forked workers that start with the model
+    loaded (as `partnercheck label` does) so that judging overlaps fetching."""
+
+    def __init__(self, model, policy, folder: str, jobs: int = 1) -> None:
+        import multiprocessing
+
+        self.model, self.policy, self.folder = model, policy, folder
+        self.pool = None
+        self.jobs = 1
+        if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+            import gc
+
+            from .features import snowball
+
+            snowball()
+            _worker.update(model=model, policy=policy)
+            gc.freeze()  # the workers share the loaded model's memory instead of copying it
+            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+            self.jobs = jobs
+
+    def submit(self, todo: dict[int, bytes]) -> Callable[[], list[Judged]]:
+        """Start judging; the returned function waits for and returns the verdicts, in order."""
+        items = list(todo.items())
+        if self.pool is None or len(items) < 2 * self.jobs:
+            return lambda: _judge(items, self.folder, self.model, self.policy)
+        size = -(-len(items) // self.jobs)
+        parts = [self.pool.apply_async(_judge, (items[i:i + size], self.folder))
+                 for i in range(0, len(items), size)]
+        return lambda: [judged for part in parts for judged in part.get()]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+            _worker.clear()
+
+
 # ------------------------------------------------------------------------- driver
 
 def run(account: Account, password: str, model, policy, state: ImapState, *, dry_run: bool = False,
         watch: bool = False, poll: float = 300.0, echo: Callable[[str], None] = print, batch: int | None = None,
-        verbose: bool = False, learner: Callable[[list], None] | None = None,
-        retries: int = RETRIES) -> Summary:
+        verbose: bool = False, learner=None, retries: int = RETRIES, jobs: int | None = None) -> Summary:
     """Label the account's folders once (or, with ``watch``, until interrupted), reconnecting
     after a dropped connection; returns what the last pass did."""
     failures = passes = 0
@@ -521,10 +668,10 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
             if client is None:
                 client = connect(account, password)
             labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,
-                                batch=batch, verbose=verbose)
+                                batch=batch, verbose=verbose, jobs=jobs, learner=learner)
             summary = labeller.run()
             if learner is not None and labeller.lessons and not dry_run:
-                learner(labeller.lessons)
+                learner.finish()
             for _, label in labeller.lessons:
                 summary.learned[label] += 1
             _add(total, summary)
