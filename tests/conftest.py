@@ -14,11 +14,20 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED_MODEL = ROOT / "models" / "partnercheck.joblib"
 
 
+@pytest.fixture(scope="session")
+def _shared_cache(tmp_path_factory):
+    """One cache folder for the whole run: the personal model's corpus features are built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path_factory, monkeypatch):
-    """No test reads the developer's own config file, model or socket."""
+def _isolated_settings(tmp_path_factory, monkeypatch, _shared_cache):
+    """No test reads the developer's own config file, model, learning store or socket."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_shared_cache))
+    monkeypatch.delenv("PARTNERCHECK_STORE", raising=False)
     monkeypatch.setenv("PARTNERCHECK_SOCKET", str(home / "no-server.sock"))
     monkeypatch.delenv("PARTNERCHECK_MODEL", raising=False)
     monkeypatch.delenv("PARTNERCHECK_CONFIG", raising=False)

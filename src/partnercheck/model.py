@@ -153,6 +153,8 @@ class Model:
                 sender_list = policy.sender_list(record)
             scores = {label: float(p) for label, p in zip(w.labels, probabilities[i])}
             label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
+            if sender_list is not None:  # say so when the learned sender memory decided
+                decided_by = policy.sender_reason(record, label, scores, decided_by)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)
             self._add_clues(verdict, matrix, i, label if label in w.labels else max(scores, key=scores.get))
             verdicts.append(verdict)

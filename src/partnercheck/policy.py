@@ -1,5 +1,7 @@
 """The user's policy on top of the model: their own rules, sender lists and cut-offs,
-read from the configuration file (see :mod:`partnercheck.settings`).
+read from the configuration file (see :mod:`partnercheck.settings`), and the sender memory
+that ``partnercheck learn`` keeps (see :mod:`partnercheck.memory`), consulted after the
+config file's lists.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from .mail import EmailRecord
+from .memory import BLOCK, SenderMemory, reason
 from .normalize import normalize
 from .rules import RuleHit, RuleSet, RulesError, load_rules
 from .settings import ConfigError, config_path, read_config
@@ -22,6 +25,7 @@ class Policy:
     allow: frozenset[str] = field(default_factory=frozenset)
     block: frozenset[str] = field(default_factory=frozenset)
     thresholds: Thresholds | None = None
+    memory: SenderMemory = field(default_factory=SenderMemory)
 
     def user_hits(self, record: EmailRecord) -> list[RuleHit]:
         if not self.rules:
@@ -37,7 +41,22 @@ class Policy:
             return "block"
         if _listed(address, self.allow):
             return "allow"
-        return None
+        entry = self.memory.lookup(address)
+        return entry.kind if entry is not None else None
+
+    def sender_reason(self, record: EmailRecord, label: str, scores: dict[str, float],
+                      decided_by: str | None) -> str | None:
+        """What decided a verdict, saying so when the sender memory did: a learned block
+        made it pitch, or a learned allow kept the model's top label, pitch, from it."""
+        address = record.from_addr.lower()
+        if not self.memory or not address or _listed(address, self.block) or _listed(address, self.allow):
+            return decided_by
+        entry = self.memory.lookup(address)
+        if entry is None:
+            return decided_by
+        if entry.kind == BLOCK or (scores and max(scores, key=scores.get) == "pitch" and label != "pitch"):
+            return reason(entry)
+        return decided_by
 
 
 def _listed(address: str, entries: frozenset[str]) -> bool:
@@ -66,8 +85,14 @@ def load_policy(config: dict | None = None, rules_option: str | None = None) -> 
             thresholds = Thresholds(**{k: float(v) for k, v in dict(config["thresholds"]).items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
+    from .learning import StoreError, read_memory
+
+    try:
+        memory = read_memory(None, config)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
     return Policy(rules=rules, allow=_entries(config, "allow"), block=_entries(config, "block"),
-                  thresholds=thresholds)
+                  thresholds=thresholds, memory=memory)
 
 
 def _entries(config: dict, key: str) -> frozenset[str]:

@@ -10,6 +10,7 @@ Every key is optional::
     allow = ["ana@example.org", "trusted.example"]   # never labelled pitch
     block = ["spamvendor.example"]                   # always labelled pitch
     socket = "/run/user/1000/partnercheck.sock"      # where `serve` listens
+    store = "~/mail/partnercheck-learned.sqlite3"     # what `learn` remembers (else the data folder)
 
     [thresholds]
     min_confidence = 0.6
@@ -27,6 +28,8 @@ from importlib import resources
 MODEL_ENV = "PARTNERCHECK_MODEL"
 CONFIG_ENV = "PARTNERCHECK_CONFIG"
 SOCKET_ENV = "PARTNERCHECK_SOCKET"
+STORE_ENV = "PARTNERCHECK_STORE"
+STORE_NAME = "learned.sqlite3"
 DEFAULT_MODEL_NAME = "partnercheck.joblib"
 
 
@@ -73,7 +76,39 @@ def model_path(option: str | None = None, config: dict | None = None) -> str:
     config = read_config() if config is None else config
     if config.get("model"):
         return os.path.expanduser(str(config["model"]))
+    personal = personal_model_path(store_path(None, config))
+    if os.path.exists(personal):
+        return personal
     return default_model_path()
+
+
+def data_home() -> str:
+    """The per-user data folder: ``$XDG_DATA_HOME``, else ``~/.local/share``."""
+    return os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+
+
+def cache_home() -> str:
+    """The per-user cache folder: ``$XDG_CACHE_HOME``, else ``~/.cache``."""
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+
+def store_path(option: str | None = None, config: dict | None = None) -> str:
+    """Where ``partnercheck learn`` keeps what it learned: the option, then $PARTNERCHECK_STORE,
+    then ``store`` in the config file, then ``$XDG_DATA_HOME/partnercheck/learned.sqlite3``."""
+    if option:
+        return os.path.expanduser(option)
+    if os.environ.get(STORE_ENV):
+        return os.path.expanduser(os.environ[STORE_ENV])
+    config = read_config() if config is None else config
+    if config.get("store"):
+        return os.path.expanduser(str(config["store"]))
+    return os.path.join(data_home(), "partnercheck", STORE_NAME)
+
+
+def personal_model_path(store: str) -> str:
+    """The personal model trained from a store's corrections lives beside it:
+    ``learned.sqlite3`` goes with ``learned.model.joblib``."""
+    return os.path.splitext(store)[0] + ".model.joblib"
 
 
 def socket_path(config: dict | None = None) -> str:

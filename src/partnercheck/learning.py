@@ -1,0 +1,628 @@
+"""Learning from the user's corrections: the store, ``learn``/``forget``, and the personal model.
+
+The store is one SQLite database per user (:func:`store_path`), in WAL mode. Each
+correction is one row: a content key, the Message-ID, the label, the sender, when it was
+learned and the message itself (zlib-compressed; cut down to its headers and text when the
+original is over :data:`MAX_RAW_BYTES`), which is all a retrain needs. Every message is
+learned in its own transaction, so killing ``learn`` loses at most the message in flight
+and never leaves the store half-written.
+
+The same message learned twice counts once: a message matches a stored correction when its
+content key (a hash of the subject and the body's bytes) or its Message-ID is the same.
+Learning it under another label replaces the old label. The sender memory
+(:mod:`partnercheck.memory`) lives in the same database and is derived from the corrections.
+
+The personal model (:func:`retrain_personal`) is the shipped corpus plus the corrections,
+each correction weighing up to :data:`CORRECTION_WEIGHT` corpus messages (less once they
+come to outnumber the corpus: :func:`correction_weight`), fitted without
+cross-validation and with the shipped model's cut-offs; the corpus's extracted features
+are cached by a fingerprint of the corpus and the code, so that a retrain costs one fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from . import memory
+from .labels import LABELS, PITCH
+from .mail import EmailRecord, parse_message
+from .settings import personal_model_path, store_path  # noqa: F401  (store_path is part of this API)
+
+#: Originals larger than this are stored as their headers and text only.
+MAX_RAW_BYTES = 64 * 1024
+#: How many corpus messages one correction weighs in the personal model.
+CORRECTION_WEIGHT = 5.0
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS corrections(
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,       -- content key: hash of subject and body bytes
+    message_id TEXT NOT NULL,          -- '' when the message has none
+    label TEXT NOT NULL CHECK (label IN ('partnership', 'pitch', 'other')),
+    sender TEXT NOT NULL,
+    sender_name TEXT NOT NULL,         -- the display name, to tell a shared relay address
+    list_mail INTEGER NOT NULL,        -- sent through a mailing list (List-Id): not the sender's own
+    subject TEXT NOT NULL,
+    date TEXT NOT NULL,                -- the message's own Date
+    thread TEXT NOT NULL,              -- first Message-ID of the thread
+    was_pitch INTEGER NOT NULL,        -- labelled (or learned as) pitch before this correction
+    learned_at REAL NOT NULL,
+    origin TEXT NOT NULL,              -- where it was learned from
+    raw BLOB NOT NULL                  -- zlib-compressed message
+);
+CREATE INDEX IF NOT EXISTS corrections_message_id ON corrections(message_id) WHERE message_id != '';
+CREATE INDEX IF NOT EXISTS corrections_sender ON corrections(sender);
+"""
+
+_LIST_FIELDS = ["key", "message_id", "label", "from", "subject", "date", "learned", "origin"]
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message says which and why."""
+
+
+@dataclass
+class LearnSummary:
+    """What one ``learn`` changed."""
+
+    label: str = ""
+    added: int = 0
+    relabelled: int = 0
+    unchanged: int = 0
+    unreadable: int = 0
+    unlabelled: int = 0  # learning under the messages' own labels: those with none (or unsure)
+    agreed: int = 0  # left out by the caller: partnercheck already gives them their label
+    senders: list[str] = field(default_factory=list)  # sender memory changes, in words
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.relabelled)
+
+    def line(self) -> str:
+        total = self.added + self.relabelled + self.unchanged
+        as_what = f"as {self.label}" if self.label else "under their own labels"
+        text = (f"learned {total} message{'s' if total != 1 else ''} {as_what}: {self.added} added, "
+                f"{self.relabelled} relabelled, {self.unchanged} unchanged")
+        if self.agreed:
+            text += f"; {self.agreed} already labelled so, skipped"
+        if self.unlabelled:
+            text += f"; {self.unlabelled} without a label (or unsure) skipped"
+        if self.unreadable:
+            text += f"; {self.unreadable} unreadable skipped"
+        if len(self.senders) > 3:
+            groups: dict[str, int] = {}
+            for note in self.senders:
+                where = note.partition(" ")[2]
+                groups[where] = groups.get(where, 0) + 1
+            text += "; senders: " + ", ".join(f"{n} {where}" for where, n in groups.items())
+            text += " (`partnercheck senders` lists them)"
+        elif self.senders:
+            text += "; senders: " + ", ".join(self.senders)
+        return text
+
+
+def content_key(record: EmailRecord) -> str:
+    """A hash of the subject and the body as sent: the same message read from an .eml, an
+    mbox or a Maildir (with or without partnercheck's own header) has the same key."""
+    digest = hashlib.sha256()
+    digest.update(" ".join(record.subject.split()).lower().encode("utf-8", "surrogatepass") + b"\0")
+    if record.raw is not None:
+        digest.update(b"raw\0" + _body_bytes(record.raw))
+    else:
+        text = "\n".join((record.body, record.quoted, record.signature))
+        digest.update(b"text\0" + " ".join(text.split()).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
+
+
+def _body_bytes(raw: bytes) -> bytes:
+    raw = raw.replace(b"\r\n", b"\n")
+    at = raw.find(b"\n\n")
+    body = raw[at + 2:] if at != -1 else b""
+    return body.rstrip()
+
+
+_PITCH_HEADER = re.compile(rb"^x-partnercheck[ \t]*:[ \t]*pitch\b", re.I | re.M)
+
+
+def filed_as_pitch(record: EmailRecord) -> bool:
+    """Whether the message carries the filter's ``X-Partnercheck: pitch`` header."""
+    if record.raw is None:
+        return False
+    head = record.raw[: _head_length(record.raw)]
+    return bool(_PITCH_HEADER.search(head))
+
+
+def _head_length(raw: bytes) -> int:
+    lf, crlf = raw.find(b"\n\n"), raw.find(b"\r\n\r\n")
+    ends = [i for i in (lf, crlf) if i != -1]
+    return min(ends) if ends else len(raw)
+
+
+def thread_of(record: EmailRecord, key: str) -> str:
+    """The thread a message belongs to: the first Message-ID in References, else
+    In-Reply-To, else its own Message-ID, else its content key."""
+    for header in ("references", "in-reply-to"):
+        ids = re.findall(r"<[^<>\s]+>", record.headers.get(header, ""))
+        if ids:
+            return ids[0].lower()
+    return (record.message_id or key).lower()
+
+
+def _message_id(record: EmailRecord) -> str:
+    return (record.message_id or "").strip().lower()
+
+
+def stored_bytes(record: EmailRecord) -> bytes:
+    """The message as the store keeps it: the original bytes, or, for a table row or a very
+    large message, its headers and text as a plain-text message."""
+    if record.raw is not None and len(record.raw) <= MAX_RAW_BYTES:
+        return record.raw
+    return reduced_message(record)
+
+
+def reduced_message(record: EmailRecord) -> bytes:
+    """A plain-text message with what partnercheck reads of ``record``: the headers it keeps
+    and the new text, quoted text and signature."""
+    lines = []
+
+    def add(name, value):
+        if value:
+            lines.append(f"{name}: {' '.join(str(value).split())}")
+
+    add("From", f"{record.from_name} <{record.from_addr}>" if record.from_name and record.from_addr
+        else record.from_addr)
+    add("To", ", ".join(record.to))
+    add("Cc", ", ".join(record.cc))
+    add("Reply-To", record.reply_to)
+    add("Subject", record.subject)
+    add("Date", record.date)
+    add("Message-ID", record.message_id)
+    for name, value in record.headers.items():
+        add(name.title(), value)
+    lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]
+    body = record.body
+    if record.quoted:
+        body += "\n\n" + "\n".join("> " + line for line in record.quoted.splitlines())
+    if record.signature:
+        body += "\n\n-- \n" + record.signature
+    return ("\n".join(lines) + "\n\n" + body + "\n").encode("utf-8", "surrogatepass")
+
+
+@dataclass
+class Correction:
+    key: str
+    message_id: str
+    label: str
+    sender: str
+    subject: str
+    date: str
+    learned_at: float
+    origin: str
+
+    def row(self) -> list:
+        learned = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.learned_at))
+        return [self.key, self.message_id, self.label, self.sender, self.subject, self.date, learned, self.origin]
+
+
+class Store:
+    """The per-user store of corrections and sender memory (a SQLite database)."""
+
+    def __init__(self, path: str, db: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = db
+
+    @classmethod
+    def open(cls, path: str | None = None) -> "Store":
+        """Open (creating it and its folder if need be) the store at ``path`` or the default one."""
+        path = path or store_path()
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open the learning store: {exc}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits survive kill
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{path}: made by a newer partnercheck (store version {version}); upgrade it")
+            if version < SCHEMA_VERSION:
+                db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\n{memory.SCHEMA}\n"
+                                 f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"{path}: not a usable learning store: {exc}") from None
+        return cls(path, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ corrections
+
+    def _matches(self, key: str, message_id: str) -> list[tuple]:
+        rows = self._db.execute("SELECT id, label, sender FROM corrections WHERE digest = ?", (key,)).fetchall()
+        if message_id:
+            rows += self._db.execute("SELECT id, label, sender FROM corrections WHERE message_id = ? AND digest != ?",
+                                     (message_id, key)).fetchall()
+        return rows
+
+    def learn(self, records: Iterable[EmailRecord], label: str | None,
+              judge: Callable[[EmailRecord], str] | None = None, summary: LearnSummary | None = None) -> LearnSummary:
+        """Learn every record under ``label`` (``None``: each under its own ``record.label``);
+        one transaction per message.
+
+        Whether a correction moves a message away from pitch (which the sender memory
+        needs) is known from an ``X-Partnercheck: pitch`` header the filter gave it, an
+        earlier pitch label in the store, or ``judge``, which gives the verdict a record
+        gets now, if the caller has one.
+        """
+        if label is not None and label not in LABELS:
+            raise StoreError(f"unknown label {label!r}; choose one of {', '.join(LABELS)}")
+        summary = summary or LearnSummary(label=label or "")
+        for record in records:
+            if not record.readable:
+                summary.unreadable += 1
+                continue
+            if label is None and record.label not in LABELS:
+                summary.unlabelled += 1
+                continue
+            label_now = label or record.label
+            key, message_id = content_key(record), _message_id(record)
+            verdict = judge(record) if judge is not None else None
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                matches = self._matches(key, message_id)
+                was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches) or filed_as_pitch(record)
+                senders = {m[2] for m in matches} | {record.from_addr.lower()}
+                if matches and all(m[1] == label_now for m in matches) and len(matches) == 1:
+                    summary.unchanged += 1
+                    self._db.execute("COMMIT")
+                    continue
+                if matches:
+                    self._db.execute(f"DELETE FROM corrections WHERE id IN ({','.join('?' * len(matches))})",
+                                     [m[0] for m in matches])
+                if not matches:
+                    summary.added += 1
+                elif all(m[1] == label_now for m in matches):
+                    summary.unchanged += 1
+                else:
+                    summary.relabelled += 1
+                self._db.execute(
+                    "INSERT INTO corrections(digest, message_id, label, sender, sender_name, list_mail, subject, "
+                    "date, thread, was_pitch, learned_at, origin, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (key, message_id, label_now, record.from_addr.lower(), " ".join(record.from_name.split()).lower(),
+                     int(bool(record.headers.get("list-id"))), record.subject, record.date_iso(),
+                     thread_of(record, key), int(was_pitch), time.time(), _origin(record),
+                     zlib.compress(stored_bytes(record), 6)))
+                for sender in sorted(senders):
+                    note = memory.relearn(self._db, sender)
+                    if note:
+                        summary.senders.append(note)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return summary
+
+    def forget(self, records: Iterable[EmailRecord]) -> int:
+        """Forget the corrections for these messages; returns how many were removed."""
+        removed = 0
+        for record in records:
+            key, message_id = content_key(record), _message_id(record)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                matches = self._matches(key, message_id)
+                if matches:
+                    self._db.execute(f"DELETE FROM corrections WHERE id IN ({','.join('?' * len(matches))})",
+                                     [m[0] for m in matches])
+                    for sender in {m[2] for m in matches}:
+                        memory.relearn(self._db, sender)
+                removed += len(matches)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return removed
+
+    def forget_keys(self, keys: Iterable[str]) -> int:
+        """Forget corrections by their key (as ``partnercheck learned`` lists them)."""
+        removed = 0
+        for key in keys:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT id, sender FROM corrections WHERE digest = ?", (key,)).fetchall()
+                self._db.execute("DELETE FROM corrections WHERE digest = ?", (key,))
+                for _, sender in rows:
+                    memory.relearn(self._db, sender)
+                removed += len(rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return removed
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT label, count(*) FROM corrections GROUP BY label")
+        return {label: n for label, n in rows}
+
+    def corrections(self) -> Iterator[Correction]:
+        rows = self._db.execute("SELECT digest, message_id, label, sender, subject, date, learned_at, origin "
+                                "FROM corrections ORDER BY learned_at, id")
+        for row in rows:
+            yield Correction(*row)
+
+    def messages(self) -> Iterator[tuple[str, str, bytes]]:
+        """``(key, label, raw message)`` for every correction."""
+        for key, label, raw in self._db.execute("SELECT digest, label, raw FROM corrections ORDER BY id"):
+            yield key, label, zlib.decompress(raw)
+
+    def records(self) -> Iterator[EmailRecord]:
+        """Every correction as a labelled record, parsed again from the stored message."""
+        for key, label, raw in self.messages():
+            record = parse_message(raw, key=key, source=self.path)
+            record.label = label
+            yield record
+
+    def fingerprint(self) -> str:
+        """Changes whenever the corrections do."""
+        digest = hashlib.sha256()
+        for key, label in self._db.execute("SELECT digest, label FROM corrections ORDER BY digest"):
+            digest.update(f"{key}:{label}\n".encode())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------------ sender memory
+
+    def memory(self) -> memory.SenderMemory:
+        return memory.load(self._db)
+
+    def sender_entries(self) -> list[memory.Entry]:
+        return memory.read_entries(self._db)
+
+    def set_sender(self, pattern: str, kind: str, expires: float | None = None, note: str = "") -> None:
+        with self._transaction():
+            memory.set_entry(self._db, pattern, kind, expires, note)
+
+    def remove_sender(self, pattern: str) -> bool:
+        with self._transaction():
+            return memory.remove_entry(self._db, pattern)
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, value, tb):
+                db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+        return _Tx()
+
+    def integrity(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _origin(record: EmailRecord) -> str:
+    if record.source in ("", "-"):
+        return "stdin" if record.source == "-" else ""
+    if record.key and os.path.basename(record.source) != record.key:
+        return f"{record.source}:{record.key}"
+    return record.source
+
+
+def read_memory(path: str | None = None, config: dict | None = None) -> memory.SenderMemory:
+    """The sender memory of the store at ``path`` (or the configured one), read-only; empty
+    when there is no store yet. Never creates anything."""
+    path = path or store_path(None, config)
+    if not os.path.exists(path):
+        return memory.SenderMemory()
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
+    try:
+        return memory.load(db)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return memory.SenderMemory()
+        raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
+    finally:
+        db.close()
+
+
+# ---------------------------------------------------------------------- personal model
+
+@dataclass
+class RetrainSummary:
+    path: str
+    corpus: int = 0
+    corrections: int = 0
+    seconds: float = 0.0
+    removed: bool = False
+
+    def line(self) -> str:
+        if self.removed:
+            return "no corrections left: personal model removed, the shipped model applies again"
+        return (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
+                f"in {self.seconds:.1f} s: {self.path}")
+
+
+def retrain_personal(store: Store, output: str | None = None, weight: float = CORRECTION_WEIGHT,
+                     corpus: str | None = None, base_model: str | None = None, seed: int = 0) -> RetrainSummary:
+    """Train the personal model from the shipped corpus plus ``store``'s corrections and save
+    it atomically beside the store (or at ``output``).
+
+    No cross-validation: the cut-offs are the shipped model's (``base_model``), and the
+    corpus's features come from a cache keyed by the corpus and the code. Each correction
+    weighs up to ``weight`` corpus messages (:func:`correction_weight`); a corpus message
+    with the same content as a correction is left out, so the user's label wins. With no
+    corrections left, the personal model is removed and the shipped model applies again.
+    """
+    start = time.perf_counter()
+    output = output or personal_model_path(store.path)
+    with _exclusive(output + ".lock"):  # two learns at once: the later one trains on everything
+        return _retrain(store, output, weight, corpus, base_model, seed, start)
+
+
+def personal_is_current(store: Store) -> bool:
+    """Whether the personal model beside ``store`` was trained on exactly its corrections
+    (an empty store wants no model at all)."""
+    path = personal_model_path(store.path)
+    if not len(store):
+        return not os.path.exists(path)
+    if not os.path.exists(path):
+        return False
+    from .model import ModelError, load_model
+
+    try:
+        return load_model(path).info.get("store_fingerprint") == store.fingerprint()
+    except ModelError:
+        return False
+
+
+def _exclusive(path: str):
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def locked():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return locked()
+
+
+def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_model: str | None, seed: int,
+             start: float) -> RetrainSummary:
+    from .model import Model, load_model
+    from .pipeline import build_pipeline
+    from .settings import default_corpus, default_model_path
+
+    corrections = list(store.records())
+    if not corrections:
+        removed = os.path.exists(output)
+        if removed:
+            os.unlink(output)
+        return RetrainSummary(output, removed=True)
+    corpus = corpus or default_corpus()
+    if corpus is None:
+        raise StoreError("the bundled corpus is not available in this installation, so no personal model")
+    pipeline = build_pipeline(seed=seed)
+    extract = pipeline.named_steps["extract"].fit([])
+    docs, labels, keys = corpus_features(corpus, extract)
+    taken = {content_key(r) for r in corrections}
+    keep = [i for i, key in enumerate(keys) if key not in taken]
+    all_docs = [docs[i] for i in keep] + extract.transform(corrections)
+    all_labels = [labels[i] for i in keep] + [r.label for r in corrections]
+    weight = correction_weight(len(keep), len(corrections), weight)
+    weights = [1.0] * len(keep) + [weight] * len(corrections)
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear's convergence notes are not the user's business
+        pipeline[1:].fit(all_docs, np.array(all_labels), classify__sample_weight=np.array(weights))
+    base = load_model(base_model or default_model_path())
+    info = {"personal": True, "corpus_messages": len(keep), "corrections": len(corrections),
+            "correction_weight": round(weight, 3), "store": os.path.abspath(store.path),
+            "store_fingerprint": store.fingerprint(), "base_model": base.info.get("data_fingerprint", "")}
+    model = Model.from_pipeline(pipeline, base.thresholds, info)
+    model.save(output)
+    return RetrainSummary(output, len(keep), len(corrections), time.perf_counter() - start)
+
+
+def correction_weight(corpus: int, corrections: int, most: float = CORRECTION_WEIGHT) -> float:
+    """How many corpus messages one correction weighs: ``most`` while corrections are few
+    (so that a few dozen count against the corpus), falling to 1 as they come to outnumber it."""
+    if corrections == 0:
+        return float(most)
+    return float(max(1.0, min(most, corpus / corrections)))
+
+
+def _code_fingerprint() -> str:
+    """Changes whenever the code that reads mail and extracts features does."""
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".py", ".toml")):
+            with open(os.path.join(folder, name), "rb") as handle:
+                digest.update(name.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()
+
+
+def _corpus_fingerprint(corpus: str) -> str:
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(corpus):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            stat = os.stat(path)
+            digest.update(f"{os.path.relpath(path, corpus)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    heldout = os.path.join(corpus, "heldout.txt")
+    if os.path.exists(heldout):
+        with open(heldout, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def corpus_features(corpus: str, extract) -> tuple[list, list[str], list[str]]:
+    """The extracted features, labels and content keys of the corpus's training messages
+    (all but those in its heldout.txt, as for the shipped model), cached in
+    ``$XDG_CACHE_HOME/partnercheck/`` by a fingerprint of the corpus and the code."""
+    import pickle
+
+    from .atomic import atomic_file
+    from .settings import cache_home
+    from .sources import Source
+    from .training import prepare
+
+    fingerprint = hashlib.sha256((_corpus_fingerprint(corpus) + _code_fingerprint()).encode()).hexdigest()[:24]
+    cache = os.path.join(cache_home(), "partnercheck", f"corpus-features-{fingerprint}.pickle")
+    if os.path.exists(cache):
+        try:
+            with open(cache, "rb") as handle:
+                return pickle.load(handle)
+        except Exception:  # a cache from another version or a torn file: build it again
+            pass
+    held: set[str] = set()
+    heldout = os.path.join(corpus, "heldout.txt")
+    if os.path.exists(heldout):
+        with open(heldout, encoding="utf-8") as handle:
+            held = {line.strip() for line in handle if line.strip() and not line.startswith("#")}
+    prepared = prepare(r for r in Source(corpus) if r.key not in held)
+    result = (extract.transform(prepared.records), list(prepared.labels), [content_key(r) for r in prepared.records])
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        for old in os.listdir(os.path.dirname(cache)):
+            if old.startswith("corpus-features-") and old.endswith(".pickle"):
+                os.unlink(os.path.join(os.path.dirname(cache), old))
+        with atomic_file(cache) as handle:
+            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError:
+        pass  # no cache folder: next time costs the same again
+    return result

@@ -1,0 +1,183 @@
+"""Sender memory: senders the user's corrections (or their own commands) put on an allow or
+block list, kept in the learning store beside the corrections (:mod:`partnercheck.learning`).
+
+What is learned, per sender address, from the corrections in the store, in the order they
+were made:
+
+* a message from the sender that the user corrected *away from* ``pitch`` (it was labelled
+  pitch, or had been learned as pitch, and the user said ``partnership`` or ``other``)
+  puts the sender on the allow list: never labelled ``pitch`` again;
+* messages from the sender learned as ``pitch`` in two different threads (after the last
+  allow) put it on the block list: labelled ``pitch``. A learned block expires
+  :data:`LEARNED_BLOCK_DAYS` days after the last pitch correction. Two messages of one
+  thread count once, so junking a whole thread does not block a correspondent.
+
+Nothing is learned about an address that is not one person's: mail that came through a
+mailing list (a List-Id header) does not count, and an address seen under two or more
+display names in the corrections (a relay such as a notifications address, or a list
+that rewrites From) gets no learned entry at all.
+
+Learned entries are derived from the corrections, so forgetting a correction takes back
+what it taught. Entries added by hand (``partnercheck senders allow/block``) may name a
+domain, may carry an expiry, and are never changed by learning. Removing an entry by hand
+also makes learning start over for that sender, from the corrections made after it.
+
+An explicit ``allow``/``block`` list in the config file is consulted first and always wins;
+every verdict the memory decides says so in its reasons (``learned: sender ...``). This
+module uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+ALLOW, BLOCK = "allow", "block"
+LEARNED, MANUAL = "learned", "manual"
+#: A learned block lasts this long after the last message the user marked pitch.
+LEARNED_BLOCK_DAYS = 90
+#: Messages in this many different threads, learned as pitch, block a sender.
+PITCH_THREADS_TO_BLOCK = 2
+DAY = 86400.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS senders(
+    pattern TEXT PRIMARY KEY,          -- an address (with @) or a domain
+    kind TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+    origin TEXT NOT NULL CHECK (origin IN ('learned', 'manual')),
+    added REAL NOT NULL,
+    expires REAL,                      -- unix time, NULL: never
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sender_resets(
+    pattern TEXT PRIMARY KEY,          -- learning for this sender considers only later corrections
+    at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    pattern: str
+    kind: str
+    origin: str
+    added: float
+    expires: float | None = None
+    note: str = ""
+
+    def active(self, now: float | None = None) -> bool:
+        return self.expires is None or self.expires > (time.time() if now is None else now)
+
+    def to_row(self) -> dict:
+        return {
+            "pattern": self.pattern, "kind": self.kind, "origin": self.origin,
+            "added": _iso(self.added), "expires": _iso(self.expires) if self.expires else "",
+            "active": self.active(), "note": self.note,
+        }
+
+
+@dataclass
+class SenderMemory:
+    """The entries in force, for lookups while classifying (picklable, no open database)."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def lookup(self, address: str, now: float | None = None) -> Entry | None:
+        """The entry for an address: the address itself first, then its domain and parents."""
+        if not self.entries or not address:
+            return None
+        address = address.lower()
+        candidates = [address]
+        parts = address.rpartition("@")[2].split(".")
+        candidates += [".".join(parts[i:]) for i in range(len(parts))]
+        for pattern in candidates:
+            entry = self.entries.get(pattern)
+            if entry is not None and entry.active(now):
+                return entry
+        return None
+
+
+def reason(entry: Entry) -> str:
+    """What a verdict decided by ``entry`` says about it."""
+    how = "you marked it pitch" if entry.kind == BLOCK else "you corrected it away from pitch"
+    if entry.origin == MANUAL:
+        how = f"you put it on the {entry.kind} list"
+    text = f"learned: sender {entry.pattern} ({how})"
+    if entry.expires:
+        text += f", until {_iso(entry.expires)[:10]}"
+    return text
+
+
+def _iso(stamp: float | None) -> str:
+    if not stamp:
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+# ------------------------------------------------------------------ database side
+
+def read_entries(db: sqlite3.Connection) -> list[Entry]:
+    rows = db.execute("SELECT pattern, kind, origin, added, expires, note FROM senders ORDER BY pattern")
+    return [Entry(*row) for row in rows]
+
+
+def load(db: sqlite3.Connection) -> SenderMemory:
+    now = time.time()
+    return SenderMemory({e.pattern: e for e in read_entries(db) if e.active(now)})
+
+
+def set_entry(db: sqlite3.Connection, pattern: str, kind: str, expires: float | None = None, note: str = "") -> None:
+    """Add or replace an entry by hand (inside the caller's transaction)."""
+    db.execute("INSERT OR REPLACE INTO senders(pattern, kind, origin, added, expires, note) VALUES (?,?,?,?,?,?)",
+               (pattern.lower(), kind, MANUAL, time.time(), expires, note))
+
+
+def remove_entry(db: sqlite3.Connection, pattern: str) -> bool:
+    """Remove an entry by hand; learning for that sender starts over from now."""
+    pattern = pattern.lower()
+    gone = db.execute("DELETE FROM senders WHERE pattern = ?", (pattern,)).rowcount
+    db.execute("INSERT OR REPLACE INTO sender_resets(pattern, at) VALUES (?, ?)", (pattern, time.time()))
+    return bool(gone)
+
+
+def relearn(db: sqlite3.Connection, address: str) -> str | None:
+    """Derive the learned entry for one sender from its corrections (see the module
+    docstring) and write it; returns a note on what changed, or None."""
+    address = address.lower()
+    if not address or "@" not in address:
+        return None
+    old = db.execute("SELECT kind, origin, expires FROM senders WHERE pattern = ?", (address,)).fetchone()
+    if old is not None and old[1] == MANUAL:
+        return None
+    reset = db.execute("SELECT at FROM sender_resets WHERE pattern = ?", (address,)).fetchone()
+    since = reset[0] if reset else 0.0
+    names = db.execute("SELECT count(DISTINCT sender_name) FROM corrections WHERE sender = ? AND sender_name != ''",
+                       (address,)).fetchone()[0]
+    rows = db.execute(
+        "SELECT label, was_pitch, thread, learned_at FROM corrections WHERE sender = ? AND learned_at >= ? "
+        "AND list_mail = 0 ORDER BY learned_at, id", (address, since)).fetchall()
+    state: tuple[str, float | None] | None = None
+    threads: set[str] = set()
+    for label, was_pitch, thread, learned_at in rows if names < 2 else ():
+        if label == "pitch":
+            threads.add(thread)
+            if len(threads) >= PITCH_THREADS_TO_BLOCK:
+                state = (BLOCK, learned_at + LEARNED_BLOCK_DAYS * DAY)
+        elif was_pitch:
+            state = (ALLOW, None)
+            threads.clear()
+    new = (state[0], LEARNED, state[1]) if state else None
+    if new == (tuple(old) if old else None):
+        return None
+    if state is None:
+        db.execute("DELETE FROM senders WHERE pattern = ?", (address,))
+        return f"{address} off the {old[0]} list"
+    db.execute("INSERT OR REPLACE INTO senders(pattern, kind, origin, added, expires, note) VALUES (?,?,?,?,?,?)",
+               (address, state[0], LEARNED, time.time(), state[1], ""))
+    if old is not None and old[0] == state[0]:
+        return None  # a block extended: not worth a line
+    return f"{address} on the {state[0]} list"

@@ -1,0 +1,492 @@
+"""Learning from corrections: the store, learn/forget, the sender memory and the personal model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from partnercheck import memory
+from partnercheck.cli import cli
+from partnercheck.learning import Store, content_key, read_memory, retrain_personal, store_path
+from partnercheck.mail import parse_message
+from partnercheck.policy import Policy, load_policy
+from partnercheck.settings import default_model_path, model_path, personal_model_path
+from partnercheck.sources import Source
+
+from conftest import DATA, OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message, write
+
+
+def record(subject, body, sender="Ana Ruiz <ana@fernhollow.example>", extra=""):
+    return parse_message(message(subject, body, sender, extra), key="m.eml")
+
+
+# ------------------------------------------------------------------------ store paths
+
+def test_store_path_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store_path() == str(tmp_path / "xdg" / "partnercheck" / "learned.sqlite3")
+    assert store_path(None, {"store": "~/s.sqlite3"}) == os.path.expanduser("~/s.sqlite3")
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(tmp_path / "env.sqlite3"))
+    assert store_path(None, {"store": "/elsewhere"}) == str(tmp_path / "env.sqlite3")
+    assert store_path(str(tmp_path / "opt.sqlite3")) == str(tmp_path / "opt.sqlite3")
+    monkeypatch.delenv("PARTNERCHECK_STORE")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert store_path() == str(tmp_path / "home" / ".local" / "share" / "partnercheck" / "learned.sqlite3")
+
+
+# ---------------------------------------------------------------- learn, relearn, forget
+
+def test_learn_relearn_under_another_label_and_forget(tmp_path):
+    pitch = record("quick question", PITCH_TEXT)
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first = store.learn([pitch], "pitch")
+        assert (first.added, first.relabelled, first.unchanged) == (1, 0, 0)
+        assert first.line().startswith("learned 1 message as pitch: 1 added, 0 relabelled, 0 unchanged")
+        again = store.learn([pitch], "pitch")
+        assert (again.added, again.relabelled, again.unchanged) == (0, 0, 1)
+        other = store.learn([pitch], "other")
+        assert (other.added, other.relabelled, other.unchanged) == (0, 1, 0)
+        assert len(store) == 1 and store.counts() == {"other": 1}
+        (stored,) = store.records()
+        assert stored.label == "other" and stored.subject == "quick question" and "pre-vetted" in stored.body
+        assert store.forget([pitch]) == 1
+        assert len(store) == 0 and store.forget([pitch]) == 0
+
+
+def test_same_message_by_message_id_or_content(tmp_path):
+    raw = message("hello", PARTNERSHIP_TEXT)
+    filtered = b"X-Partnercheck: pitch; score=0.90\n" + raw  # as the filter delivered it
+    resent = raw.replace(b"No money changes hands otherwise.", b"No money changes hands.")  # same Message-ID
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn([parse_message(raw)], "partnership")
+        assert store.learn([parse_message(filtered)], "partnership").unchanged == 1
+        assert content_key(parse_message(raw)) == content_key(parse_message(filtered))
+        assert store.learn([parse_message(resent)], "partnership").unchanged == 1
+        assert len(store) == 1
+
+
+def test_unreadable_messages_are_skipped(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        summary = store.learn([parse_message(b"")], "pitch")
+    assert summary.unreadable == 1 and summary.added == 0 and "unreadable" in summary.line()
+
+
+def test_table_rows_and_large_messages_keep_their_text(tmp_path):
+    csv_path = write(tmp_path / "t.csv", "subject,body,from\nhello,\"" + OTHER_TEXT + "\",li@x.example\n")
+    big = message("big", PITCH_TEXT + "\n" + "x" * 100 + ("\nfiller line" * 8000))
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(Source(str(csv_path)), "other")
+        store.learn([parse_message(big)], "pitch")
+        records = {r.subject: r for r in store.records()}
+    assert "Invoice #4411" in records["hello"].body and records["hello"].from_addr == "li@x.example"
+    assert "pre-vetted developers" in records["big"].body
+
+
+# ------------------------------------------------------------------------ command line
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _folder(tmp_path, count=3):
+    folder = tmp_path / "corrections"
+    for i in range(count):
+        write(folder / f"{i}.eml", message(f"partners {i}", PARTNERSHIP_TEXT + f"\n\nidea {i}",
+                                           sender=f"Ana <ana{i}@fernhollow.example>"))
+    return folder
+
+
+def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
+    folder = _folder(tmp_path)
+    first = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert first.exit_code == 0, first.output
+    assert "learned 3 messages as partnership: 3 added, 0 relabelled, 0 unchanged" in first.stderr
+    personal = personal_model_path(store_path())
+    assert os.path.exists(personal) and "personal model retrained" in first.stderr
+    with Store.open() as store:
+        before = (store.fingerprint(), store.sender_entries())
+    stamp = os.stat(personal).st_mtime_ns
+    second = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert second.exit_code == 0
+    assert "0 added, 0 relabelled, 3 unchanged" in second.stderr and "retrained" not in second.stderr
+    with Store.open() as store:
+        assert (store.fingerprint(), store.sender_entries()) == before
+    assert os.stat(personal).st_mtime_ns == stamp
+    # A learn cut short before its retrain leaves the model behind; the next run catches up.
+    os.unlink(personal)
+    third = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
+    assert "3 unchanged" in third.stderr and "personal model retrained" in third.stderr
+    assert os.path.exists(personal)
+
+
+def test_learn_a_maildir_folder_twice_changes_nothing(runner, tmp_path):
+    maildir = tmp_path / "Maildir" / ".Learn.Pitch"
+    write(maildir / "new" / "1.host", message("offer", PITCH_TEXT, sender="Tom <tom@vendor.example>"))
+    write(maildir / "cur" / "2.host:2,S", message("offer again", PITCH_TEXT + "\nagain",
+                                                   sender="Tom <tom@vendor.example>"))
+    (maildir / "tmp").mkdir()
+    first = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", str(maildir)])
+    assert "2 added" in first.stderr and "tom@vendor.example on the block list" in first.stderr
+    second = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", str(maildir)])
+    assert "0 added, 0 relabelled, 2 unchanged" in second.stderr and "senders" not in second.stderr
+
+
+def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
+    raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
+    result = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw)
+    assert result.exit_code == 0 and "1 added" in result.stderr
+    listed = runner.invoke(cli, ["learned", "--nl"])
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["label"] == "pitch" and row["from"] == "tom@vendor.example" and row["origin"] == "stdin"
+    assert "pitch 1" in listed.stderr
+    csv_rows = runner.invoke(cli, ["learned"]).stdout.splitlines()
+    assert csv_rows[0].startswith("key,message_id,label,from") and len(csv_rows) == 2
+    exported = tmp_path / "corrections.jsonl"
+    assert runner.invoke(cli, ["learned", "--export", str(exported)]).exit_code == 0
+    (again,) = list(Source(str(exported)))
+    assert again.label == "pitch" and again.subject == "quick question"
+    folder = tmp_path / "exported"
+    assert runner.invoke(cli, ["learned", "--export", str(folder)]).exit_code == 0
+    assert [r.label for r in Source(str(folder))] == ["pitch"]
+    forgot = runner.invoke(cli, ["learned", "--forget-key", row["key"]])
+    assert "forgot 1 correction; 0 left" in forgot.stderr
+    assert runner.invoke(cli, ["learned"]).stdout.splitlines()[1:] == []
+
+
+def test_learn_options_that_do_not_go_together(runner, tmp_path):
+    path = write(tmp_path / "m.eml", message("x", OTHER_TEXT))
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--forget", str(path)]).exit_code == 2
+    assert runner.invoke(cli, ["learn", "--as", "unsure", str(path)]).exit_code == 2
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--all", str(path)]).exit_code == 2
+    assert not os.path.exists(store_path())
+    result = runner.invoke(cli, ["learn", str(path)])  # no label anywhere: nothing to learn
+    assert result.exit_code == 0 and "0 added" in result.stderr and "1 without a label" in result.stderr
+
+
+def test_learn_from_a_corrected_label_file(runner, tmp_path):
+    folder = tmp_path / "inbox"
+    write(folder / "a.eml", message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>"))
+    write(folder / "b.eml", message("minutes", OTHER_TEXT, sender="Li <li@work.example>"))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(folder), "-o", str(labels), "-q"]).exit_code == 0
+    text = labels.read_text()
+    assert ",pitch," in text and ",other," in text
+    labels.write_text(text.replace(",pitch,", ",partnership,"))  # the user's correction
+    result = runner.invoke(cli, ["learn", str(labels), "--no-retrain"])
+    assert result.exit_code == 0, result.output
+    assert "learned 1 message under their own labels: 1 added" in result.stderr
+    assert "1 already labelled so, skipped" in result.stderr
+    with Store.open() as store:
+        assert store.counts() == {"partnership": 1}
+    everything = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
+    assert "1 added, 0 relabelled, 1 unchanged" in everything.stderr
+
+
+def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):
+    bad = write(tmp_path / "bad.sqlite3", b"this is not a database" * 100)
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(bad))
+    result = runner.invoke(cli, ["learned"])
+    assert result.exit_code == 1 and "learning store" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- crashes and the server
+
+def _env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("PARTNERCHECK_MODEL", "PARTNERCHECK_STORE")}
+    env.update({"PYTHONPATH": str(ROOT / "src"), "XDG_DATA_HOME": str(tmp_path / "data")}, **extra)
+    return env
+
+
+def _mbox(path, files):
+    with open(path, "wb") as out:
+        for file in files:
+            raw = file.read_bytes().replace(b"\r\n", b"\n")
+            body = b"\n".join(b">" + line if line.startswith((b"From ", b">From ")) else line
+                              for line in raw.split(b"\n"))
+            out.write(b"From someone@example.org Mon Jan  1 00:00:00 2024\n" + body.rstrip(b"\n") + b"\n\n")
+    return path
+
+
+def test_kill_9_during_learn_keeps_the_store_whole(tmp_path):
+    files = sorted(DATA.glob("*/*.eml"))
+    mbox = _mbox(tmp_path / "all.mbox", files)
+    total = len({content_key(r) for r in Source(str(mbox))})
+    env = _env(tmp_path)
+    path = os.path.join(env["XDG_DATA_HOME"], "partnercheck", "learned.sqlite3")
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "learn", "--as", "other", "--no-retrain",
+                             str(mbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stored = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(path):
+                try:
+                    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+                    stored = db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+                    db.close()
+                except sqlite3.OperationalError:
+                    stored = 0
+                if stored >= 20:
+                    break
+            time.sleep(0.005)
+        assert proc.poll() is None, "learn finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    kept = db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+    db.close()
+    assert stored <= kept < total
+    with Store.open(path) as store:  # usable: learning again adds exactly what was missing
+        summary = store.learn(Source(str(mbox)), "other")
+        assert summary.added == total - kept and summary.unchanged == kept
+        assert store.integrity() == "ok" and len(store) == total
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_running_server_picks_up_what_learn_changed(tmp_path):
+    from partnercheck import client
+
+    sock = str(tmp_path / "pc.sock")
+    env = _env(tmp_path, PARTNERCHECK_SOCKET=sock)
+    log_path = tmp_path / "serve.log"
+    mails = [write(tmp_path / f"m{i}.eml", message(f"catalogue {i}", OTHER_TEXT + f"\n\nref {i}",
+                                                   sender="Tom <tom@vendor.example>")) for i in range(3)]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "partnercheck", "serve"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        assert _wait_for(lambda: os.path.exists(sock)), log_path.read_text()
+        third = mails[2].read_bytes()
+        before = client.classify_remote(third, sock)["label"]
+        assert before != "pitch"
+        learned = subprocess.run([sys.executable, "-m", "partnercheck", "learn", "--as", "pitch",
+                                  str(mails[0]), str(mails[1])], env=env, capture_output=True, timeout=120)
+        assert learned.returncode == 0, learned.stderr
+        assert b"tom@vendor.example on the block list" in learned.stderr
+        personal = personal_model_path(os.path.join(env["XDG_DATA_HOME"], "partnercheck", "learned.sqlite3"))
+        assert os.path.exists(personal)
+        # The sender memory and the personal model are picked up without a restart.
+        assert _wait_for(lambda: client.classify_remote(third, sock)["label"] == "pitch", 30)
+        assert _wait_for(lambda: f"reloaded {personal}" in log_path.read_text(), 30), log_path.read_text()
+        reloads = log_path.read_text().count("reloaded")
+        server.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: log_path.read_text().count("reloaded") > reloads, 30)
+        assert client.classify_remote(third, sock)["label"] == "pitch"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------ sender memory
+
+def _pitches(sender="Tom <tom@vendor.example>", threads=2, extra=""):
+    return [record(f"offer {i}", PITCH_TEXT + f"\n\nref {i}", sender=sender, extra=extra) for i in range(threads)]
+
+
+def test_marked_pitch_in_two_threads_blocks_the_sender_for_a_while(tmp_path, shipped_model):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        assert store.learn([first], "pitch").senders == []
+        assert store.learn([second], "pitch").senders == ["tom@vendor.example on the block list"]
+        mem = store.memory()
+    entry = mem.lookup("tom@vendor.example")
+    assert entry.kind == "block" and entry.origin == "learned" and entry.expires is not None
+    assert mem.lookup("tom@vendor.example", now=time.time() + (memory.LEARNED_BLOCK_DAYS + 1) * memory.DAY) is None
+    assert mem.lookup("ana@vendor.example") is None  # an address, not the whole domain
+    verdict = shipped_model.classify(record("hello", OTHER_TEXT, sender="tom@vendor.example"), Policy(memory=mem))
+    assert verdict.label == "pitch" and verdict.decided_by.startswith("learned: sender tom@vendor.example")
+    assert "learned: sender" in verdict.summary()
+
+
+def test_one_junked_thread_does_not_block(tmp_path):
+    thread = "In-Reply-To: <root@vendor.example>\nReferences: <root@vendor.example>\n"
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(_pitches(threads=3, extra=thread), "pitch")
+        assert not store.memory()
+
+
+def test_corrected_away_from_pitch_is_never_pitch_again(tmp_path, shipped_model):
+    pitchy = record("quick question", PITCH_TEXT, sender="Bo <bo@roastery.example>")
+    assert shipped_model.classify(pitchy).label == "pitch"
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        summary = store.learn([pitchy], "partnership", judge=lambda r: shipped_model.classify(r).label)
+        assert summary.senders == ["bo@roastery.example on the allow list"]
+        mem = store.memory()
+        later = record("pricing", PITCH_TEXT + "\nAnother offer.", sender="bo@roastery.example")
+        verdict = shipped_model.classify(later, Policy(memory=mem))
+        assert verdict.label != "pitch" and verdict.decided_by.startswith("learned: sender bo@roastery.example")
+        # An explicit config block still wins over the learned allow, and says so.
+        blocked = shipped_model.classify(later, Policy(memory=mem, block=frozenset({"roastery.example"})))
+        assert blocked.label == "pitch" and blocked.decided_by == "sender is on your block list"
+        # Forgetting the correction takes the allow back.
+        assert store.forget([pitchy]) == 1 and not store.memory()
+
+
+def test_the_filter_header_tells_a_correction_away_from_pitch(tmp_path):
+    raw = b"X-Partnercheck: pitch; score=0.91; rules=PRICE_PLANS\n" + message(
+        "breakfast?", PARTNERSHIP_TEXT, sender="Bo <bo@roastery.example>")
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:  # no judge: as a library caller would
+        assert store.learn([parse_message(raw)], "partnership").senders == ["bo@roastery.example on the allow list"]
+        plain = message("hello", OTHER_TEXT, sender="Li <li@work.example>")
+        assert store.learn([parse_message(plain)], "other").senders == []
+
+
+def test_config_allow_wins_over_a_learned_block(tmp_path, shipped_model):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(_pitches(), "pitch")
+        mem = store.memory()
+    policy = Policy(memory=mem, allow=frozenset({"tom@vendor.example"}))
+    verdict = shipped_model.classify(record("hello", OTHER_TEXT, sender="tom@vendor.example"), policy)
+    assert verdict.label == "other" and not (verdict.decided_by or "").startswith("learned")
+
+
+def test_relabelling_pitch_to_other_turns_a_block_into_an_allow(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        store.learn([first, second], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "block"
+        summary = store.learn([second], "other")
+        assert summary.relabelled == 1 and store.memory().lookup("tom@vendor.example").kind == "allow"
+
+
+def test_senders_commands_add_list_expire_and_remove(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["senders", "block", "spamvendor.example", "--expires", "30"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "allow", "ana@partner.example", "--note", "our reseller"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "block", "old.example", "--expires", "2020-01-01"]).exit_code == 0
+    rows = {r["pattern"]: r for r in map(json.loads, runner.invoke(cli, ["senders", "--nl"]).stdout.splitlines())}
+    assert rows["spamvendor.example"]["kind"] == "block" and rows["spamvendor.example"]["expires"]
+    assert rows["ana@partner.example"]["note"] == "our reseller" and rows["ana@partner.example"]["active"]
+    assert rows["old.example"]["active"] is False
+    mem = read_memory()
+    assert mem.lookup("x@mail.spamvendor.example").kind == "block" and mem.lookup("x@old.example") is None
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender="x@spamvendor.example")) == "block"
+    assert runner.invoke(cli, ["senders", "remove", "spamvendor.example"]).exit_code == 0
+    assert read_memory().lookup("x@spamvendor.example") is None
+    assert runner.invoke(cli, ["senders", "block", "@bad"]).exit_code == 2
+    assert runner.invoke(cli, ["senders", "block", "x.example", "--expires", "soon"]).exit_code == 2
+
+
+def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        first, second = _pitches()
+        store.learn([first, second], "pitch")
+        assert store.remove_sender("tom@vendor.example")
+        time.sleep(0.01)
+        third = record("one more", PITCH_TEXT + "\nthird", sender="tom@vendor.example")
+        store.learn([third], "pitch")
+        assert not store.memory()  # one pitch since the removal: not yet a block
+        store.learn([record("and more", PITCH_TEXT + "\nfourth", sender="tom@vendor.example")], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "block"
+
+
+def test_no_store_means_no_memory_and_nothing_created():
+    assert not read_memory() and not load_policy().memory
+    assert not os.path.exists(store_path())
+
+
+# ------------------------------------------------------------------------ personal model
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("small-corpus")
+    for label in ("partnership", "pitch", "other"):
+        (folder / label).mkdir()
+        for path in sorted((DATA / label).glob("*.eml"))[:40]:
+            shutil.copy(path, folder / label / path.name)
+    return str(folder)
+
+
+def test_personal_model_comes_and_goes_with_the_corrections(tmp_path, small_corpus):
+    from partnercheck.model import load_model
+
+    assert model_path() == default_model_path()
+    with Store.open() as store:
+        mail = record("quick question", PITCH_TEXT, sender="tom@vendor.example")
+        store.learn([mail], "partnership")
+        result = retrain_personal(store, corpus=small_corpus)
+        personal = personal_model_path(store.path)
+        assert result.path == personal and result.corrections == 1 and result.corpus == 120
+        assert model_path() == personal  # filter, label and classify now use it
+        model = load_model(personal)
+        assert model.info["personal"] and model.info["corrections"] == 1
+        assert model.thresholds == load_model(default_model_path()).thresholds
+        # The correction counts: a pitch-worded message learned as partnership is one now.
+        assert load_model(default_model_path()).classify(mail).label == "pitch"
+        assert model.classify(mail).label == "partnership"
+        store.forget([mail])
+        assert retrain_personal(store, corpus=small_corpus).removed
+    assert not os.path.exists(personal) and model_path() == default_model_path()
+
+
+def test_an_explicit_model_wins_over_the_personal_one(tmp_path, monkeypatch, small_model_path):
+    personal = personal_model_path(store_path())
+    write(Path(personal), b"placeholder")
+    assert model_path() == personal
+    assert model_path(None, {"model": "/m.joblib"}) == "/m.joblib"
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    assert model_path() == small_model_path
+
+
+def test_train_personal(tmp_path):
+    runner = CliRunner()
+    raw = message("quick question", PITCH_TEXT)
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw).exit_code == 0
+    assert not os.path.exists(personal_model_path(store_path()))
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0, result.output
+    assert "personal model retrained" in result.output and os.path.exists(personal_model_path(store_path()))
+    assert runner.invoke(cli, ["train", "--personal", "x.eml"]).exit_code == 2
+    assert runner.invoke(cli, ["train"]).exit_code == 2
+
+
+def test_nothing_is_learned_about_shared_or_list_addresses(tmp_path):
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        relay = [record(f"offer {i}", PITCH_TEXT + f"\n{i}", sender=f"{name} <notifications@hub.example>")
+                 for i, name in enumerate(["Vic", "Ola"])]
+        store.learn(relay, "pitch")
+        listed = _pitches(sender="Tom <list@lists.example>", extra="List-Id: <deals.lists.example>\n")
+        store.learn(listed, "pitch")
+        assert not store.memory()
+        store.learn([record(f"deal {i}", PITCH_TEXT + f"\nvic {i}", sender="Vic <vic@hub.example>")
+                     for i in range(2)], "pitch")
+        assert store.memory().lookup("vic@hub.example").kind == "block"
+
+
+def test_with_no_corrections_everything_is_as_shipped(tmp_path):
+    runner = CliRunner()
+    folder = tmp_path / "mail"
+    for name, text in (("a", PITCH_TEXT), ("b", PARTNERSHIP_TEXT), ("c", OTHER_TEXT)):
+        write(folder / f"{name}.eml", message(name, text, sender=f"{name} <{name}@x.example>"))
+    before = runner.invoke(cli, ["classify", "--json", str(folder)]).stdout
+    raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
+    assert runner.invoke(cli, ["learn", "--as", "partnership", "-"], input=raw).exit_code == 0
+    assert os.path.exists(personal_model_path(store_path()))
+    assert runner.invoke(cli, ["learn", "--forget", "-"], input=raw).exit_code == 0
+    assert os.path.exists(store_path()) and not os.path.exists(personal_model_path(store_path()))
+    assert model_path() == default_model_path() and not read_memory()
+    assert runner.invoke(cli, ["classify", "--json", str(folder)]).stdout == before
