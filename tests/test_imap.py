@@ -369,3 +369,59 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
         watcher.send_signal(signal.SIGINT)
         out, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 130 and b"interrupted" in out
+
+
+def _store_counts() -> dict:
+    from partnercheck.learning import Store, store_path
+
+    with Store.open(store_path()) as store:
+        return store.counts()
+
+
+def test_moved_back_is_learned_as_other_and_the_personal_model_retrained(server, env):
+    server.append([message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)])
+    run(server, "--move-to", "Pitch")
+    client = server.client()
+    client.select_folder("Pitch")
+    client.move(client.search("ALL"), "INBOX")  # the user says: not a pitch
+    client.logout()
+    out = run(server, "--move-to", "Pitch")
+    assert "learned 1 message as other: 1 added" in out and "personal model retrained" in out
+    assert _store_counts().get("other") == 1
+    # The next run judges with the personal model, and has nothing new to learn.
+    out = run(server, "--move-to", "Pitch")
+    assert "0 new messages" in out and "learned" not in out
+
+
+def test_mail_filed_by_the_user_is_learned_and_ours_is_not(server, env, monkeypatch):
+    monkeypatch.setattr("partnercheck.learning.retrain_personal", _no_retrain)
+    pitch, partnership = message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)
+    by_hand = message("a note from the printer", PITCH_TEXT.replace("Tom", "Rita"), sender="rita@print.example")
+    server.append([pitch, partnership])
+    run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert _store_counts() == {}  # our own move into Pitch teaches nothing
+    before = server.snapshot()
+    server.append([by_hand], folder="Pitch")  # filed by the user, as isbg's --teachonly takes it
+    client = server.client()
+    client.create_folder("Partners")
+    client.select_folder("INBOX")
+    client.move(client.search("ALL"), "Partners")  # the partnership, filed by the user
+    client.logout()
+    before = server.snapshot(ignore=OURS)
+    out = run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert "learned 1 message as pitch: 1 added" in out and "learned 1 message as partnership: 1 added" in out
+    assert _store_counts() == {"pitch": 1, "partnership": 1}
+    assert server.snapshot(ignore=OURS) == before  # learning changes nothing on the server
+    out = run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert "learned" not in out
+    # --no-learn and --dry-run learn nothing.
+    server.append([message("another printer note", PITCH_TEXT.replace("Tom", "Ola"))], folder="Pitch")
+    assert "would learn 1 pitch" in run(server, "--move-to", "Pitch", "--dry-run")
+    assert "learned" not in run(server, "--move-to", "Pitch", "--no-learn")
+    assert _store_counts() == {"pitch": 1, "partnership": 1}
+
+
+def _no_retrain(store, *args, **kwargs):
+    from partnercheck.learning import RetrainSummary
+
+    return RetrainSummary(path="(not retrained in this test)")

@@ -816,6 +816,9 @@ def serve(socket_option, model_option, rules_file):
 @click.option("--password-env", metavar="VAR", help="Take the password from the environment variable VAR.")
 @click.option("-f", "--folder", "folders", multiple=True, metavar="FOLDER", help="Folder to label (repeatable; default INBOX).")
 @click.option("--move-to", "pitch_folder", metavar="FOLDER", help="Move pitches to FOLDER.")
+@click.option("--partnership-folder", metavar="FOLDER", help="Learn what you file into FOLDER as partnership.")
+@click.option("--learn/--no-learn", "learn_folders", default=None,
+              help="Learn from what you file into and out of the pitch folder (default: on).")
 @click.option("--keywords/--no-keywords", default=None, help="Set $Partnership, $Pitch, $Unsure (default: on).")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing, remember nothing.")
 @click.option("--watch", is_flag=True, help="Keep going (IDLE, or polling) until interrupted.")
@@ -825,7 +828,8 @@ def serve(socket_option, model_option, rules_file):
 @click.option("-v", "--verbose", is_flag=True, help="One line per message.")
 @model_options
 def imap_command(account_name, host, port, user, security, ca_file, password_file, password_command, password_env,
-                 folders, pitch_folder, keywords, dry_run, watch, poll, state_file, verbose, model_option, rules_file):
+                 folders, pitch_folder, partnership_folder, learn_folders, keywords, dry_run, watch, poll, state_file,
+                 verbose, model_option, rules_file):
     """Label and file the mail of an IMAP mailbox.
 
     Reads the messages of each folder that it has not seen before, classifies them and
@@ -834,6 +838,11 @@ def imap_command(account_name, host, port, user, security, ca_file, password_fil
     does no work. The password comes from a file, a command or an environment variable
     (never the command line); accounts can be kept in the config file's [imap.NAME]
     sections (see README).
+
+    Messages you move out of the pitch folder into a labelled folder are learned as
+    other, those you file into --partnership-folder as partnership, and those you file
+    into the pitch folder yourself as pitch, through the same store as `partnercheck
+    learn`; the personal model is then retrained.
 
     \b
     Examples:
@@ -849,7 +858,8 @@ def imap_command(account_name, host, port, user, security, ca_file, password_fil
     try:
         account = imap.account_from_config(config, account_name)
         for key, value in (("host", host), ("port", port), ("user", user), ("security", security),
-                           ("ca_file", ca_file), ("pitch_folder", pitch_folder)):
+                           ("ca_file", ca_file), ("pitch_folder", pitch_folder),
+                           ("partnership_folder", partnership_folder), ("learn", learn_folders)):
             if value is not None:
                 setattr(account, key, value)
         if password_file or password_command or password_env:
@@ -863,10 +873,42 @@ def imap_command(account_name, host, port, user, security, ca_file, password_fil
         model, _, policy = _load(model_option, rules_file)
         state = ImapState(state_file or imap_state_path(config), account.identity)
         password = imap.read_password(account)
+        learner = _ImapLearner(config) if account.learn and not dry_run else None
         imap.run(account, password, model, policy, state, dry_run=dry_run, watch=watch, poll=poll,
-                 echo=click.echo, verbose=verbose)
+                 echo=click.echo, verbose=verbose, learner=learner)
     except KeyboardInterrupt:
         click.echo("interrupted; what was done is saved", err=True)
         sys.exit(130)
     except (imap.ImapError, StateError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+class _ImapLearner:
+    """What `imap` learns from the folders goes where `partnercheck learn` puts it: the
+    store, batch by batch; the personal model is retrained once at the end of a pass."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.changed = False
+
+    def learn(self, lessons) -> None:
+        from .learning import Store, store_path
+
+        with Store.open(store_path(None, self.config)) as store:
+            for label in sorted({label for _, label in lessons}):
+                summary = store.learn([record for record, given in lessons if given == label], label)
+                self.changed |= summary.changed
+                click.echo(summary.line())
+
+    def finish(self) -> None:
+        from .learning import Store, personal_is_current, retrain_personal, store_path
+
+        with Store.open(store_path(None, self.config)) as store:
+            if not (self.changed or not personal_is_current(store)):
+                return
+            self.changed = False
+            if len(store) > LEARN_RETRAIN_MAX:
+                click.echo(f"{len(store)} corrections, too many to retrain on every pass: run "
+                           "`partnercheck train --personal` to bring the personal model up to date", err=True)
+            else:
+                click.echo(retrain_personal(store).line())
