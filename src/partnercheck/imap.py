@@ -392,7 +392,9 @@ class Labeller:
             raise ImapError(f"cannot open folder {folder!r}: {_text(exc)}") from None
 
     def _check_keywords(self, folder: str, info: dict) -> None:
-        permanent = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
+        if b"PERMANENTFLAGS" not in info:
+            return  # RFC 3501: without PERMANENTFLAGS, every flag may be set permanently
+        permanent = {f.lower() for f in info[b"PERMANENTFLAGS"]}
         if b"\\*" in permanent or self._ours <= permanent:
             return
         raise ImapError(f"{self.account.address} does not let partnercheck set keywords in {folder!r} "
