@@ -177,6 +177,10 @@ def test_message_moved_back_by_user_is_not_moved_again(server, env):
     returned = [flags for body, flags in inbox.values() if b"quick question" in body]
     assert returned and b"$Pitch" not in returned[0]
     assert "0 new messages" in run(server, "--move-to", "Pitch")
+    # A $Pitch tag the user set in another mail program is not a message moved back.
+    server.append([message("tagged by hand", PITCH_TEXT.replace("Tom", "Kai"))], flags=(b"$Pitch",))
+    out = run(server, "--move-to", "Pitch")
+    assert "0 new messages" in out and "moved back" not in out and "learned" not in out
 
 
 def _restart_on_save(monkeypatch, server, at: int) -> list:

@@ -411,8 +411,7 @@ class Labeller:
                 continue  # expunged since the search
             raw = item[b"BODY[]"]
             flags = {f.lower() for f in item.get(b"FLAGS", ())}
-            if self.account.pitch_folder and (
-                    (self._pitch_kw and self._pitch_kw.lower() in flags) or self.state.moved(digest(raw))):
+            if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
             elif flags & self._ours:
                 continue  # judged before (a folder whose UIDVALIDITY changed)
@@ -456,7 +455,8 @@ class Labeller:
         self.echo(f"{folder} {item.uid}: {item.label}{score}  {item.sender or '-'}  {item.subject or '-'}{what}")
 
     def _returned(self, folder: str, returned: list[tuple[int, bytes]]) -> None:
-        """Messages the user moved out of the pitch folder into a folder we label: not pitches.
+        """Messages the user moved out of the pitch folder into a folder we label (known by the
+        digest of what we moved: a $Pitch keyword alone may be the user's own tag): not pitches.
         They are not judged again; our pitch keyword is taken off, and they are learned as other."""
         self.summary.returned += len(returned)
         for uid, raw in returned:
