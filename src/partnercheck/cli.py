@@ -875,7 +875,8 @@ def imap_command(account_name, host, port, user, security, ca_file, password_fil
         password = imap.read_password(account)
         learner = _ImapLearner(config) if account.learn and not dry_run else None
         imap.run(account, password, model, policy, state, dry_run=dry_run, watch=watch, poll=poll,
-                 echo=click.echo, verbose=verbose, learner=learner)
+                 echo=click.echo, verbose=verbose, learner=learner,
+                 reload=lambda: _load(model_option, rules_file)[::2])
     except KeyboardInterrupt:
         click.echo("interrupted; what was done is saved", err=True)
         sys.exit(130)

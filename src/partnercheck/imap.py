@@ -659,9 +659,12 @@ class Judge:
 
 def run(account: Account, password: str, model, policy, state: ImapState, *, dry_run: bool = False,
         watch: bool = False, poll: float = 300.0, echo: Callable[[str], None] = print, batch: int | None = None,
-        verbose: bool = False, learner=None, retries: int = RETRIES, jobs: int | None = None) -> Summary:
+        verbose: bool = False, learner=None, retries: int = RETRIES, jobs: int | None = None,
+        reload: Callable[[], tuple] | None = None) -> Summary:
     """Label the account's folders once (or, with ``watch``, until interrupted), reconnecting
-    after a dropped connection; returns what the last pass did."""
+    after a dropped connection; returns what the last pass did. ``reload`` gives the model
+    and policy again before every pass after the first (a personal model retrained by the
+    learner is then used from the next pass on)."""
     failures = passes = 0
     client = None
     total = Summary()
@@ -669,6 +672,8 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
         try:
             if client is None:
                 client = connect(account, password)
+            if reload is not None and passes:
+                model, policy = reload()
             labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,
                                 batch=batch, verbose=verbose, jobs=jobs, learner=learner)
             summary = labeller.run()
