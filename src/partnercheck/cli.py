@@ -749,3 +749,118 @@ def serve(socket_option, model_option, rules_file):
         pass
     finally:
         server.server_close()
+
+
+# ------------------------------------------------------------------------------- imap
+
+@cli.command("imap")
+@click.option("-a", "--account", "account_name", metavar="NAME", help="The config file's [imap.NAME] section.")
+@click.option("--host", help="IMAP server.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 993 with TLS, 143 otherwise).")
+@click.option("--user", help="Login name.")
+@click.option("--tls", "security", flag_value="tls", help="TLS from the start (the default).")
+@click.option("--starttls", "security", flag_value="starttls", help="Plain connection upgraded with STARTTLS.")
+@click.option("--plain", "security", flag_value="plain", help="No encryption at all: only for a local test server.")
+@click.option("--ca-file", metavar="PEM", help="Trust this CA (a self-signed server certificate).")
+@click.option("--password-file", metavar="FILE", help="Read the password from the first line of FILE.")
+@click.option("--password-command", metavar="CMD", help="Run CMD; the first line it prints is the password.")
+@click.option("--password-env", metavar="VAR", help="Take the password from the environment variable VAR.")
+@click.option("-f", "--folder", "folders", multiple=True, metavar="FOLDER", help="Folder to label (repeatable; default INBOX).")
+@click.option("--move-to", "pitch_folder", metavar="FOLDER", help="Move pitches to FOLDER.")
+@click.option("--partnership-folder", metavar="FOLDER", help="Learn what you file into FOLDER as partnership.")
+@click.option("--learn/--no-learn", "learn_folders", default=None,
+              help="Learn from what you file into and out of the pitch folder (default: on).")
+@click.option("--keywords/--no-keywords", default=None, help="Set $Partnership, $Pitch, $Unsure (default: on).")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing, remember nothing.")
+@click.option("--watch", is_flag=True, help="Keep going (IDLE, or polling) until interrupted.")
+@click.option("--poll", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="With --watch: seconds between looks where IDLE cannot tell.")
+@click.option("--state", "state_file", metavar="FILE", help="Remember what was seen in FILE (default: see README).")
+@click.option("-v", "--verbose", is_flag=True, help="One line per message.")
+@model_options
+def imap_command(account_name, host, port, user, security, ca_file, password_file, password_command, password_env,
+                 folders, pitch_folder, partnership_folder, learn_folders, keywords, dry_run, watch, poll, state_file,
+                 verbose, model_option, rules_file):
+    """Label and file the mail of an IMAP mailbox.
+
+    Reads the messages of each folder that it has not seen before, classifies them and
+    sets a keyword per verdict ($Partnership, $Pitch, $Unsure) and/or moves pitches to
+    a folder. Partnership mail is never moved; nothing is ever deleted. A second run
+    does no work. The password comes from a file, a command or an environment variable
+    (never the command line); accounts can be kept in the config file's [imap.NAME]
+    sections (see README).
+
+    Messages you move out of the pitch folder into a labelled folder are learned as
+    other, those you file into --partnership-folder as partnership, and those you file
+    into the pitch folder yourself as pitch, through the same store as `partnercheck
+    learn`; the personal model is then retrained.
+
+    \b
+    Examples:
+      partnercheck imap --host imap.example.org --user sam --password-command 'pass mail/sam' --dry-run
+      partnercheck imap --account work --move-to Pitch
+      partnercheck imap --account work --watch
+    """
+    from . import imap
+    from .imap_state import ImapState, StateError
+    from .settings import imap_state_path
+
+    config = read_config()
+    try:
+        account = imap.account_from_config(config, account_name)
+        for key, value in (("host", host), ("port", port), ("user", user), ("security", security),
+                           ("ca_file", ca_file), ("pitch_folder", pitch_folder),
+                           ("partnership_folder", partnership_folder), ("learn", learn_folders)):
+            if value is not None:
+                setattr(account, key, value)
+        if password_file or password_command or password_env:
+            account.password_file, account.password_command, account.password_env = \
+                password_file, password_command, password_env
+        if folders:
+            account.folders = list(folders)
+        if keywords is not None:
+            account.keywords = dict(imap.DEFAULT_KEYWORDS) if keywords else {}
+        imap.check_account(account)
+        model, _, policy = _load(model_option, rules_file)
+        state = ImapState(state_file or imap_state_path(config), account.identity)
+        password = imap.read_password(account)
+        learner = _ImapLearner(config) if account.learn and not dry_run else None
+        imap.run(account, password, model, policy, state, dry_run=dry_run, watch=watch, poll=poll,
+                 echo=click.echo, verbose=verbose, learner=learner,
+                 reload=lambda: _load(model_option, rules_file)[::2])
+    except KeyboardInterrupt:
+        click.echo("interrupted; what was done is saved", err=True)
+        sys.exit(130)
+    except (imap.ImapError, StateError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _ImapLearner:
+    """What `imap` learns from the folders goes where `partnercheck learn` puts it: the
+    store, batch by batch; the personal model is retrained once at the end of a pass."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.changed = False
+
+    def learn(self, lessons) -> None:
+        from .learning import Store, store_path
+
+        with Store.open(store_path(None, self.config)) as store:
+            for label in sorted({label for _, label in lessons}):
+                summary = store.learn([record for record, given in lessons if given == label], label)
+                self.changed |= summary.changed
+                click.echo(summary.line())
+
+    def finish(self) -> None:
+        from .learning import Store, personal_is_current, retrain_personal, store_path
+
+        with Store.open(store_path(None, self.config)) as store:
+            if not (self.changed or not personal_is_current(store)):
+                return
+            self.changed = False
+            if len(store) > LEARN_RETRAIN_MAX:
+                click.echo(f"{len(store)} corrections, too many to retrain on every pass: run "
+                           "`partnercheck train --personal` to bring the personal model up to date", err=True)
+            else:
+                click.echo(retrain_personal(store).line())

@@ -132,3 +132,23 @@ def default_corpus() -> str | None:
         return str(installed)
     checkout = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "data"))
     return checkout if os.path.isdir(checkout) else None
+
+
+STATE_ENV = "PARTNERCHECK_STATE_DIR"
+
+
+def state_dir() -> str:
+    """Where partnercheck keeps what it remembers between runs (what `imap` has seen):
+    $PARTNERCHECK_STATE_DIR, else $XDG_STATE_HOME/partnercheck (~/.local/state/partnercheck)."""
+    if os.environ.get(STATE_ENV):
+        return os.environ[STATE_ENV]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "partnercheck")
+
+
+def imap_state_path(config: dict | None = None) -> str:
+    """The `imap` command's memory: `imap_state = "..."` in the config file, else imap.json
+    in :func:`state_dir`."""
+    if config and config.get("imap_state"):
+        return os.path.expanduser(str(config["imap_state"]))
+    return os.path.join(state_dir(), "imap.json")

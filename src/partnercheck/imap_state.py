@@ -1,0 +1,111 @@
+"""What ``partnercheck imap`` remembers between runs, per account and folder.
+
+For every folder it reads: the folder's UIDVALIDITY and the highest UID it has finished
+with, so that a second run fetches nothing it has seen. For the account: short digests of
+the messages it moved to the pitch folder (so that one the user moves back is recognised
+as a correction, and one the user files there by hand is told apart from ours), and, while
+a COPY + EXPUNGE move is under way on a server without MOVE, which messages it was copying
+(so that a run cut off half way does not copy them a second time).
+
+The file is JSON, written atomically after every batch (a crash leaves the old or the new
+file), readable only by its owner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .atomic import atomic_file
+
+#: Digests of moved messages kept per account; the oldest are forgotten first.
+MAX_MOVED = 50_000
+
+
+class StateError(Exception):
+    """The state file cannot be read or written; the message names it."""
+
+
+def digest(raw: bytes) -> str:
+    """A short fingerprint of a message's bytes (MOVE and COPY keep them byte for byte)."""
+    return hashlib.blake2b(raw, digest_size=10).hexdigest()
+
+
+class ImapState:
+    def __init__(self, path: str, account: str) -> None:
+        self.path = path
+        self.account = account
+        self._all = self._read()
+        entry = self._all.setdefault("accounts", {}).setdefault(account, {})
+        self._folders: dict = entry.setdefault("folders", {})
+        moved = entry.setdefault("moved", [])
+        self._moved_order: list = moved
+        self._moved = set(moved)
+        self._entry = entry
+
+    def _read(self) -> dict:
+        if not os.path.exists(self.path):
+            return {"version": 1}
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{self.path}: cannot read the imap state ({exc}); move it away to start afresh") from None
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise StateError(f"{self.path}: not a partnercheck imap state file; move it away to start afresh")
+        return data
+
+    # ------------------------------------------------------------------ folders
+
+    def folder(self, name: str) -> tuple[int | None, int]:
+        """(UIDVALIDITY, last UID done) for a folder; (None, 0) if never read."""
+        entry = self._folders.get(name)
+        if not entry:
+            return None, 0
+        return int(entry["uidvalidity"]), int(entry["last_uid"])
+
+    def set_folder(self, name: str, uidvalidity: int, last_uid: int) -> None:
+        self._folders[name] = {"uidvalidity": int(uidvalidity), "last_uid": int(last_uid)}
+
+    # -------------------------------------------------------------- moved mail
+
+    def moved(self, key: str) -> bool:
+        return key in self._moved
+
+    def add_moved(self, keys) -> None:
+        for key in keys:
+            if key not in self._moved:
+                self._moved.add(key)
+                self._moved_order.append(key)
+        if len(self._moved_order) > MAX_MOVED:
+            for key in self._moved_order[: len(self._moved_order) - MAX_MOVED]:
+                self._moved.discard(key)
+            del self._moved_order[: len(self._moved_order) - MAX_MOVED]
+
+    # ------------------------------------------- COPY + EXPUNGE under way
+
+    def copying(self, folder: str, uidvalidity: int) -> dict[int, list]:
+        """UID -> [Message-ID, size, digest] of messages a cut-off run was copying out of ``folder``."""
+        entry = self._entry.get("copying")
+        if not entry or entry.get("folder") != folder or entry.get("uidvalidity") != uidvalidity:
+            return {}
+        return {int(uid): list(value) for uid, value in entry.get("messages", {}).items()}
+
+    def set_copying(self, folder: str, uidvalidity: int, messages: dict[int, list] | None) -> None:
+        if messages:
+            self._entry["copying"] = {"folder": folder, "uidvalidity": int(uidvalidity),
+                                      "messages": {str(uid): list(value) for uid, value in messages.items()}}
+        else:
+            self._entry.pop("copying", None)
+
+    # -------------------------------------------------------------------- save
+
+    def save(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+            with atomic_file(self.path, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                json.dump(self._all, handle, indent=1, sort_keys=True)
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot write the imap state: {exc}") from None

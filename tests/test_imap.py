@@ -1,0 +1,444 @@
+"""`partnercheck imap` against a real Dovecot (tests/dovecot_server.py): labels and moves,
+remembers what it saw, survives a UIDVALIDITY change and a server restart mid-run, never
+loses, duplicates or alters a message, and says in one line what went wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
+from dovecot_server import DOVEADM, DOVECOT, OPENSSL, PASSWORD, USER, Dovecot, crlf
+
+pytestmark = pytest.mark.skipif(DOVECOT is None, reason="dovecot is not installed (.ci/run installs dovecot-imapd)")
+
+OURS = {b"$partnership", b"$pitch", b"$unsure"}
+
+
+def corpus_messages(per_label: int = 6) -> list[bytes]:
+    picked = []
+    for label in ("partnership", "pitch", "other"):
+        picked += [crlf(p.read_bytes()) for p in sorted((DATA / label).glob("*.eml"))[:per_label]]
+    return picked
+
+
+def expected_verdicts(messages: list[bytes]) -> list[str]:
+    from partnercheck.classify import classify
+    from partnercheck.mail import parse_message
+    from partnercheck.model import cached_model
+    from partnercheck.settings import default_model_path
+
+    model = cached_model(default_model_path())
+    records = [parse_message(m) for m in messages]
+    return [v.label for v in classify(records, model)]
+
+
+@pytest.fixture
+def server():
+    dovecot = Dovecot().start()
+    yield dovecot
+    dovecot.close()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PARTNERCHECK_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path
+
+
+def run(server: Dovecot, *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(
+        __import__("partnercheck.cli", fromlist=["cli"]).cli,
+        ["imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
+         "--password-env", "PC_TEST_IMAP_PASSWORD", *args],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == code, result.output + server.logs()
+    return result.output
+
+
+def by_subject(folder: dict) -> dict[bytes, frozenset]:
+    from partnercheck.mail import parse_message
+
+    return {parse_message(body).message_id: flags for body, flags in folder.values()}
+
+
+def _keyword(label: str) -> bytes | None:
+    return {"partnership": b"$Partnership", "pitch": b"$Pitch", "unsure": b"$Unsure"}.get(label)
+
+
+def test_first_run_labels_and_moves_second_run_does_nothing(server, env, monkeypatch):
+    from partnercheck.mail import parse_message
+
+    messages = corpus_messages()
+    verdicts = expected_verdicts(messages)
+    assert "pitch" in verdicts and "partnership" in verdicts
+    server.append(messages[:3], flags=(b"\\Seen",))
+    server.append(messages[3:])
+    before = server.snapshot()
+
+    out = run(server, "--move-to", "Pitch")
+    n_pitch = verdicts.count("pitch")
+    assert f"{len(messages)} new messages" in out and f"{n_pitch} moved" in out
+
+    inbox, pitch = by_subject(server.folder("INBOX")), by_subject(server.folder("Pitch"))
+    for raw, label in zip(messages, verdicts):
+        mid = parse_message(raw).message_id
+        where = pitch if label == "pitch" else inbox
+        assert mid in where, (label, mid)
+        keyword = _keyword(label)
+        ours = {f for f in where[mid] if f.lower() in OURS}
+        assert ours == ({keyword} if keyword else set())
+    assert len(inbox) + len(pitch) == len(messages)
+    # Nothing lost, duplicated or altered: same bytes, same flags apart from our keywords;
+    # \Seen stayed where it was and was set nowhere else.
+    assert server.snapshot(ignore=OURS) == before
+
+    # Second run: no fetch at all.
+    from imapclient import IMAPClient
+
+    fetched = []
+    original = IMAPClient.fetch
+    monkeypatch.setattr(IMAPClient, "fetch", lambda self, *a, **k: fetched.append(a) or original(self, *a, **k))
+    out = run(server, "--move-to", "Pitch")
+    assert "0 new messages" in out and fetched == []
+
+    # A new message arriving is handled, and only it.
+    server.append([message("quick question", PITCH_TEXT)])
+    out = run(server, "--move-to", "Pitch")
+    assert "1 new message;" in out and "1 pitch" in out and "1 moved" in out
+    assert len(fetched) == 2  # the new message in INBOX, then in Pitch (ours: not learned)
+    assert b"Subject: quick question" in b"".join(body for body, _ in server.folder("Pitch").values())
+
+
+def test_dry_run_changes_nothing(server, env):
+    messages = corpus_messages(3)
+    server.append(messages)
+    before = server.snapshot()
+    out = run(server, "--move-to", "Pitch", "--dry-run")
+    assert "would set $Pitch" in out and "would be moved" in out and "would create folder 'Pitch'" in out
+    assert server.snapshot() == before  # flags included
+    assert not (env / "state").exists()
+    # A real run afterwards still sees everything as new.
+    assert f"{len(messages)} new messages" in run(server, "--move-to", "Pitch")
+
+
+def test_keywords_only_and_move_only(server, env):
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    run(server, "--no-keywords", "--move-to", "Pitch")
+    pitch = server.folder("Pitch")
+    assert len(pitch) == verdicts.count("pitch")
+    assert all(not (flags & OURS) for _, flags in list(pitch.values()) + list(server.folder("INBOX").values()))
+
+
+def test_uidvalidity_change(server, env):
+    if DOVEADM is None:
+        pytest.skip("doveadm is not installed")
+    messages = corpus_messages(3)
+    server.append(messages)
+    run(server, "--move-to", "Pitch")
+    after_first = server.snapshot()
+    server.doveadm("mailbox", "update", "-u", USER, "--uid-validity", "4242", "INBOX")
+    server.append([message("bread and coffee", PARTNERSHIP_TEXT)])
+    out = run(server, "--move-to", "Pitch")
+    assert "UIDVALIDITY changed" in out
+    # Messages carrying our keyword are left alone; ordinary mail (no keyword) is read again,
+    # which changes nothing; the new one is labelled.
+    assert "1 partnership; 1 keyworded; 0 moved" in out
+    snapshot = server.snapshot(ignore=OURS)
+    assert sum(snapshot.values()) == sum(after_first.values()) + 1
+    assert all(n == 1 for n in snapshot.values())
+    assert "0 new messages" in run(server, "--move-to", "Pitch")
+
+
+def test_message_moved_back_by_user_is_not_moved_again(server, env):
+    server.append([message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)])
+    run(server, "--move-to", "Pitch")
+    client = server.client()
+    client.select_folder("Pitch")
+    (uid,) = client.search("ALL")
+    client.move([uid], "INBOX")  # the user disagrees
+    client.logout()
+    out = run(server, "--move-to", "Pitch")
+    assert "1 moved back by you" in out and "0 moved" in out
+    inbox = server.folder("INBOX")
+    assert len(inbox) == 2 and server.folder("Pitch") == {}
+    returned = [flags for body, flags in inbox.values() if b"quick question" in body]
+    assert returned and b"$Pitch" not in returned[0]
+    assert "0 new messages" in run(server, "--move-to", "Pitch")
+    # A $Pitch tag the user set in another mail program is not a message moved back.
+    server.append([message("tagged by hand", PITCH_TEXT.replace("Tom", "Kai"))], flags=(b"$Pitch",))
+    out = run(server, "--move-to", "Pitch")
+    assert "0 new messages" in out and "moved back" not in out and "learned" not in out
+
+
+def _restart_on_save(monkeypatch, server, at: int) -> list:
+    """Restart Dovecot in the middle of the run: on the ``at``-th state save, that is after a
+    batch's keywords and moves went through but before the run noted them as done."""
+    from partnercheck.imap_state import ImapState
+
+    calls = []
+    original = ImapState.save
+
+    def save(self):
+        calls.append(1)
+        if len(calls) == at:
+            server.restart()
+        return original(self)
+
+    monkeypatch.setattr(ImapState, "save", save)
+    monkeypatch.setattr("partnercheck.imap.time.sleep", lambda s: None)
+    return calls
+
+
+def test_server_restart_mid_run_loses_and_duplicates_nothing(server, env, monkeypatch):
+    messages = corpus_messages(6)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    before = server.snapshot()
+    monkeypatch.setattr("partnercheck.imap.BATCH", 4)
+    _restart_on_save(monkeypatch, server, at=2)
+    out = run(server, "--move-to", "Pitch")
+    assert "connection lost" in out and "reconnecting" in out
+    assert server.snapshot(ignore=OURS) == before
+    assert len(server.folder("Pitch")) == verdicts.count("pitch")
+    for body, flags in list(server.folder("INBOX").values()) + list(server.folder("Pitch").values()):
+        assert len(flags & {b"$Partnership", b"$Pitch", b"$Unsure"}) <= 1
+    monkeypatch.undo()
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PARTNERCHECK_STATE_DIR", str(env / "state"))
+    assert "0 new messages" in run(server, "--move-to", "Pitch")
+
+
+@pytest.fixture
+def no_move_server():
+    """A Dovecot that does not advertise MOVE: partnercheck must COPY, flag and UID EXPUNGE."""
+    caps = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS MULTIAPPEND NAMESPACE CHILDREN"
+    dovecot = Dovecot(capabilities=caps).start()
+    yield dovecot
+    dovecot.close()
+
+
+def test_copy_and_uid_expunge_without_move(no_move_server, env, monkeypatch):
+    server = no_move_server
+    messages = corpus_messages(6)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    # A message the user marked deleted themselves must survive our expunge.
+    server.append([message("keep me", "Minutes of the meeting, see you Thursday.\n\nLi")], flags=(b"\\Deleted",))
+    before = server.snapshot()
+    monkeypatch.setattr("partnercheck.imap.BATCH", 5)
+    # Cut the connection after the first COPY, before its EXPUNGE.
+    from partnercheck import imap
+
+    original = imap.Labeller._delete
+    cut = []
+
+    def delete(self, uids):
+        if not cut:
+            cut.append(1)
+            server.restart()
+        return original(self, uids)
+
+    monkeypatch.setattr(imap.Labeller, "_delete", delete)
+    monkeypatch.setattr("partnercheck.imap.time.sleep", lambda s: None)
+    out = run(server, "--move-to", "Pitch")
+    assert cut and "reconnecting" in out
+    assert server.snapshot(ignore=OURS) == before
+    assert len(server.folder("Pitch")) == verdicts.count("pitch")
+    assert any(b"keep me" in body for body, _ in server.folder("INBOX").values())
+
+
+def test_wrong_password_is_one_clear_line(server, env, monkeypatch):
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", "wrong")
+    out = run(server, code=1)
+    assert out.count("\n") == 1
+    assert out.startswith(f"Error: {USER}@127.0.0.1:{server.port}: login failed: ")
+    assert "wrong" not in out
+
+
+def test_nothing_listening_is_one_clear_line(env):
+    from dovecot_server import free_port
+
+    port = free_port()
+    result = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli,
+                                ["imap", "--host", "127.0.0.1", "--port", str(port), "--plain", "--user", USER,
+                                 "--password-env", "PC_TEST_IMAP_PASSWORD"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n"
+
+
+def test_server_without_keywords_gets_a_clear_message(server, env, monkeypatch):
+    from imapclient import IMAPClient
+
+    original = IMAPClient.select_folder
+
+    def select(self, folder, readonly=False):
+        info = original(self, folder, readonly)
+        info[b"PERMANENTFLAGS"] = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
+        return info
+
+    monkeypatch.setattr(IMAPClient, "select_folder", select)
+    server.append([message("quick question", PITCH_TEXT)])
+    out = run(server, code=1)
+    assert "does not let partnercheck set keywords in 'INBOX'" in out and "--no-keywords" in out
+    assert out.count("\n") == 1
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def test_tls_and_starttls_with_a_self_signed_certificate(env):
+    server = Dovecot(tls=True).start()
+    try:
+        server.append([message("quick question", PITCH_TEXT)])
+        base = ["imap", "--host", "127.0.0.1", "--user", USER, "--password-env", "PC_TEST_IMAP_PASSWORD"]
+        cli = __import__("partnercheck.cli", fromlist=["cli"]).cli
+        untrusted = CliRunner().invoke(cli, base + ["--port", str(server.tls_port)])
+        assert untrusted.exit_code == 1
+        assert "TLS certificate is not trusted" in untrusted.output and untrusted.output.count("\n") == 1
+        tls = CliRunner().invoke(cli, base + ["--port", str(server.tls_port), "--ca-file", str(server.cert),
+                                              "--dry-run"])
+        assert tls.exit_code == 0 and "would set $Pitch" in tls.output, tls.output
+        starttls = CliRunner().invoke(cli, base + ["--port", str(server.port), "--starttls", "--ca-file",
+                                                   str(server.cert)])
+        assert starttls.exit_code == 0 and "1 new message;" in starttls.output, starttls.output
+    finally:
+        server.close()
+
+
+def test_account_from_config_with_password_command(server, env, monkeypatch):
+    secret = env / "secret"
+    secret.write_text(PASSWORD + "\n")
+    config = env / "config.toml"
+    config.write_text(
+        f'[imap.test]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\nuser = "{USER}"\n'
+        f'password_command = "cat {secret}"\nfolders = ["INBOX"]\npitch_folder = "Pitch"\n'
+        f'keywords = {{ pitch = "$Pitch" }}\n'
+    )
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    server.append([message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)])
+    result = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"])
+    assert result.exit_code == 0, result.output
+    assert "1 moved" in result.output
+    inbox = server.folder("INBOX")
+    assert all(not (flags & OURS) for _, flags in inbox.values())  # only pitch has a keyword here
+    # A password file works the same; a failing command is one line.
+    config.write_text(config.read_text().replace(f'password_command = "cat {secret}"',
+                                                 f'password_file = "{secret}"'))
+    assert CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"]).exit_code == 0
+    config.write_text(config.read_text().replace(f'password_file = "{secret}"', 'password_command = "exit 3"'))
+    failed = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"])
+    assert failed.exit_code == 1 and failed.output == "Error: password_command failed (exit 3)\n"
+
+
+def _readline(process: subprocess.Popen, seconds: float) -> bytes:
+    """One line of the process's output, or a failure after ``seconds`` (never a hang)."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(seconds):
+            raise AssertionError(f"no output from the watcher in {seconds} s")
+    return process.stdout.readline()
+
+
+def test_watch_labels_new_mail_until_interrupted(server, env):
+    command = Path(sys.executable).parent / "partnercheck"
+    if not command.exists():
+        pytest.skip("the partnercheck command is not installed")
+    environment = {**os.environ, "PC_TEST_IMAP_PASSWORD": PASSWORD, "PARTNERCHECK_STATE_DIR": str(env / "state")}
+    watcher = subprocess.Popen(
+        [str(command), "imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
+         "--password-env", "PC_TEST_IMAP_PASSWORD", "--move-to", "Pitch", "--watch", "--poll", "60"],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        first = _readline(watcher, 120)  # the first pass over an empty INBOX
+        assert b"0 new messages" in first and b"watching" in first, first
+        server.append([message("quick question", PITCH_TEXT)])
+        line = _readline(watcher, 55)  # woken by IDLE, before the 60 s poll
+        if line.startswith(b"created folder"):
+            line = _readline(watcher, 30)
+        assert b"1 new message;" in line and b"1 moved" in line, line
+        # Moved back by the user: learned, the personal model retrained, and the next pass
+        # (which loads that model) still labels new mail.
+        client = server.client()
+        client.select_folder("Pitch")
+        client.move(client.search("ALL"), "INBOX")
+        client.logout()
+        lines = b"".join(_readline(watcher, 240) for _ in range(3))  # a retrain under load is slow
+        assert b"learned 1 message as other" in lines and b"personal model retrained" in lines, lines
+        assert b"1 moved back by you" in lines, lines
+        server.append([message("bread and coffee", PARTNERSHIP_TEXT)])
+        line = _readline(watcher, 120)
+        assert b"1 new message;" in line and b"1 partnership" in line, line
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 130 and b"interrupted" in out
+
+
+def _store_counts() -> dict:
+    from partnercheck.learning import Store, store_path
+
+    with Store.open(store_path()) as store:
+        return store.counts()
+
+
+def test_moved_back_is_learned_as_other_and_the_personal_model_retrained(server, env):
+    server.append([message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)])
+    run(server, "--move-to", "Pitch")
+    client = server.client()
+    client.select_folder("Pitch")
+    client.move(client.search("ALL"), "INBOX")  # the user says: not a pitch
+    client.logout()
+    out = run(server, "--move-to", "Pitch")
+    assert "learned 1 message as other: 1 added" in out and "personal model retrained" in out
+    assert _store_counts().get("other") == 1
+    # The next run judges with the personal model, and has nothing new to learn.
+    out = run(server, "--move-to", "Pitch")
+    assert "0 new messages" in out and "learned" not in out
+
+
+def test_mail_filed_by_the_user_is_learned_and_ours_is_not(server, env, monkeypatch):
+    monkeypatch.setattr("partnercheck.learning.retrain_personal", _no_retrain)
+    pitch, partnership = message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)
+    by_hand = message("a note from the printer", PITCH_TEXT.replace("Tom", "Rita"), sender="rita@print.example")
+    server.append([pitch, partnership])
+    run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert _store_counts() == {}  # our own move into Pitch teaches nothing
+    before = server.snapshot()
+    server.append([by_hand], folder="Pitch")  # filed by the user, as isbg's --teachonly takes it
+    client = server.client()
+    client.create_folder("Partners")
+    client.select_folder("INBOX")
+    client.move(client.search("ALL"), "Partners")  # the partnership, filed by the user
+    client.logout()
+    before = server.snapshot(ignore=OURS)
+    out = run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert "learned 1 message as pitch: 1 added" in out and "learned 1 message as partnership: 1 added" in out
+    assert _store_counts() == {"pitch": 1, "partnership": 1}
+    assert server.snapshot(ignore=OURS) == before  # learning changes nothing on the server
+    out = run(server, "--move-to", "Pitch", "--partnership-folder", "Partners")
+    assert "learned" not in out
+    # --no-learn and --dry-run learn nothing.
+    server.append([message("another printer note", PITCH_TEXT.replace("Tom", "Ola"))], folder="Pitch")
+    assert "would learn 1 pitch" in run(server, "--move-to", "Pitch", "--dry-run")
+    assert "learned" not in run(server, "--move-to", "Pitch", "--no-learn")
+    assert _store_counts() == {"pitch": 1, "partnership": 1}
+
+
+def _no_retrain(store, *args, **kwargs):
+    from partnercheck.learning import RetrainSummary
+
+    return RetrainSummary(path="(not retrained in this test)")

@@ -1,0 +1,56 @@
+"""`partnercheck imap` accounts and passwords, without a server: config sections, the
+options that override them, and the three ways to give a password."""
+
+from __future__ import annotations
+
+import pytest
+
+from partnercheck.imap import Account, ImapError, account_from_config, check_account, read_password
+
+
+def test_one_account_is_taken_without_naming_it():
+    account = account_from_config({"imap": {"work": {"host": "imap.example.org", "user": "sam", "port": 1993,
+                                                     "folders": "INBOX", "keywords": False}}}, None)
+    assert (account.name, account.host, account.port, account.folders, account.keywords) == \
+        ("work", "imap.example.org", 1993, ["INBOX"], {})
+    assert account.identity == "sam@imap.example.org:1993"
+
+
+def test_several_accounts_need_a_name_and_unknown_keys_are_refused():
+    config = {"imap": {"work": {"host": "a"}, "home": {"host": "b"}}}
+    with pytest.raises(ImapError, match="several imap accounts .*--account"):
+        account_from_config(config, None)
+    assert account_from_config(config, "home").host == "b"
+    with pytest.raises(ImapError, match=r"no \[imap.play\] section \(accounts: home, work\)"):
+        account_from_config(config, "play")
+    with pytest.raises(ImapError, match="unknown key.*password"):
+        account_from_config({"imap": {"work": {"password": "hunter2"}}}, "work")
+    with pytest.raises(ImapError, match="not a valid IMAP keyword"):
+        account_from_config({"imap": {"work": {"keywords": {"pitch": "\\Seen"}}}}, "work")
+
+
+def test_settings_that_cannot_work_are_refused_before_connecting():
+    with pytest.raises(ImapError, match="no IMAP server"):
+        check_account(Account(user="sam"))
+    with pytest.raises(ImapError, match="both a folder to label and the pitch"):
+        check_account(Account(host="h", user="sam", pitch_folder="INBOX"))
+    with pytest.raises(ImapError, match="nothing to do"):
+        check_account(Account(host="h", user="sam", keywords={}))
+
+
+def test_passwords_from_a_file_a_command_or_the_environment(tmp_path, monkeypatch):
+    secret = tmp_path / "pass"
+    secret.write_text("s3cret word\nsecond line\n")
+    assert read_password(Account(password_file=str(secret)), prompt=False) == "s3cret word"
+    assert read_password(Account(password_command="printf 'from cmd\\r\\nmore'"), prompt=False) == "from cmd"
+    monkeypatch.setenv("MY_IMAP_PW", "from env")
+    assert read_password(Account(password_env="MY_IMAP_PW"), prompt=False) == "from env"
+    with pytest.raises(ImapError, match=r"\$UNSET_PW \(password_env\) is not set"):
+        read_password(Account(password_env="UNSET_PW"), prompt=False)
+    with pytest.raises(ImapError, match="password_command failed \\(exit 2\\): nope"):
+        read_password(Account(password_command="echo nope >&2; exit 2"), prompt=False)
+    with pytest.raises(ImapError, match="cannot read the password file"):
+        read_password(Account(password_file=str(tmp_path / "missing")), prompt=False)
+    monkeypatch.delenv("PARTNERCHECK_IMAP_PASSWORD", raising=False)
+    with pytest.raises(ImapError, match="no password: set password_file, password_command or password_env"):
+        read_password(Account(), prompt=False)
