@@ -157,3 +157,161 @@ def test_mail_reading_is_linear():
                "long-line": "x" * 399_999 + ":", "urls": _fill("http://", 400_000)}
     _check_linear(split_reply, benign, hostile)
     _check_linear(parse_message, (head + benign).encode(), {k: (head + v).encode() for k, v in hostile.items()})
+
+
+# ---------------------------------------------------------------------------- readers
+
+def _cli(args, input=None):
+    from click.testing import CliRunner
+
+    from partnercheck.cli import cli
+
+    return CliRunner().invoke(cli, args, input=input)
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["classify"], ["label"], ["evaluate"]])
+def test_a_csv_row_with_more_fields_than_its_header_is_a_problem_not_a_crash(tmp_path, command):
+    table = tmp_path / "x.csv"
+    table.write_text("body,subject,label\nhello there,hi,other,extra,more\nsecond message,s,other\n")
+    result = _cli(command + [str(table)])
+    assert "internal error" not in result.output
+    assert result.exit_code == 0, result.output
+    if command == ["inspect"]:
+        assert "row 1 has 5 fields, the header 3" in result.output
+
+
+def test_a_tsv_named_csv_is_read_as_tsv(tmp_path):
+    from partnercheck.sources import Source
+
+    table = tmp_path / "labels.csv"
+    table.write_text("body\tsubject\tlabel\nhello, there, friend\thi\tother\n")
+    (record,) = list(Source(str(table)))
+    assert record.body == "hello, there, friend" and record.label == "other" and not record.problems
+
+
+def test_mbox_without_blank_line_before_from_is_split_like_mailbox(tmp_path):
+    import mailbox
+
+    from partnercheck.sources import Source
+
+    path = tmp_path / "t.mbox"
+    path.write_bytes(b"From a@x Mon Jan  1 00:00:00 2024\nFrom: a@x.example\nSubject: one\n\nbody one\n"
+                     b"From b@y Mon Jan  1 00:00:00 2024\nFrom: b@y.example\nSubject: two\n\nbody two\n"
+                     b"\nFrom here on we talk about the plan.\n")
+    ours = [r.subject for r in Source(str(path))]
+    assert ours == ["one", "two"] and len(mailbox.mbox(str(path))) == 3  # mailbox also splits "From here"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n\n", bytes(range(256)) * 800])
+def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
+    import random
+
+    from partnercheck.classify import classify_one
+    from partnercheck.mail import parse_message
+
+    if len(raw) > 1000:
+        rng = random.Random(1)
+        raw = bytes(rng.randrange(256) for _ in range(200_000))
+    path = tmp_path / "m.eml"
+    path.write_bytes(raw)
+    verdict = classify_one(parse_message(raw), shipped_model)
+    assert verdict.label == "unsure" and verdict.decided_by == "unreadable"
+    assert "\tunsure\t0.00\tunsure: unreadable" in _cli(["classify", str(path)]).output
+    explained = _cli(["explain", str(path)]).output
+    assert "Verdict: UNSURE" in explained and "unreadable" in explained
+    assert ",unsure," in _cli(["label", str(path)]).output
+
+
+# ----------------------------------------------------------------------------- server
+
+def _slow_classify_reply(model, policy, raw):
+    from partnercheck import server
+
+    if b"SLOW" in raw:
+        time.sleep(120)
+    return server._original_classify_reply(model, policy, raw)
+
+
+def test_server_answers_too_slow_within_its_budget_and_keeps_serving(small_model_path, tmp_path, monkeypatch):
+    import threading
+
+    from partnercheck import client, server
+    from partnercheck.model import load_model
+
+    from conftest import PITCH_TEXT, message
+
+    monkeypatch.setattr(server, "_original_classify_reply", server.classify_reply, raising=False)
+    monkeypatch.setattr(server, "classify_reply", _slow_classify_reply)
+    path = str(tmp_path / "s.sock")
+    srv = server.ClassifyServer(load_model(small_model_path), None, path, budget=2.0, workers=2)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        slow: dict = {}
+
+        def ask_slow():
+            start = time.monotonic()
+            slow["reply"] = client.classify_remote(message("x", "SLOW " + PITCH_TEXT), path)
+            slow["seconds"] = time.monotonic() - start
+
+        asker = threading.Thread(target=ask_slow)
+        asker.start()
+        time.sleep(0.3)
+        normal = client.classify_remote(message("quick question", PITCH_TEXT), path)  # while the slow one waits
+        assert normal["label"] == "pitch"
+        asker.join(timeout=60)
+        assert slow["reply"] == {"label": "unsure", "header": server.TOO_SLOW}
+        assert slow["seconds"] < 30  # the budget, not the 120 s the message would take
+        for _ in range(3):  # the stuck worker was replaced: both workers serve again
+            assert client.classify_remote(message("quick question", PITCH_TEXT), path)["label"] == "pitch"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_sigterm_stops_a_busy_server_at_once(small_model_path, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from partnercheck import client
+
+    from conftest import ROOT, message
+
+    sock = str(tmp_path / "busy.sock")
+    code = ("import sys; sys.path.insert(0, %r); import test_hostile as t; from partnercheck import server;"
+            "server._original_classify_reply = server.classify_reply; server.classify_reply = t._slow_classify_reply;"
+            "from partnercheck.cli import cli; cli(['serve'])") % str(ROOT / "tests")
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
+           "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        for _ in range(600):
+            if os.path.exists(sock) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert os.path.exists(sock), proc.stderr.read().decode()
+        conns = []
+        for _ in range(3):  # more slow messages than workers: every worker is busy
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(sock)
+            client.send_frame(conn, message("x", "SLOW text"))
+            conns.append(conn)
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - start < 10
+        assert not os.path.exists(sock)
+        assert b"Traceback" not in proc.stderr.read()
+        for conn in conns:
+            conn.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(1.5)  # workers notice the server is gone within a second
+    leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert not leftover

@@ -286,6 +286,27 @@ def _finish_body(parts: _BodyParts, record: EmailRecord) -> None:
     record.html_only = parts.html_seen and not parts.plain_seen
     record.tracking_pixel = parts.pixel
     record.attachments = parts.attachments
+    drop_if_binary(record)
+
+
+#: Control characters no text has (tab, line breaks and form feed aside) and U+FFFD, the
+#: mark of bytes that decoded to nothing.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+#: Text with more than this share of them is binary data read as text.
+MAX_NOT_TEXT_SHARE = 0.02
+_SAMPLE_CHARS = 20_000
+
+
+def drop_if_binary(record: EmailRecord) -> None:
+    """Empty the body of a record whose text is binary data (random bytes, a misdeclared
+    attachment), noting the problem: there is nothing in it to judge, so it is unreadable
+    unless its subject says something. Real text in any script has almost none of
+    :data:`_NOT_TEXT`; random bytes read as UTF-8 or cp1252 have about one in nine."""
+    text = record.body[:_SAMPLE_CHARS]
+    if text and len(_NOT_TEXT.findall(text)) > MAX_NOT_TEXT_SHARE * len(text):
+        record.problems.append("binary data, not text")
+        record.body = record.quoted = record.signature = ""
+        record.links = []
 
 
 def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: list[str], depth: int,

@@ -97,7 +97,7 @@ class Verdict:
                     lines.append(f'      matched "{match}"' + (f' in: {sentence}' if sentence else ""))
         else:
             lines.append("\nNo rules fired.")
-        target = self.label if self.label in self.scores else max(self.scores, key=self.scores.get)
+        target = self.label if self.label in self.scores or not self.scores else max(self.scores, key=self.scores.get)
         if self.clues_for:
             lines.append(f"\nWhat points to {target}:")
             lines.extend(f"  + {c.term}" for c in self.clues_for)
