@@ -321,18 +321,21 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to save the model.")
-@click.option("--label", "given_label", type=click.Choice(LABELS), help="Give every message of SOURCES this label.")
+@click.option("--label", "given_labels", type=click.Choice(LABELS), multiple=True,
+              help="Give every message of a SOURCE this label: once for all SOURCES, or once per SOURCE, in order.")
 @click.option("--with-default-data", is_flag=True, help="Add the corpus partnercheck's own model was trained on.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same data and seed, same model).")
 @source_options
-def train(sources, output, given_label, with_default_data, force, seed, fmt, **kwargs):
+def train(sources, output, given_labels, with_default_data, force, seed, fmt, **kwargs):
     """Train a model on your own labelled mail and save it to FILE.
 
     SOURCES can be the CSV or JSON lines `partnercheck label` wrote (after you
     corrected the verdict column), folders with partnership/, pitch/ and other/
     sub-folders, table exports with a label column, or whole mailboxes given one
-    label with --label. Cross-validated scores are shown before the model is saved.
+    label with --label: one --label for all SOURCES, or one per SOURCE, the first
+    label for the first SOURCE and so on. Cross-validated scores are shown before
+    the model is saved.
 
     \b
     Examples:
@@ -346,7 +349,11 @@ def train(sources, output, given_label, with_default_data, force, seed, fmt, **k
     if os.path.exists(output) and not force:
         raise click.ClickException(f"{output} exists; add --force to overwrite it")
     columns = _columns(kwargs)
-    readers = [Source(path, fmt=fmt, columns=columns, label=given_label) for path in sources]
+    if len(given_labels) > 1 and len(given_labels) != len(sources):
+        raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
+                               "for all sources, or one per source, in the order of the sources")
+    labels = given_labels if len(given_labels) > 1 else (given_labels[0] if given_labels else None,) * len(sources)
+    readers = [Source(path, fmt=fmt, columns=columns, label=label) for path, label in zip(sources, labels)]
     if with_default_data:
         corpus = default_corpus()
         if corpus is None:
