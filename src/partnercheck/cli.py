@@ -236,7 +236,7 @@ def filter_command(exit_zero, no_server, model_option, rules_file):
 # ------------------------------------------------------------------------------ label
 
 @cli.command()
-@click.argument("source")
+@click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", metavar="FILE", help="Write rows to FILE (atomically) instead of stdout.")
 @click.option("--csv", "out_fmt", flag_value="csv", help="CSV rows (the default).")
 @click.option("--tsv", "out_fmt", flag_value="tsv", help="Tab-separated rows.")
@@ -244,15 +244,20 @@ def filter_command(exit_zero, no_server, model_option, rules_file):
 @click.option("--resume", is_flag=True, help="Keep the rows already in --output and label only the rest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Worker processes (default: all cores for large inputs).")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Label each SOURCE as one task on a Dask cluster: a scheduler address (tcp://host:8786), "
+                   "or `local` for a cluster on this machine. Needs partnercheck[dask].")
 @source_options
 @model_options
-def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules_file, **kwargs):
-    """Label every message of SOURCE, one row per message.
+def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, model_option, rules_file, **kwargs):
+    """Label every message of each SOURCE, one row per message.
 
     Rows hold the source and key of each message, its Message-ID, date, sender and
     subject, the verdict, a score per label, the rules that fired and the reasons.
     Correct the verdict column and hand the file to `partnercheck train` to learn
-    from your own mail. SOURCE is never modified.
+    from your own mail. SOURCE is never modified. Several SOURCEs (shards of an
+    archive, a folder of mboxes) are labelled one after the other, or as tasks on
+    a Dask cluster with --dask; the rows come out in the order of the SOURCEs.
 
     \b
     Examples:
@@ -260,12 +265,14 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
       partnercheck label ~/Maildir -o labels.csv
       partnercheck label export.csv --body-column Body --nl -o labels.jsonl
       partnercheck label inbox.mbox -o labels.csv --resume   # after Ctrl-C
+      partnercheck label archive/*.mbox --dask tcp://scheduler:8786 -o labels.csv
     """
     from .batch import ROW_FIELDS, label_source, tally
     from .policy import load_policy
     from .settings import model_path
 
-    reader = Source(source, fmt=fmt, columns=_columns(kwargs))
+    columns = _columns(kwargs)
+    readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
     config = read_config()
     path, policy = model_path(model_option, config), load_policy(config, rules_file)
     if not os.path.exists(path):
@@ -274,11 +281,20 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
         load_model(path)  # says what is missing and how to fix it
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
-    show = not quiet and sys.stderr.isatty()
+    show = not quiet and sys.stderr.isatty() and len(readers) == 1 and not dask_address
     bar = None
+    client = None
     try:
-        chunks = label_source(reader, path, policy, jobs=jobs, skip=writer.done)
+        if dask_address:
+            from . import dask_batch
+
+            client = dask_batch.connect(dask_address)
+            chunks = dask_batch.label_sources(client, readers, path, policy, writer.done)
+        else:
+            chunks = (rows for reader in readers
+                      for rows in label_source(reader, path, policy, jobs=jobs, skip=writer.done))
         if show:
+            reader = readers[0]
             bar = click.progressbar(length=reader.total or 0, label="labelling", file=sys.stderr,
                                     show_eta=True, show_percent=True, item_show_func=None)
             bar.__enter__()
@@ -308,6 +324,8 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+        if client is not None:
+            dask_batch.close(client)
     writer.close()
     if not quiet:
         summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("partnership", "pitch", "other", "unsure"))
