@@ -102,10 +102,10 @@ def label_source(
     # worker, which bounds memory like a stream does.
     fork = "fork" in multiprocessing.get_all_start_methods()
     if fork:
-        from .features import snowball
+        from .features import seed_stems, snowball
 
-        model_at(model_path)
         snowball()
+        seed_stems(model_at(model_path).weights.stems)  # the workers inherit the filled stem cache
         gc.freeze()  # the workers then share these objects' memory instead of copying it
     backend = "multiprocessing" if fork else "loky"
     chunks = _chunks(messages)
