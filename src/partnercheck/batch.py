@@ -1,12 +1,17 @@
 """Label every message of a source, on all cores, into result rows.
 
 Message formats are split into raw messages in this process (cheap) and parsed and
-classified in chunks by worker processes (joblib), each of which loads the model once.
-Where the platform forks, the workers are forked after this process has loaded the model
-and nltk, so they start with both in memory. Rows come back in source
-order, so output is stable and ``--resume`` can skip what an earlier run already wrote.
-Small inputs are classified in-process: starting workers costs about as much as
-classifying a few thousand messages.
+classified in small chunks (:data:`CHUNK` messages) by a ``multiprocessing`` pool, each
+worker loading the model once. Where the platform forks, the workers are forked after
+this process has loaded the model and nltk, so they start with both in memory. At most
+a few chunks per worker are in flight, and rows are handed on chunk by chunk in source
+order as soon as the next one is done: output is stable and streams, progress is real,
+``--resume`` can skip what an earlier run wrote, and an interruption loses only the
+chunks in flight (well under a second of work each). Workers ignore Ctrl-C (the main
+process stops them) and die with the main process even when it is killed with SIGKILL
+(Linux), so no worker prints a traceback or outlives its run; the pool uses pipes only,
+so nothing is left in /dev/shm. Small inputs are classified in-process: starting workers
+costs about as much as classifying a few thousand messages.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from collections import Counter
+import signal
+from collections import Counter, deque
 from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -29,7 +35,9 @@ ROW_FIELDS = [
     "source", "key", "message_id", "date", "from", "subject", "verdict", "score",
     "partnership", "pitch", "other", "rules", "reasons", "problems",
 ]
-CHUNK = 500
+CHUNK = 100
+#: Chunks in flight per worker: enough to keep every worker busy, few enough to lose little.
+IN_FLIGHT = 3
 #: Below this many bytes (message files) or messages (folders), stay in one process.
 PARALLEL_FROM_BYTES = 8 * 1024 * 1024
 PARALLEL_FROM_MESSAGES = 4000
@@ -94,12 +102,8 @@ def label_source(
         for chunk in _chunks(messages):
             yield classify_records(model_at(model_path), [to_record(m, source.name) for m in chunk], policy)
         return
-    from joblib import Parallel, delayed
-
     # Forked workers start with what this process has loaded (0.6 s of imports and loading
-    # saved per worker); spawned ones (loky, where there is no fork) load it themselves.
-    # The fork-based backend returns whole lists, so chunks go out in groups: a few per
-    # worker, which bounds memory like a stream does.
+    # saved per worker); spawned ones load it themselves.
     fork = "fork" in multiprocessing.get_all_start_methods()
     if fork:
         from .features import seed_stems, snowball
@@ -107,11 +111,34 @@ def label_source(
         snowball()
         seed_stems(model_at(model_path).weights.stems)  # the workers inherit the filled stem cache
         gc.freeze()  # the workers then share these objects' memory instead of copying it
-    backend = "multiprocessing" if fork else "loky"
-    chunks = _chunks(messages)
-    with Parallel(n_jobs=jobs, backend=backend, batch_size=1) as parallel:
-        while group := list(islice(chunks, 8 * jobs)):
-            yield from parallel(delayed(_classify_raw_chunk)(model_path, policy, source.name, chunk) for chunk in group)
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    pool = context.Pool(jobs, initializer=_worker_setup)
+    try:
+        pending: deque = deque()
+        for chunk in _chunks(messages, CHUNK):
+            pending.append(pool.apply_async(_classify_raw_chunk, (model_path, policy, source.name, chunk)))
+            while len(pending) >= IN_FLIGHT * jobs or (pending and pending[0].ready()):
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _worker_setup() -> None:
+    """In each worker: leave Ctrl-C to the main process, and die with it (Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the main process died before prctl took effect
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _large(source: Source) -> bool:

@@ -28,6 +28,12 @@ from .html_text import html_to_text
 MAX_TEXT_CHARS = 100_000
 #: Deeper MIME nesting than this is treated as hostile and not walked further.
 MAX_DEPTH = 20
+#: A message's MIME parts beyond this many are not read (each costs a parse).
+MAX_PARTS = 500
+#: Header lines beyond this many are not read, and a header value is cut at this many characters.
+MAX_HEADER_LINES = 5000
+MAX_HEADER_CHARS = 16_384
+MAX_HEAD_BYTES = 256 * 1024
 
 #: Headers kept verbatim because they tell how a message was sent (bulk or personal,
 #: reply or cold).
@@ -152,15 +158,21 @@ def header_fields(raw: bytes, problems: list[str]) -> tuple[list[tuple[str, str]
     (a message with no blank line after its headers).
     """
     head, body = _split_head(raw)
+    if len(head) > MAX_HEAD_BYTES:
+        problems.append(f"header block over {MAX_HEAD_BYTES} bytes; the rest ignored")
+        head = head[:MAX_HEAD_BYTES]
     text = head.decode("ascii", "surrogateescape")
-    items: list[tuple[str, str]] = []
+    fields: list[tuple[str, list[str]]] = []  # a value's folded lines are joined once, at the end
     lines = text.splitlines()
     if lines and lines[0].startswith("From "):
         lines = lines[1:]
+    if len(lines) > MAX_HEADER_LINES:
+        problems.append(f"more than {MAX_HEADER_LINES} header lines; the rest ignored")
+        lines = lines[:MAX_HEADER_LINES]
+    rest = None
     for index, line in enumerate(lines):
-        if line[:1] in (" ", "\t") and items:
-            name, value = items[-1]
-            items[-1] = (name, value + " " + line.strip())
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1][1].append(line.strip())
             continue
         name, colon, value = line.partition(":")
         if not colon or not name or " " in name.strip() or name != name.lstrip():
@@ -168,8 +180,17 @@ def header_fields(raw: bytes, problems: list[str]) -> tuple[list[tuple[str, str]
                 continue
             problems.append("missing header body separator")
             rest = "\n".join(lines[index:]).encode("ascii", "surrogateescape")
-            return items, rest + (b"\n" + body if body is not None else b"")
-        items.append((name.strip(), value.strip()))
+            break
+        fields.append((name.strip(), [value.strip()]))
+    items = []
+    for name, parts in fields:
+        value = " ".join(parts) if len(parts) > 1 else parts[0]
+        if len(value) > MAX_HEADER_CHARS:
+            problems.append(f"{name} header cut at {MAX_HEADER_CHARS} characters")
+            value = value[:MAX_HEADER_CHARS]
+        items.append((name, value))
+    if rest is not None:
+        return items, rest + (b"\n" + body if body is not None else b"")
     return items, body or b""
 
 
@@ -260,9 +281,13 @@ def _addresses(values: list[str], problems: list[str]) -> tuple[str, ...]:
 class _BodyParts:
     """Accumulates text while walking the MIME tree."""
 
-    __slots__ = ("plain", "forwarded", "links", "html_seen", "plain_seen", "pixel", "attachments")
+    __slots__ = ("plain", "forwarded", "links", "html_seen", "plain_seen", "pixel", "attachments", "parts", "chars",
+                 "skipped")
 
     def __init__(self) -> None:
+        self.skipped = False
+        self.parts = 0
+        self.chars = 0
         self.plain: list[str] = []
         self.forwarded: list[str] = []
         self.links: list[str] = []
@@ -295,6 +320,7 @@ _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
 #: Text with more than this share of them is binary data read as text.
 MAX_NOT_TEXT_SHARE = 0.02
 _SAMPLE_CHARS = 20_000
+_CONTROL_BYTES = bytes([*range(0, 9), 11, *range(14, 32), 127])
 
 
 def drop_if_binary(record: EmailRecord) -> None:
@@ -314,6 +340,12 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
     """Collect the text of one MIME part (and, for multiparts, of its children)."""
     if depth > MAX_DEPTH:
         problems.append(f"MIME nesting deeper than {MAX_DEPTH}; rest skipped")
+        return
+    acc.parts += 1
+    if acc.parts > MAX_PARTS or acc.chars > MAX_TEXT_CHARS:
+        if not acc.skipped:
+            acc.skipped = True
+            problems.append(f"more than {MAX_PARTS} MIME parts or {MAX_TEXT_CHARS} characters of text; the rest skipped")
         return
     content_type = first.get("content-type") or "text/plain"
     ctype, _, params = content_type.partition(";")
@@ -366,6 +398,10 @@ def _split_multipart(data: bytes, params: str, problems: list[str]) -> list[byte
     starts, closed = [], False
     at = data.find(marker)
     while at != -1:
+        if len(starts) > MAX_PARTS:
+            problems.append(f"more than {MAX_PARTS} MIME parts; the rest skipped")
+            closed = True
+            break
         line_end = data.find(b"\n", at)
         line_end = len(data) if line_end == -1 else line_end + 1
         rest = data[at + len(marker):line_end].strip()
@@ -416,7 +452,9 @@ def _add_text(acc: _BodyParts, ctype: str, text: str, forwarded: bool) -> None:
         acc.pixel = acc.pixel or html.tracking_pixel
     else:
         acc.plain_seen = True
-    (acc.forwarded if forwarded else acc.plain).append(text.strip())
+    text = text.strip()
+    acc.chars += len(text)
+    (acc.forwarded if forwarded else acc.plain).append(text)
 
 
 def _preferred_alternative(children: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], bytes]]:
@@ -433,12 +471,15 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
         data = data[: 4 * MAX_TEXT_CHARS]
     if charset in ("us-ascii", "utf-8", "utf8", "ascii") and data.isascii():
         return data.decode("ascii")
+    sample = data[:_SAMPLE_CHARS]
+    if len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > MAX_NOT_TEXT_SHARE * len(sample):
+        return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     try:
         return data.decode(charset)
-    except LookupError:
-        problems.append(f"unknown charset {charset!r}; read as UTF-8")
     except UnicodeDecodeError:
         problems.append(f"text is not valid {charset}; read as UTF-8, other bytes as cp1252")
+    except (LookupError, ValueError, UnicodeError, TypeError):  # no such codec, or a name no codec can have
+        problems.append(f"unknown charset {charset!r}; read as UTF-8")
     return decode_mixed(data)
 
 

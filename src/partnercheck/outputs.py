@@ -1,13 +1,18 @@
 """Row writers for batch results: CSV, TSV and JSON lines, to a file or stdout.
 
-A file is written to a temporary name and renamed when the run ends, also when it ends
-with Ctrl-C, so that what is on disk is always whole rows; ``resume`` keeps the rows of an
-earlier, interrupted run and reports which messages they covered.
+A file output is left alone until the first row is ready. Then the header (and, with
+``resume``, the rows of the earlier run) and that row go to a temporary file beside it,
+which is renamed into place at once; every later row is appended with one ``write`` call
+of its own. So the file on disk always holds whole rows, whenever the run stops (Ctrl-C,
+a crash, kill -9), nothing is left under a temporary name, and ``--resume`` loses at most
+the rows that were being classified. An interruption before the first row leaves an
+existing file as it was.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -47,51 +52,104 @@ class RowWriter:
         self.fields = fields
         self.path = None if path in (None, "-") else path
         self.done: set[tuple[str, str]] = set()
-        self._temp: str | None = None
-        previous = []
+        self._previous: list[dict] = []
+        self._fd: int | None = None  # the file output, once its first row is written
         if resume:
             if self.path is None:
                 raise OutputError("--resume needs an output file (-o FILE), not stdout")
-            previous = self._read_previous()
-        if self.path is None:
-            self._handle = stdout or sys.stdout
+            self._previous = self._read_previous()
+        if self.path is not None:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if os.path.isdir(self.path):
+                raise OutputError(f"{self.path}: cannot write here: it is a folder")
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                raise OutputError(f"{self.path}: cannot write here: no writable folder {folder}")
+            self._handle = None
         else:
-            try:
-                self._handle, self._temp = open_temp_beside(self.path, "w", encoding="utf-8", newline="")
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+            self._handle = stdout or sys.stdout
+            self._handle.write(self._header())
+        self._buffer = io.StringIO()
         if fmt != "jsonl":
-            self._csv = csv.writer(self._handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            self._csv.writerow(fields)
-        for row in previous:
-            self.write([row.get(field, "") for field in fields])
+            self._csv = csv.writer(self._buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        if self._handle is not None:
+            for row in self._previous:
+                self.write([row.get(field, "") for field in fields])
+
+    def _header(self) -> str:
+        if self.fmt == "jsonl":
+            return ""
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter="\t" if self.fmt == "tsv" else ",", lineterminator="\n").writerow(self.fields)
+        return buffer.getvalue()
+
+    def _line(self, values: list) -> str:
+        if self.fmt == "jsonl":
+            return json.dumps(dict(zip(self.fields, values)), ensure_ascii=False) + "\n"
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(values)
+        return self._buffer.getvalue()
 
     def write(self, values: list) -> None:
         """One row: its values in the order of ``fields``."""
-        if self.fmt == "jsonl":
-            self._handle.write(json.dumps(dict(zip(self.fields, values)), ensure_ascii=False) + "\n")
+        line = self._line(values)
+        if self._handle is not None:
+            self._handle.write(line)
+        elif self._fd is None:
+            self._start(line)
         else:
-            self._csv.writerow(values)
+            self._append(line.encode("utf-8"))
+
+    def _start(self, first: str = "") -> None:
+        """Put the header, the earlier rows and ``first`` in place, atomically."""
+        text = [self._header()]
+        text.extend(self._line([row.get(field, "") for field in self.fields]) for row in self._previous)
+        text.append(first)
+        try:
+            handle, temp = open_temp_beside(self.path, "wb", buffering=0)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+        try:
+            handle.write("".join(text).encode("utf-8"))
+            os.replace(temp, self.path)
+        except OSError as exc:
+            handle.close()
+            discard(temp)
+            raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+        except BaseException:
+            handle.close()
+            discard(temp)
+            raise
+        self._fd = os.dup(handle.fileno())
+        handle.close()
+
+    def _append(self, data: bytes) -> None:
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        """Flush and, for a file, move the finished rows into place."""
-        self._handle.flush()
-        if self._temp is not None:
-            self._handle.close()
-            try:
-                os.replace(self._temp, self.path)
-            except OSError as exc:
-                discard(self._temp)
-                raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
-            finally:
-                self._temp = None
+        """Flush; a file output with no row yet gets its header (and earlier rows) now."""
+        if self._handle is not None:
+            self._handle.flush()
+            return
+        if self._fd is None:
+            self._start()
+        os.close(self._fd)
+        self._fd = None
+        self._handle = io.StringIO()  # closed: further writes go nowhere
 
     def abandon(self) -> None:
-        """Drop a file output that must not replace what was there (an error before any row)."""
-        if self._temp is not None:
-            self._handle.close()
-            discard(self._temp)
-            self._temp = None
+        """Stop without putting anything in place (an error or Ctrl-C before the first row);
+        rows already written stay, whole."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._handle is None:
+            self._handle = io.StringIO()
 
     def _read_previous(self) -> list[dict]:
         if not os.path.exists(self.path):
