@@ -73,7 +73,8 @@ def classify_records(model: "Model", records: list[EmailRecord], policy=None) ->
     """Rows for a chunk of records, unreadable ones included, in order."""
     from .classify import classify
 
-    return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy))]
+    # Rows show the clues for a verdict (in its reasons), never those against it.
+    return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy, clues="for"))]
 
 
 def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[list]:
