@@ -27,7 +27,6 @@ import argparse
 import email
 import html
 import json
-import os
 import random
 import re
 import sys

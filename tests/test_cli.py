@@ -219,6 +219,21 @@ def test_train_with_given_labels(runner, tmp_path):
     first = runner.invoke(cli, ["train", "--label", "pitch", str(groups["pitch"]), "-o", str(model)])
     assert first.exit_code == 1  # one label alone cannot be learned
     assert "too few examples" in first.output
+    # One --label per source, in order (the README's example with several mailboxes).
+    args = ["train"]
+    for label, path in groups.items():
+        args += ["--label", label, str(path)]
+    both = runner.invoke(cli, args + ["-o", str(model)])
+    assert both.exit_code == 0, both.output
+    from partnercheck.model import load_model
+    from partnercheck.sources import Source
+
+    assert "messages: 36" in both.output and load_model(str(model)).labels == sorted(groups)
+    # Source() applies the label as given: each mailbox got its own.
+    assert {r.label for r in Source(str(groups["other"]), label="other")} == {"other"}
+    wrong = runner.invoke(cli, ["train", "--label", "pitch", "--label", "other", *map(str, groups.values()),
+                                "-o", str(tmp_path / "n.model")])
+    assert wrong.exit_code == 2 and "one per source" in wrong.output
 
 
 def test_progress_bar_on_a_terminal_only(small_model_path, tmp_path):

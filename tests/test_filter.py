@@ -133,6 +133,7 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
             (blocked / name / "__init__.py").write_text("raise ImportError('heavy module imported')\n")
         light_env = {**env, "PYTHONPATH": f"{blocked}{os.pathsep}{ROOT / 'src'}"}
         assert _run(["filter"], light_env, raw).stdout == warm.stdout
+        _check_socket_protocol(sock, raw, warm.stdout)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -140,6 +141,36 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
     # With the server gone, a stale socket path falls back to the cold path.
     open(sock, "w").close()
     assert _run(["filter"], env, message("q", PITCH_TEXT)).returncode == 11
+
+
+def _check_socket_protocol(sock: str, raw: bytes, filtered: bytes) -> None:
+    """The protocol as README.md documents it, spoken by a program that is not partnercheck."""
+    import json
+    import shutil
+    import socket
+    import struct
+
+    header = filtered.split(b"\n", 1)[0].decode().removeprefix("X-Partnercheck: ")
+    expected = {"label": "pitch", "header": header}
+    # Framed: 8-byte big-endian length, message; the reply framed the same way.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(sock)
+        conn.sendall(struct.pack(">Q", len(raw)) + raw)
+        reply = b"".join(iter(lambda: conn.recv(65536), b""))
+    (length,) = struct.unpack(">Q", reply[:8])
+    assert length == len(reply) - 8 and json.loads(reply[8:]) == expected
+    # Plain: the message, end of input; one line of JSON back.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(sock)
+        conn.sendall(raw)
+        conn.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert reply.endswith(b"\n") and json.loads(reply) == expected
+    # The README's socat recipe, word for word.
+    if shutil.which("socat"):
+        out = subprocess.run(["socat", "-t", "30", "-", f"UNIX-CONNECT:{sock}"], input=raw, capture_output=True,
+                             timeout=60, check=True).stdout
+        assert json.loads(out) == expected
 
 
 def test_old_header_is_removed_cleanly_from_crlf_mail(runner):

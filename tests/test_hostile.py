@@ -225,6 +225,7 @@ def test_mbox_without_blank_line_before_from_is_split_like_mailbox(tmp_path):
 def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
     import random
 
+    from partnercheck.classify import classify_one
     from partnercheck.mail import parse_message
 
     if len(raw) > 1000:

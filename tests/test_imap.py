@@ -4,19 +4,16 @@ loses, duplicates or alters a message, and says in one line what went wrong."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
+from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, message
 from dovecot_server import DOVEADM, DOVECOT, OPENSSL, PASSWORD, USER, Dovecot, crlf
 
 pytestmark = pytest.mark.skipif(DOVECOT is None, reason="dovecot is not installed (.ci/run installs dovecot-imapd)")

@@ -73,7 +73,8 @@ def classify_records(model: "Model", records: list[EmailRecord], policy=None) ->
     """Rows for a chunk of records, unreadable ones included, in order."""
     from .classify import classify
 
-    return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy))]
+    # Rows show the clues for a verdict (in its reasons), never those against it.
+    return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy, clues="for"))]
 
 
 def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[RawMessage]) -> list[list]:
@@ -106,10 +107,10 @@ def label_source(
     # saved per worker); spawned ones load it themselves.
     fork = "fork" in multiprocessing.get_all_start_methods()
     if fork:
-        from .features import snowball
+        from .features import seed_stems, snowball
 
-        model_at(model_path)
         snowball()
+        seed_stems(model_at(model_path).weights.stems)  # the workers inherit the filled stem cache
         gc.freeze()  # the workers then share these objects' memory instead of copying it
     context = multiprocessing.get_context("fork" if fork else "spawn")
     pool = context.Pool(jobs, initializer=_worker_setup)

@@ -11,7 +11,8 @@ For each record, in order:
 4. **policy**: the user's own rules and sender lists (:class:`partnercheck.policy.Policy`);
 5. **decision**: cut-offs, guards and overrides (:func:`partnercheck.verdict.decide`);
 6. **clues**: the model features that pushed hardest for and against the verdict, in
-   words; skipped with ``clues=False`` where nothing shows them (the mail filter's header).
+   words; skipped with ``clues=False`` where nothing shows them (the mail filter's header),
+   and only those for it with ``clues="for"`` (``label``'s rows, whose reasons name them).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _COMMON_IDF = 1 + float(np.log(5))
 
 
 def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | None" = None,
-             clues: bool = True) -> list[Verdict]:
+             clues: bool | str = True) -> list[Verdict]:
     """One verdict per record, in order, with its reasons (see the module docstring)."""
     records = list(records)
     verdicts: list[Verdict | None] = [None] * len(records)
@@ -76,7 +77,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
                 decided_by = policy.sender_reason(record, label, scores, decided_by)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)
             if clues:
-                _add_clues(verdict, model, matrix, row)
+                _add_clues(verdict, model, matrix, row, against=clues != "for")
             verdicts[i] = verdict
     return verdicts  # type: ignore[return-value]
 
@@ -87,7 +88,7 @@ def classify_one(record: EmailRecord, model: "Model", policy: "Policy | None" = 
     return classify([record], model, policy, clues)[0]
 
 
-def _add_clues(verdict: Verdict, model: "Model", matrix, row: int) -> None:
+def _add_clues(verdict: Verdict, model: "Model", matrix, row: int, against: bool = True) -> None:
     weights = model.weights
     label = verdict.label if verdict.label in weights.labels else max(verdict.scores, key=verdict.scores.get)
     start, end = matrix.indptr[row], matrix.indptr[row + 1]
@@ -96,7 +97,8 @@ def _add_clues(verdict: Verdict, model: "Model", matrix, row: int) -> None:
     order = np.argsort(contributions, kind="stable")
     least = max(_CLUE_FLOOR, _CLUE_SHARE * float(np.abs(contributions).max(initial=0.0)))
     verdict.clues_for = _clues(model, columns, contributions, order[::-1], least, positive=True)
-    verdict.clues_against = _clues(model, columns, contributions, order, least, positive=False)
+    if against:
+        verdict.clues_against = _clues(model, columns, contributions, order, least, positive=False)
 
 
 def _clues(model: "Model", columns, contributions, order, least: float, positive: bool) -> list[Clue]:

@@ -236,7 +236,7 @@ def filter_command(exit_zero, no_server, model_option, rules_file):
 # ------------------------------------------------------------------------------ label
 
 @cli.command()
-@click.argument("source")
+@click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", metavar="FILE", help="Write rows to FILE (atomically) instead of stdout.")
 @click.option("--csv", "out_fmt", flag_value="csv", help="CSV rows (the default).")
 @click.option("--tsv", "out_fmt", flag_value="tsv", help="Tab-separated rows.")
@@ -244,15 +244,20 @@ def filter_command(exit_zero, no_server, model_option, rules_file):
 @click.option("--resume", is_flag=True, help="Keep the rows already in --output and label only the rest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Worker processes (default: all cores for large inputs).")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Label each SOURCE as one task on a Dask cluster: a scheduler address (tcp://host:8786), "
+                   "or `local` for a cluster on this machine. Needs partnercheck[dask].")
 @source_options
 @model_options
-def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules_file, **kwargs):
-    """Label every message of SOURCE, one row per message.
+def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, model_option, rules_file, **kwargs):
+    """Label every message of each SOURCE, one row per message.
 
     Rows hold the source and key of each message, its Message-ID, date, sender and
     subject, the verdict, a score per label, the rules that fired and the reasons.
     Correct the verdict column and hand the file to `partnercheck train` to learn
-    from your own mail. SOURCE is never modified.
+    from your own mail. SOURCE is never modified. Several SOURCEs (shards of an
+    archive, a folder of mboxes) are labelled one after the other, or as tasks on
+    a Dask cluster with --dask; the rows come out in the order of the SOURCEs.
 
     \b
     Examples:
@@ -260,12 +265,14 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
       partnercheck label ~/Maildir -o labels.csv
       partnercheck label export.csv --body-column Body --nl -o labels.jsonl
       partnercheck label inbox.mbox -o labels.csv --resume   # after Ctrl-C
+      partnercheck label archive/*.mbox --dask tcp://scheduler:8786 -o labels.csv
     """
     from .batch import ROW_FIELDS, label_source, tally
     from .policy import load_policy
     from .settings import model_path
 
-    reader = Source(source, fmt=fmt, columns=_columns(kwargs))
+    columns = _columns(kwargs)
+    readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
     config = read_config()
     path, policy = model_path(model_option, config), load_policy(config, rules_file)
     if not os.path.exists(path):
@@ -274,11 +281,20 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
         load_model(path)  # says what is missing and how to fix it
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
-    show = not quiet and sys.stderr.isatty()
+    show = not quiet and sys.stderr.isatty() and len(readers) == 1 and not dask_address
     bar = None
+    client = None
     try:
-        chunks = label_source(reader, path, policy, jobs=jobs, skip=writer.done)
+        if dask_address:
+            from . import dask_batch
+
+            client = dask_batch.connect(dask_address)
+            chunks = dask_batch.label_sources(client, readers, path, policy, writer.done)
+        else:
+            chunks = (rows for reader in readers
+                      for rows in label_source(reader, path, policy, jobs=jobs, skip=writer.done))
         if show:
+            reader = readers[0]
             bar = click.progressbar(length=reader.total or 0, label="labelling", file=sys.stderr,
                                     show_eta=True, show_percent=True, item_show_func=None)
             bar.__enter__()
@@ -308,6 +324,8 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+        if client is not None:
+            dask_batch.close(client)
     writer.close()
     if not quiet:
         summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("partnership", "pitch", "other", "unsure"))
@@ -321,7 +339,8 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("-o", "--output", metavar="FILE", help="Where to save the model.")
-@click.option("--label", "given_label", type=click.Choice(LABELS), help="Give every message of SOURCES this label.")
+@click.option("--label", "given_labels", type=click.Choice(LABELS), multiple=True,
+              help="Give every message of a SOURCE this label: once for all SOURCES, or once per SOURCE, in order.")
 @click.option("--with-default-data", is_flag=True, help="Add the corpus partnercheck's own model was trained on.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same data and seed, same model).")
@@ -329,13 +348,15 @@ def label(source, output, out_fmt, resume, quiet, jobs, fmt, model_option, rules
               help="Retrain the personal model from the shipped corpus and what `learn` stored (no SOURCES).")
 @click.option("--store", "store_option", metavar="PATH", help="With --personal: the learning store (default: see README).")
 @source_options
-def train(sources, output, given_label, with_default_data, force, seed, personal, store_option, fmt, **kwargs):
+def train(sources, output, given_labels, with_default_data, force, seed, personal, store_option, fmt, **kwargs):
     """Train a model on your own labelled mail and save it to FILE.
 
     SOURCES can be the CSV or JSON lines `partnercheck label` wrote (after you
     corrected the verdict column), folders with partnership/, pitch/ and other/
     sub-folders, table exports with a label column, or whole mailboxes given one
-    label with --label. Cross-validated scores are shown before the model is saved.
+    label with --label: one --label for all SOURCES, or one per SOURCE, the first
+    label for the first SOURCE and so on. Cross-validated scores are shown before
+    the model is saved.
 
     \b
     Examples:
@@ -362,7 +383,11 @@ def train(sources, output, given_label, with_default_data, force, seed, personal
     if os.path.exists(output) and not force:
         raise click.ClickException(f"{output} exists; add --force to overwrite it")
     columns = _columns(kwargs)
-    readers = [Source(path, fmt=fmt, columns=columns, label=given_label) for path in sources]
+    if len(given_labels) > 1 and len(given_labels) != len(sources):
+        raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
+                               "for all sources, or one per source, in the order of the sources")
+    labels = given_labels if len(given_labels) > 1 else (given_labels[0] if given_labels else None,) * len(sources)
+    readers = [Source(path, fmt=fmt, columns=columns, label=label) for path, label in zip(sources, labels)]
     if with_default_data:
         corpus = default_corpus()
         if corpus is None:

@@ -1,8 +1,16 @@
 """Talk to a running ``partnercheck serve``; imports nothing heavy, so it starts fast.
 
-The wire format on the Unix socket is one request and one reply per connection, each an
-8-byte big-endian length followed by that many bytes: the raw message out, a JSON object
-back (``{"label": ..., "header": ...}`` or ``{"error": ...}``).
+The wire format on the Unix socket (README, "The socket protocol") is one request and one
+reply per connection, in one of two framings, told apart by the first byte:
+
+* **framed** (what ``partnercheck filter`` sends): an 8-byte big-endian length followed by
+  that many bytes of raw message; the reply is framed the same way and holds a JSON object,
+  ``{"label": ..., "header": ...}`` or ``{"error": ...}``. A length's first byte is always
+  0 (no message is 2**56 bytes long).
+* **plain** (for socat, nc and shell scripts): the raw message, then end of input (the
+  client shuts down its writing side); the reply is the same JSON object on one line,
+  ending with a newline, and the server closes the connection. A mail message never starts
+  with a NUL byte, so the first byte tells the two apart.
 """
 
 from __future__ import annotations
@@ -23,6 +31,24 @@ class ServerUnavailable(Exception):
 
 def send_frame(sock: socket.socket, data: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def read_request(sock: socket.socket, limit: int) -> tuple[bytes, bool]:
+    """One request in either framing: (raw message, framed?). Raises ValueError over ``limit``."""
+    first = _read_exact(sock, 1)
+    if first == b"\0":
+        header = first + _read_exact(sock, _LENGTH.size - 1)
+        (length,) = _LENGTH.unpack(header)
+        if length > limit:
+            raise ValueError(f"frame of {length} bytes is over the limit of {limit}")
+        return _read_exact(sock, length), True
+    chunks, size = [first], 1
+    while chunk := sock.recv(1 << 20):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"message of over {limit} bytes")
+    return b"".join(chunks), False
 
 
 def read_frame(sock: socket.socket, limit: int) -> bytes:

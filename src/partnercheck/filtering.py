@@ -21,8 +21,6 @@ This module is shared by the server client (which must start fast) and the cold 
 
 from __future__ import annotations
 
-import re
-
 from .labels import UNREADABLE
 
 HEADER = "X-Partnercheck"
@@ -32,7 +30,7 @@ EXIT_ERROR = 1
 #: and reading a huge one would hold up the mail queue.
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 
-_OUR_HEADER = re.compile(rb"^x-partnercheck[ \t]*:", re.I)
+_OUR_HEADER = None  # compiled on first use: the client path does without the re module
 
 
 def header_for(verdict) -> str:
@@ -109,6 +107,11 @@ def strip_our_header(raw: bytes) -> bytes:
     head = raw[:head_end]
     if b"artnercheck" not in head and b"ARTNERCHECK" not in head:
         return raw
+    global _OUR_HEADER
+    if _OUR_HEADER is None:
+        import re
+
+        _OUR_HEADER = re.compile(rb"^x-partnercheck[ \t]*:", re.I)
     kept = []
     skipping = False
     for line in head.splitlines(keepends=True):

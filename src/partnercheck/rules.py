@@ -123,7 +123,7 @@ class RuleSet:
         return RuleSet(list(self.rules) + list(other.rules))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # bounded: an unbounded cache kept every matched message's text
 def sentence_around(text: str, start: int, end: int, limit: int = 160) -> str:
     """The sentence of ``text`` that holds ``text[start:end]``, cut to about ``limit``
     characters around the match: what a person reads to judge the rule's hit."""

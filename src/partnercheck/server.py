@@ -180,7 +180,7 @@ class _Handler(socketserver.BaseRequestHandler):
         server: ClassifyServer = self.server  # type: ignore[assignment]
         self.request.settimeout(30)
         try:
-            raw = client.read_frame(self.request, filtering.MAX_MESSAGE_BYTES)
+            raw, framed = client.read_request(self.request, filtering.MAX_MESSAGE_BYTES)
         except (OSError, ValueError):
             return
         try:
@@ -188,7 +188,10 @@ class _Handler(socketserver.BaseRequestHandler):
         except Exception as exc:  # the client falls back to the cold path
             reply = {"error": f"{exc.__class__.__name__}: {exc}"}
         try:
-            client.send_frame(self.request, json.dumps(reply).encode())
+            if framed:
+                client.send_frame(self.request, json.dumps(reply).encode())
+            else:  # plain: one line of JSON for socat, nc and scripts
+                self.request.sendall(json.dumps(reply).encode() + b"\n")
         except OSError:
             pass
 

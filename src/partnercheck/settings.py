@@ -22,8 +22,6 @@ A list entry with an ``@`` is one address; without, a domain and all its sub-dom
 from __future__ import annotations
 
 import os
-import tomllib
-from importlib import resources
 
 from .errors import PartnercheckError
 
@@ -53,6 +51,8 @@ def read_config(path: str | None = None) -> dict:
         if path == os.environ.get(CONFIG_ENV):
             raise ConfigError(f"{path}: no such config file (named by ${CONFIG_ENV})")
         return {}
+    import tomllib  # here, not at the top: the filter client only needs it when a config file exists
+
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -62,6 +62,8 @@ def read_config(path: str | None = None) -> dict:
 
 def default_model_path() -> str:
     """The model shipped inside the package (models/ of a source checkout when run from one)."""
+    from importlib import resources
+
     installed = resources.files("partnercheck").joinpath("default_model", DEFAULT_MODEL_NAME)
     if installed.is_file():
         return str(installed)
@@ -127,6 +129,8 @@ def socket_path(config: dict | None = None) -> str:
 
 def default_corpus() -> str | None:
     """The labelled corpus the shipped model was trained on (installed, or data/ of a checkout)."""
+    from importlib import resources
+
     installed = resources.files("partnercheck").joinpath("corpus")
     if installed.is_dir():
         return str(installed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
@@ -43,6 +43,8 @@ class Prepared:
     records: list[EmailRecord]
     labels: list[str]
     duplicates: int
+    #: The records' tokens and rule hits, extracted once and reused by every fold and the final fit.
+    docs: list | None = field(default=None, repr=False)
 
 
 def prepare(records) -> Prepared:
@@ -88,8 +90,9 @@ def prepare(records) -> Prepared:
 def _extracted(prepared: Prepared, seed: int, c: float):
     """The pipeline, the records' tokens (extracted once) and their labels."""
     pipeline = build_pipeline(c=c, seed=seed)
-    extract = pipeline.named_steps["extract"].fit(prepared.records)
-    return pipeline, extract.transform(prepared.records), np.array(prepared.labels)
+    if prepared.docs is None:
+        prepared.docs = pipeline.named_steps["extract"].fit(prepared.records).transform(prepared.records)
+    return pipeline, prepared.docs, np.array(prepared.labels)
 
 
 def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = C) -> np.ndarray:
@@ -174,8 +177,10 @@ def choose_thresholds(probabilities: np.ndarray, truth: list[str]) -> tuple[Thre
 
 
 def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = C, info: dict | None = None) -> Model:
-    """The final model on all prepared records."""
-    pipeline = build_pipeline(c=c, seed=seed).fit(prepared.records, prepared.labels)
+    """The final model on all prepared records (their tokens extracted once: the extraction
+    step learns nothing, so the later steps are fitted on what cross-validation extracted)."""
+    pipeline, docs, y = _extracted(prepared, seed, c)
+    pipeline[1:].fit(docs, y)
     return Model.from_pipeline(pipeline, thresholds, info)
 
 
