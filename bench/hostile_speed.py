@@ -28,6 +28,8 @@ def cases(size: int) -> dict[str, bytes]:
 
     return {
         "benign": HEAD + b"Content-Type: text/plain\n\n" + fill(b"Hello, we would like to partner with you. "),
+        "benign html": HEAD + b"Content-Type: text/html\n\n"
+        + fill(b'<p>Hello, we would <b>like</b> to <a href="https://x.example/">partner</a> with you.</p>\n'),
         "html <a": HEAD + b"Content-Type: text/html\n\n" + fill(b"<a "),
         "html <": HEAD + b"Content-Type: text/html\n\n" + fill(b"<"),
         "html <div style=x": HEAD + b"Content-Type: text/html\n\n" + fill(b"<div style=x "),
