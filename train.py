@@ -29,11 +29,12 @@ import numpy  # noqa: E402
 import scipy  # noqa: E402
 import sklearn  # noqa: E402
 
-from partnercheck import __version__, training  # noqa: E402
-from partnercheck.evaluate import Scores, score_model  # noqa: E402
+from partnercheck import __version__  # noqa: E402
+from partnercheck.deciding.verdict import decide  # noqa: E402
 from partnercheck.labels import LABELS  # noqa: E402
-from partnercheck.verdict import decide  # noqa: E402
-from partnercheck.sources import Source  # noqa: E402
+from partnercheck.learning import training  # noqa: E402
+from partnercheck.learning.evaluate import Scores, score_model  # noqa: E402
+from partnercheck.reading.sources import Source  # noqa: E402
 
 DATA = ROOT / "data"
 MODELS = ROOT / "models"

@@ -26,8 +26,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from dovecot_server import PASSWORD, USER, Dovecot  # noqa: E402
 from mailbox import corpus_messages  # noqa: E402
+
+from dovecot_server import PASSWORD, USER, Dovecot  # noqa: E402
 
 
 def messages(count: int, seed: int = 1) -> list[bytes]:
@@ -44,8 +45,8 @@ def messages(count: int, seed: int = 1) -> list[bytes]:
 
 
 def one_run(mail: list[bytes], model, policy, jobs: int) -> dict:
-    from partnercheck import imap
-    from partnercheck.imap_state import ImapState
+    from partnercheck.running import imap
+    from partnercheck.running.imap_state import ImapState
 
     server = Dovecot().start()
     try:
@@ -71,8 +72,8 @@ def one_run(mail: list[bytes], model, policy, jobs: int) -> dict:
 
 def stage_times(server: Dovecot, model, policy) -> dict:
     """The same folders again, one stage at a time, in this process."""
-    from partnercheck.classify import classify
-    from partnercheck.mail import parse_message
+    from partnercheck.deciding.classify import classify
+    from partnercheck.reading.mail import parse_message
 
     client = server.client()
     raws = []
@@ -105,8 +106,8 @@ def main() -> None:
                         help="worker counts to compare, run after run (default: all cores, then 1)")
     args = parser.parse_args()
 
-    from partnercheck.model import cached_model
-    from partnercheck.policy import Policy
+    from partnercheck.deciding.model import cached_model
+    from partnercheck.deciding.policy import Policy
     from partnercheck.settings import default_model_path
 
     model, policy = cached_model(default_model_path()), Policy()

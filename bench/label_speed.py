@@ -27,8 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bogo import trained_bogofilter  # noqa: E402
 from mailbox import write_mbox  # noqa: E402
+
+from bogo import trained_bogofilter  # noqa: E402
 
 
 def tree_rss(pid: int) -> float:

@@ -36,13 +36,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from partnercheck.classify import classify_one  # noqa: E402
-from partnercheck.evaluate import score_model  # noqa: E402
-from partnercheck.learning import CORRECTION_WEIGHT, Store, retrain_personal  # noqa: E402
-from partnercheck.model import load_model  # noqa: E402
-from partnercheck.policy import Policy  # noqa: E402
+from partnercheck.deciding.classify import classify_one  # noqa: E402
+from partnercheck.deciding.model import load_model  # noqa: E402
+from partnercheck.deciding.policy import Policy  # noqa: E402
+from partnercheck.learning.corrections import CORRECTION_WEIGHT, Store, retrain_personal  # noqa: E402
+from partnercheck.learning.evaluate import score_model  # noqa: E402
+from partnercheck.reading.sources import Source  # noqa: E402
 from partnercheck.settings import default_model_path  # noqa: E402
-from partnercheck.sources import Source  # noqa: E402
 
 REALWORLD = os.path.join(os.path.dirname(ROOT), "shared", "realworld")
 

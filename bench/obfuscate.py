@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from partnercheck.evaluate import score_model  # noqa: E402
-from partnercheck.model import load_model  # noqa: E402
+from partnercheck.deciding.model import load_model  # noqa: E402
+from partnercheck.learning.evaluate import score_model  # noqa: E402
+from partnercheck.reading.sources import Source  # noqa: E402
 from partnercheck.settings import default_model_path  # noqa: E402
-from partnercheck.sources import Source  # noqa: E402
 
 REALWORLD = ROOT.parent / "shared" / "realworld"
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u200e", "\u2060", "\u2062", "\u034f", "\ufe0f", "\u00ad"]
@@ -71,7 +71,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 def lookalikes() -> dict[str, list[str]]:
     """For each ASCII letter, the confusable characters an attacker would pick (from the
     table partnercheck ships, limited to Cyrillic, Greek and Latin letters)."""
-    table = json.loads((ROOT / "src" / "partnercheck" / "confusables.json").read_text(encoding="utf-8"))["latin"]
+    table = json.loads((ROOT / "src" / "partnercheck" / "reading" / "confusables.json").read_text(encoding="utf-8"))["latin"]
     result: dict[str, list[str]] = {}
     for char, letter in table.items():
         if 0x0180 <= ord(char) <= 0x04FF or 0x1D00 <= ord(char) <= 0x1D2B:

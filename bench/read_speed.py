@@ -23,7 +23,7 @@ from mailbox import write_mbox  # noqa: E402
 
 ONE_RUN = """
 import json, resource, sys, time
-from partnercheck.sources import Source
+from partnercheck.reading.sources import Source
 start = time.perf_counter()
 count = chars = 0
 for record in Source(sys.argv[1]):

@@ -36,7 +36,7 @@ def _isolated_settings(tmp_path_factory, monkeypatch, _shared_cache):
 
 @pytest.fixture(scope="session")
 def shipped_model():
-    from partnercheck.model import load_model
+    from partnercheck.deciding.model import load_model
 
     return load_model(str(SHIPPED_MODEL))
 
@@ -44,8 +44,8 @@ def shipped_model():
 @pytest.fixture(scope="session")
 def small_model_path(tmp_path_factory):
     """A model trained on the first 40 messages of each label: quick to build, a real model."""
-    from partnercheck import training
-    from partnercheck.sources import Source
+    from partnercheck.learning import training
+    from partnercheck.reading.sources import Source
 
     folder = tmp_path_factory.mktemp("small-corpus")
     for label in ("partnership", "pitch", "other"):

@@ -19,7 +19,7 @@ from conftest import (
     write,
 )
 
-from partnercheck.cli import cli
+from partnercheck.interface.cli import cli
 
 COMMANDS = sorted(cli.commands)
 
@@ -152,7 +152,7 @@ def test_label_counts_unreadable_messages(runner):
 def test_interrupted_label_leaves_valid_output(runner, tmp_path, monkeypatch):
     mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT] * 2)
     out = tmp_path / "labels.csv"
-    import partnercheck.batch as batch
+    import partnercheck.running.batch as batch
 
     monkeypatch.setattr(batch, "CHUNK", 2)
     original = batch.classify_records
@@ -225,8 +225,8 @@ def test_train_with_given_labels(runner, tmp_path):
         args += ["--label", label, str(path)]
     both = runner.invoke(cli, args + ["-o", str(model)])
     assert both.exit_code == 0, both.output
-    from partnercheck.model import load_model
-    from partnercheck.sources import Source
+    from partnercheck.deciding.model import load_model
+    from partnercheck.reading.sources import Source
 
     assert "messages: 36" in both.output and load_model(str(model)).labels == sorted(groups)
     # Source() applies the label as given: each mailbox got its own.
@@ -296,7 +296,7 @@ def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monke
 
 
 def test_ctrl_c_before_any_row_leaves_an_existing_output_alone(runner, tmp_path, monkeypatch):
-    import partnercheck.batch as batch
+    import partnercheck.running.batch as batch
 
     mbox = _mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT])
     out = write(tmp_path / "labels.csv", "an earlier, finished file\n")

@@ -15,7 +15,7 @@ import pytest
 from conftest import DATA
 
 from partnercheck.labels import LABELS
-from partnercheck.sources import Source
+from partnercheck.reading.sources import Source
 
 RESERVED = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|invalid|localhost)$")
 #: A feature in at least this share of one label and in no other label gives the label away.

@@ -12,7 +12,7 @@ from conftest import DATA, write
 
 pytest.importorskip("dask.distributed")
 
-from partnercheck.cli import cli  # noqa: E402
+from partnercheck.interface.cli import cli  # noqa: E402
 
 
 def _sources(tmp_path):

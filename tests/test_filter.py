@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 
-from partnercheck import filtering
-from partnercheck.cli import cli
-from partnercheck.filtering import EXIT_CODES, add_header, strip_our_header
+from partnercheck.interface.cli import cli
+from partnercheck.running import filtering
+from partnercheck.running.filtering import EXIT_CODES, add_header, strip_our_header
 
 WORDS = "partner revenue share call pricing invoice meeting café naïve €200 co-host webinar the and we you".split()
 
@@ -192,7 +192,7 @@ def test_a_confused_server_falls_back_to_the_cold_path(small_model_path, tmp_pat
     import socket
     import threading
 
-    from partnercheck import client
+    from partnercheck.interface import client
 
     sock_path = str(tmp_path / "odd.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

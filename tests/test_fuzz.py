@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from partnercheck import filtering
-from partnercheck.html_text import html_to_text
-from partnercheck.mail import parse_message
-from partnercheck.normalize import normalize
+from partnercheck.reading.html_text import html_to_text
+from partnercheck.reading.mail import parse_message
+from partnercheck.reading.normalize import normalize
+from partnercheck.running import filtering
 
 EXAMPLES = int(os.environ.get("PARTNERCHECK_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
@@ -114,7 +114,7 @@ def test_normalize_never_raises_and_is_lowercase(text):
 def filter_runner():
     from click.testing import CliRunner
 
-    from partnercheck.cli import cli
+    from partnercheck.interface.cli import cli
 
     def run(raw: bytes):
         return CliRunner().invoke(cli, ["filter", "--no-server"], input=raw)
@@ -145,7 +145,7 @@ def test_the_filter_gives_back_the_input_plus_one_header(filter_runner, raw):
 @FUZZ
 @given(st.binary(max_size=3000), st.sampled_from(["x.csv", "x.tsv", "x.jsonl", "x.mbox", "x.eml"]))
 def test_every_reader_fails_cleanly_or_yields_records(tmp_path_factory, data, name):
-    from partnercheck.sources import Source, SourceError
+    from partnercheck.reading.sources import Source, SourceError
 
     path = tmp_path_factory.mktemp("fuzz") / name
     path.write_bytes(data)
@@ -163,7 +163,7 @@ def test_tables_of_any_shape_read_cleanly(tmp_path_factory, rows, delimiter, nam
     import csv
     import io
 
-    from partnercheck.sources import Source, SourceError
+    from partnercheck.reading.sources import Source, SourceError
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter)

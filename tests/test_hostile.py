@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from partnercheck.classify import classify_one
-from partnercheck.html_text import html_to_text
+from partnercheck.deciding.classify import classify_one
+from partnercheck.reading.html_text import html_to_text
 
 MB = 1_000_000
 
@@ -135,7 +135,7 @@ def test_html_stage_is_linear():
     ("e.g. a/b testing", "e.g. a/b testing"),
 ])
 def test_normalize_defeats_invisible_and_lookalike_characters(text, expected):
-    from partnercheck.normalize import normalize
+    from partnercheck.reading.normalize import normalize
 
     assert normalize(text) == expected
 
@@ -143,7 +143,7 @@ def test_normalize_defeats_invisible_and_lookalike_characters(text, expected):
 def test_confusables_table_covers_unicode_data():
     import unicodedata
 
-    from partnercheck.normalize import _translation
+    from partnercheck.reading.normalize import _translation
 
     table = _translation()
     format_chars = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"]
@@ -153,7 +153,7 @@ def test_confusables_table_covers_unicode_data():
 
 
 def test_normalize_is_linear():
-    from partnercheck.normalize import normalize
+    from partnercheck.reading.normalize import normalize
 
     benign = _fill("Hello there, we would like to partner with you on a joint launch. ")
     hostile = {"dots": _fill("a."), "spaces": _fill("a "), "pairs": _fill("a.b "), "mixed": _fill("a.b-c d"),
@@ -163,7 +163,7 @@ def test_normalize_is_linear():
 
 
 def test_mail_reading_is_linear():
-    from partnercheck.mail import parse_message, split_reply
+    from partnercheck.reading.mail import parse_message, split_reply
 
     head = "From: a@x.example\nSubject: hi\nContent-Type: text/plain; charset=utf-8\n\n"
     # a reply, so that the benign text goes through the line-by-line reading too
@@ -183,7 +183,7 @@ def test_mail_reading_is_linear():
 def _cli(args, input=None):
     from click.testing import CliRunner
 
-    from partnercheck.cli import cli
+    from partnercheck.interface.cli import cli
 
     return CliRunner().invoke(cli, args, input=input)
 
@@ -200,7 +200,7 @@ def test_a_csv_row_with_more_fields_than_its_header_is_a_problem_not_a_crash(tmp
 
 
 def test_a_tsv_named_csv_is_read_as_tsv(tmp_path):
-    from partnercheck.sources import Source
+    from partnercheck.reading.sources import Source
 
     table = tmp_path / "labels.csv"
     table.write_text("body\tsubject\tlabel\nhello, there, friend\thi\tother\n")
@@ -211,7 +211,7 @@ def test_a_tsv_named_csv_is_read_as_tsv(tmp_path):
 def test_mbox_without_blank_line_before_from_is_split_like_mailbox(tmp_path):
     import mailbox
 
-    from partnercheck.sources import Source
+    from partnercheck.reading.sources import Source
 
     path = tmp_path / "t.mbox"
     path.write_bytes(b"From a@x Mon Jan  1 00:00:00 2024\nFrom: a@x.example\nSubject: one\n\nbody one\n"
@@ -225,8 +225,8 @@ def test_mbox_without_blank_line_before_from_is_split_like_mailbox(tmp_path):
 def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
     import random
 
-    from partnercheck.classify import classify_one
-    from partnercheck.mail import parse_message
+    from partnercheck.deciding.classify import classify_one
+    from partnercheck.reading.mail import parse_message
 
     if len(raw) > 1000:
         rng = random.Random(1)
@@ -244,7 +244,7 @@ def test_unreadable_input_is_unsure_everywhere(tmp_path, shipped_model, raw):
 # ----------------------------------------------------------------------------- server
 
 def _slow_classify_reply(model, policy, raw):
-    from partnercheck import server
+    from partnercheck.interface import server
 
     if b"SLOW" in raw:
         time.sleep(120)
@@ -254,10 +254,10 @@ def _slow_classify_reply(model, policy, raw):
 def test_server_answers_too_slow_within_its_budget_and_keeps_serving(small_model_path, tmp_path, monkeypatch):
     import threading
 
-    from partnercheck import client, server
-    from partnercheck.model import load_model
-
     from conftest import PITCH_TEXT, message
+
+    from partnercheck.deciding.model import load_model
+    from partnercheck.interface import client, server
 
     monkeypatch.setattr(server, "_original_classify_reply", server.classify_reply, raising=False)
     monkeypatch.setattr(server, "classify_reply", _slow_classify_reply)
@@ -295,14 +295,14 @@ def test_sigterm_stops_a_busy_server_at_once(small_model_path, tmp_path):
     import subprocess
     import sys
 
-    from partnercheck import client
-
     from conftest import ROOT, message
 
+    from partnercheck.interface import client
+
     sock = str(tmp_path / "busy.sock")
-    code = ("import sys; sys.path.insert(0, %r); import test_hostile as t; from partnercheck import server;"
+    code = ("import sys; sys.path.insert(0, %r); import test_hostile as t; from partnercheck.interface import server;"
             "server._original_classify_reply = server.classify_reply; server.classify_reply = t._slow_classify_reply;"
-            "from partnercheck.cli import cli; cli(['serve'])") % str(ROOT / "tests")
+            "from partnercheck.interface.cli import cli; cli(['serve'])") % str(ROOT / "tests")
     env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
            "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
@@ -339,7 +339,7 @@ def test_reading_and_classifying_hostile_messages_is_bounded(shipped_model):
     """Whole messages built to be expensive for one stage, 2 MB each, against a benign one."""
     cases = _bench("hostile_speed").cases
 
-    from partnercheck.mail import parse_message
+    from partnercheck.reading.mail import parse_message
 
     def run(raw):
         record = parse_message(raw)
@@ -442,7 +442,8 @@ def test_obfuscated_mail_gets_the_verdicts_of_the_clean_mail(shipped_model, tmp_
     """bench/obfuscate.py's rewriting (invisible characters, look-alikes, spelled-out
     keywords, hidden decoys of another label) on 45 corpus messages changes few verdicts."""
     from conftest import DATA
-    from partnercheck.mail import parse_message
+
+    from partnercheck.reading.mail import parse_message
 
     obfuscate = _bench("obfuscate")
     ob = obfuscate.Obfuscator(seed=0)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, message
 from dovecot_server import DOVEADM, DOVECOT, OPENSSL, PASSWORD, USER, Dovecot, crlf
 
@@ -29,9 +28,9 @@ def corpus_messages(per_label: int = 6) -> list[bytes]:
 
 
 def expected_verdicts(messages: list[bytes]) -> list[str]:
-    from partnercheck.classify import classify
-    from partnercheck.mail import parse_message
-    from partnercheck.model import cached_model
+    from partnercheck.deciding.classify import classify
+    from partnercheck.deciding.model import cached_model
+    from partnercheck.reading.mail import parse_message
     from partnercheck.settings import default_model_path
 
     model = cached_model(default_model_path())
@@ -55,7 +54,7 @@ def env(tmp_path, monkeypatch):
 
 def run(server: Dovecot, *args: str, code: int = 0) -> str:
     result = CliRunner().invoke(
-        __import__("partnercheck.cli", fromlist=["cli"]).cli,
+        __import__("partnercheck.interface.cli", fromlist=["cli"]).cli,
         ["imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
          "--password-env", "PC_TEST_IMAP_PASSWORD", *args],
         catch_exceptions=False,
@@ -65,7 +64,7 @@ def run(server: Dovecot, *args: str, code: int = 0) -> str:
 
 
 def by_subject(folder: dict) -> dict[bytes, frozenset]:
-    from partnercheck.mail import parse_message
+    from partnercheck.reading.mail import parse_message
 
     return {parse_message(body).message_id: flags for body, flags in folder.values()}
 
@@ -75,7 +74,7 @@ def _keyword(label: str) -> bytes | None:
 
 
 def test_first_run_labels_and_moves_second_run_does_nothing(server, env, monkeypatch):
-    from partnercheck.mail import parse_message
+    from partnercheck.reading.mail import parse_message
 
     messages = corpus_messages()
     verdicts = expected_verdicts(messages)
@@ -184,7 +183,7 @@ def test_message_moved_back_by_user_is_not_moved_again(server, env):
 def _restart_on_save(monkeypatch, server, at: int) -> list:
     """Restart Dovecot in the middle of the run: on the ``at``-th state save, that is after a
     batch's keywords and moves went through but before the run noted them as done."""
-    from partnercheck.imap_state import ImapState
+    from partnercheck.running.imap_state import ImapState
 
     calls = []
     original = ImapState.save
@@ -196,7 +195,7 @@ def _restart_on_save(monkeypatch, server, at: int) -> list:
         return original(self)
 
     monkeypatch.setattr(ImapState, "save", save)
-    monkeypatch.setattr("partnercheck.imap.time.sleep", lambda s: None)
+    monkeypatch.setattr("partnercheck.running.imap.time.sleep", lambda s: None)
     return calls
 
 
@@ -205,7 +204,7 @@ def test_server_restart_mid_run_loses_and_duplicates_nothing(server, env, monkey
     verdicts = expected_verdicts(messages)
     server.append(messages)
     before = server.snapshot()
-    monkeypatch.setattr("partnercheck.imap.BATCH", 4)
+    monkeypatch.setattr("partnercheck.running.imap.BATCH", 4)
     _restart_on_save(monkeypatch, server, at=2)
     out = run(server, "--move-to", "Pitch")
     assert "connection lost" in out and "reconnecting" in out
@@ -236,9 +235,9 @@ def test_copy_and_uid_expunge_without_move(no_move_server, env, monkeypatch):
     # A message the user marked deleted themselves must survive our expunge.
     server.append([message("keep me", "Minutes of the meeting, see you Thursday.\n\nLi")], flags=(b"\\Deleted",))
     before = server.snapshot()
-    monkeypatch.setattr("partnercheck.imap.BATCH", 5)
+    monkeypatch.setattr("partnercheck.running.imap.BATCH", 5)
     # Cut the connection after the first COPY, before its EXPUNGE.
-    from partnercheck import imap
+    from partnercheck.running import imap
 
     original = imap.Labeller._delete
     cut = []
@@ -250,7 +249,7 @@ def test_copy_and_uid_expunge_without_move(no_move_server, env, monkeypatch):
         return original(self, uids)
 
     monkeypatch.setattr(imap.Labeller, "_delete", delete)
-    monkeypatch.setattr("partnercheck.imap.time.sleep", lambda s: None)
+    monkeypatch.setattr("partnercheck.running.imap.time.sleep", lambda s: None)
     out = run(server, "--move-to", "Pitch")
     assert cut and "reconnecting" in out
     assert server.snapshot(ignore=OURS) == before
@@ -270,7 +269,7 @@ def test_nothing_listening_is_one_clear_line(env):
     from dovecot_server import free_port
 
     port = free_port()
-    result = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli,
+    result = CliRunner().invoke(__import__("partnercheck.interface.cli", fromlist=["cli"]).cli,
                                 ["imap", "--host", "127.0.0.1", "--port", str(port), "--plain", "--user", USER,
                                  "--password-env", "PC_TEST_IMAP_PASSWORD"])
     assert result.exit_code == 1
@@ -300,7 +299,7 @@ def test_tls_and_starttls_with_a_self_signed_certificate(env):
     try:
         server.append([message("quick question", PITCH_TEXT)])
         base = ["imap", "--host", "127.0.0.1", "--user", USER, "--password-env", "PC_TEST_IMAP_PASSWORD"]
-        cli = __import__("partnercheck.cli", fromlist=["cli"]).cli
+        cli = __import__("partnercheck.interface.cli", fromlist=["cli"]).cli
         untrusted = CliRunner().invoke(cli, base + ["--port", str(server.tls_port)])
         assert untrusted.exit_code == 1
         assert "TLS certificate is not trusted" in untrusted.output and untrusted.output.count("\n") == 1
@@ -325,7 +324,7 @@ def test_account_from_config_with_password_command(server, env, monkeypatch):
     )
     monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
     server.append([message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)])
-    result = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"])
+    result = CliRunner().invoke(__import__("partnercheck.interface.cli", fromlist=["cli"]).cli, ["imap"])
     assert result.exit_code == 0, result.output
     assert "1 moved" in result.output
     inbox = server.folder("INBOX")
@@ -333,9 +332,9 @@ def test_account_from_config_with_password_command(server, env, monkeypatch):
     # A password file works the same; a failing command is one line.
     config.write_text(config.read_text().replace(f'password_command = "cat {secret}"',
                                                  f'password_file = "{secret}"'))
-    assert CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"]).exit_code == 0
+    assert CliRunner().invoke(__import__("partnercheck.interface.cli", fromlist=["cli"]).cli, ["imap"]).exit_code == 0
     config.write_text(config.read_text().replace(f'password_file = "{secret}"', 'password_command = "exit 3"'))
-    failed = CliRunner().invoke(__import__("partnercheck.cli", fromlist=["cli"]).cli, ["imap"])
+    failed = CliRunner().invoke(__import__("partnercheck.interface.cli", fromlist=["cli"]).cli, ["imap"])
     assert failed.exit_code == 1 and failed.output == "Error: password_command failed (exit 3)\n"
 
 
@@ -386,7 +385,7 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
 
 
 def _store_counts() -> dict:
-    from partnercheck.learning import Store, store_path
+    from partnercheck.learning.corrections import Store, store_path
 
     with Store.open(store_path()) as store:
         return store.counts()
@@ -408,7 +407,7 @@ def test_moved_back_is_learned_as_other_and_the_personal_model_retrained(server,
 
 
 def test_mail_filed_by_the_user_is_learned_and_ours_is_not(server, env, monkeypatch):
-    monkeypatch.setattr("partnercheck.learning.retrain_personal", _no_retrain)
+    monkeypatch.setattr("partnercheck.learning.corrections.retrain_personal", _no_retrain)
     pitch, partnership = message("quick question", PITCH_TEXT), message("bread and coffee", PARTNERSHIP_TEXT)
     by_hand = message("a note from the printer", PITCH_TEXT.replace("Tom", "Rita"), sender="rita@print.example")
     server.append([pitch, partnership])
@@ -436,6 +435,6 @@ def test_mail_filed_by_the_user_is_learned_and_ours_is_not(server, env, monkeypa
 
 
 def _no_retrain(store, *args, **kwargs):
-    from partnercheck.learning import RetrainSummary
+    from partnercheck.learning.corrections import RetrainSummary
 
     return RetrainSummary(path="(not retrained in this test)")

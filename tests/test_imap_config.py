@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from partnercheck.imap import Account, ImapError, account_from_config, check_account, read_password
+from partnercheck.running.imap import (
+    Account,
+    ImapError,
+    account_from_config,
+    check_account,
+    read_password,
+)
 
 
 def test_one_account_is_taken_without_naming_it():

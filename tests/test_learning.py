@@ -13,17 +13,30 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import (
+    DATA,
+    OTHER_TEXT,
+    PARTNERSHIP_TEXT,
+    PITCH_TEXT,
+    ROOT,
+    message,
+    write,
+)
 
-from partnercheck import memory
-from partnercheck.classify import classify_one
-from partnercheck.cli import cli
-from partnercheck.learning import Store, content_key, read_memory, retrain_personal, store_path
-from partnercheck.mail import parse_message
-from partnercheck.policy import Policy, load_policy
+from partnercheck.deciding.classify import classify_one
+from partnercheck.deciding.policy import Policy, load_policy
+from partnercheck.interface.cli import cli
+from partnercheck.learning import memory
+from partnercheck.learning.corrections import (
+    Store,
+    content_key,
+    read_memory,
+    retrain_personal,
+    store_path,
+)
+from partnercheck.reading.mail import parse_message
+from partnercheck.reading.sources import Source
 from partnercheck.settings import default_model_path, model_path, personal_model_path
-from partnercheck.sources import Source
-
-from conftest import DATA, OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message, write
 
 
 def record(subject, body, sender="Ana Ruiz <ana@fernhollow.example>", extra=""):
@@ -267,7 +280,7 @@ def _wait_for(predicate, timeout=60.0):
 
 
 def test_a_running_server_picks_up_what_learn_changed(tmp_path):
-    from partnercheck import client
+    from partnercheck.interface import client
 
     sock = str(tmp_path / "pc.sock")
     env = _env(tmp_path, PARTNERCHECK_SOCKET=sock)
@@ -423,7 +436,7 @@ def small_corpus(tmp_path_factory):
 
 
 def test_personal_model_comes_and_goes_with_the_corrections(tmp_path, small_corpus):
-    from partnercheck.model import load_model
+    from partnercheck.deciding.model import load_model
 
     assert model_path() == default_model_path()
     with Store.open() as store:

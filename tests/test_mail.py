@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FIXTURES, message
 
-from partnercheck.mail import parse_message, split_reply
+from partnercheck.reading.mail import parse_message, split_reply
 
 MALFORMED = FIXTURES / "malformed"
 

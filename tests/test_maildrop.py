@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 from test_procmail import _partnercheck
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import json
+import os
 import pickle
+import shutil
 import zipfile
+
 import pytest
 from conftest import OTHER_TEXT, PARTNERSHIP_TEXT, PITCH_TEXT, message
 
-from partnercheck.classify import classify_one
-from partnercheck.mail import parse_message
-from partnercheck.model import FORMAT_VERSION, ModelError, load_model
+from partnercheck.deciding.classify import classify_one
+from partnercheck.deciding.model import FORMAT_VERSION, ModelError, load_model
+from partnercheck.reading.mail import parse_message
 
 
 def test_verdicts_carry_scores_rules_and_clues(shipped_model):
@@ -130,7 +130,7 @@ def test_a_failed_save_leaves_the_old_model(small_model_path, tmp_path, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("partnercheck.model.np.lib.format.write_array", crash)
+    monkeypatch.setattr("partnercheck.deciding.model.np.lib.format.write_array", crash)
     with pytest.raises(OSError):
         model.save(str(target))
     assert target.read_bytes() == before

@@ -2,7 +2,7 @@
 
 import pytest
 
-from partnercheck.normalize import normalize
+from partnercheck.reading.normalize import normalize
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import DATA, FIXTURES, ROOT, SHIPPED_MODEL
 
-from partnercheck.classify import classify
-from partnercheck.cli import cli
-from partnercheck.filtering import filter_message, header_for
-from partnercheck.sources import Source
+from partnercheck.deciding.classify import classify
+from partnercheck.interface.cli import cli
+from partnercheck.reading.sources import Source
+from partnercheck.running.filtering import filter_message, header_for
 
 REALWORLD = ROOT.parent / "shared" / "realworld"
 SOURCES = [DATA, FIXTURES / "malformed"] + ([REALWORLD] if REALWORLD.is_dir() else [])
@@ -94,7 +94,7 @@ def test_explain_and_the_server_say_what_the_library_says(library, tmp_path):
             if os.path.exists(sock):
                 break
             time.sleep(0.05)
-        from partnercheck.client import classify_remote
+        from partnercheck.interface.client import classify_remote
 
         runner = CliRunner()
         for where, key in sample:

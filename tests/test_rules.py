@@ -9,15 +9,15 @@ import time
 import pytest
 from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, write
 
-from partnercheck.normalize import normalize
-from partnercheck.rules import (
+from partnercheck.reading.normalize import normalize
+from partnercheck.reading.sources import Source
+from partnercheck.understanding.rules import (
     MACROS,
     RulesError,
     builtin_rules,
     load_rules,
     parse_rules,
 )
-from partnercheck.sources import Source
 
 RULES = builtin_rules()
 
@@ -69,7 +69,7 @@ def _seconds(rules, text: str) -> float:
 def test_no_rule_backtracks_on_hostile_text(rule):
     """1 MB built from each rule's own words takes at most a few times as long as 1 MB of
     ordinary mail text, measured in the same run (no wall-clock limit to flake under load)."""
-    from partnercheck.rules import RuleSet
+    from partnercheck.understanding.rules import RuleSet
 
     single = RuleSet([rule])
     benign = (normalize(PITCH_TEXT + " " + PARTNERSHIP_TEXT) + " ") * (1_000_000 // len(PITCH_TEXT + PARTNERSHIP_TEXT))
@@ -140,7 +140,7 @@ def test_builtin_rules_may_not_decide():
     (r"\b(?:a|an) budget\b.{0,40}\bapproved\b", "x " * 300 + "a budget and it was finally approved" + " y" * 300),
 ])
 def test_user_patterns_match_as_python_would(pattern, text):
-    from partnercheck.rules import Rule, RuleSet
+    from partnercheck.understanding.rules import Rule, RuleSet
 
     rules = RuleSet([Rule("MINE", "pitch", 1.0, "", (pattern,), user=True)])
     assert [hit.matches[0] for hit in rules.match("", text)] == [re.search(pattern, text).group(0)]

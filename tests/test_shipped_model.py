@@ -9,9 +9,9 @@ import sys
 import numpy as np
 from conftest import DATA, ROOT
 
-from partnercheck.classify import classify
-from partnercheck.evaluate import score_model
-from partnercheck.sources import Source
+from partnercheck.deciding.classify import classify
+from partnercheck.learning.evaluate import score_model
+from partnercheck.reading.sources import Source
 
 
 def _train_module():
@@ -47,8 +47,8 @@ def test_heldout_quality(shipped_model):
 
 def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(tmp_path):
     """A saved and loaded model gives the probabilities of the pipeline it was made from."""
-    from partnercheck import training
-    from partnercheck.model import load_model
+    from partnercheck.deciding.model import load_model
+    from partnercheck.learning import training
 
     train = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:30]]
     trained, _, _ = training.train(train, seed=0)
@@ -62,7 +62,7 @@ def test_classifying_needs_no_scikit_learn_and_matches_the_pipeline(tmp_path):
 
 
 def test_training_is_deterministic(tmp_path):
-    from partnercheck import training
+    from partnercheck.learning import training
 
     records = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:30]]
     first, _, _ = training.train(records, seed=7)
@@ -75,8 +75,8 @@ def test_training_is_deterministic(tmp_path):
 def test_cold_classification_imports_no_scikit_learn(tmp_path):
     import subprocess
 
-    code = ("import sys; from partnercheck.model import load_model; from partnercheck.mail import parse_message;"
-            "from partnercheck.classify import classify_one;"
+    code = ("import sys; from partnercheck.deciding.model import load_model; from partnercheck.reading.mail import parse_message;"
+            "from partnercheck.deciding.classify import classify_one;"
             f"m = load_model({str(ROOT / 'models' / 'partnercheck.model')!r});"
             f"classify_one(parse_message(open({str(DATA / 'pitch' / 'b1-004.eml')!r}, 'rb').read()), m);"
             "print('sklearn' in sys.modules)")

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
 from dovecot_server import _users
 from test_procmail import _partnercheck

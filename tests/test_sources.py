@@ -11,7 +11,7 @@ import os
 import pytest
 from conftest import FIXTURES, message, write
 
-from partnercheck.sources import Columns, Source, SourceError, detect_format
+from partnercheck.reading.sources import Columns, Source, SourceError, detect_format
 
 MBOX = (
     b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"

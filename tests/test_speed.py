@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from partnercheck import training
-from partnercheck.evaluate import Scores
+from partnercheck.deciding.verdict import Thresholds, decide
 from partnercheck.labels import LABELS
-from partnercheck.verdict import Thresholds, decide
+from partnercheck.learning import training
+from partnercheck.learning.evaluate import Scores
 
 
 def _choose_thresholds_per_message(probabilities, truth):

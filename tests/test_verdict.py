@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from conftest import PITCH_TEXT, message, write
 
-from partnercheck.classify import classify_one
-from partnercheck.features import describe_token
-from partnercheck.mail import parse_message
-from partnercheck.policy import Policy, load_policy
-from partnercheck.rules import Rule, RuleHit
+from partnercheck.deciding.classify import classify_one
+from partnercheck.deciding.policy import Policy, load_policy
+from partnercheck.deciding.verdict import Thresholds, decide
+from partnercheck.reading.mail import parse_message
 from partnercheck.settings import ConfigError
-from partnercheck.verdict import Thresholds, decide
+from partnercheck.understanding.features import describe_token
+from partnercheck.understanding.rules import Rule, RuleHit
 
 T = Thresholds(min_confidence=0.5, partnership_guard=0.25)
 
@@ -96,11 +96,11 @@ def test_config_of_the_wrong_shape_is_one_clear_error(tmp_path, monkeypatch, tex
 
 
 def test_every_tagged_token_the_features_emit_has_a_description():
-    from partnercheck.features import TOKEN_DESCRIPTIONS, extract
-    from partnercheck.rules import builtin_rules
-    from partnercheck.sources import Source
-
     from conftest import DATA
+
+    from partnercheck.reading.sources import Source
+    from partnercheck.understanding.features import TOKEN_DESCRIPTIONS, extract
+    from partnercheck.understanding.rules import builtin_rules
 
     emitted = {token for record in Source(str(DATA)) for token in extract(record, builtin_rules()).tokens
                if token.startswith(("header:", "shape:"))}

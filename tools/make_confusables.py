@@ -1,4 +1,4 @@
-"""Regenerate src/partnercheck/confusables.json, the table normalize.py reads.
+"""Regenerate src/partnercheck/reading/confusables.json, the table normalize.py reads.
 
     pip install confusable-homoglyphs && python tools/make_confusables.py
 
@@ -24,7 +24,7 @@ from importlib import metadata
 
 import confusable_homoglyphs
 
-OUT = os.path.join(os.path.dirname(__file__), os.pardir, "src", "partnercheck", "confusables.json")
+OUT = os.path.join(os.path.dirname(__file__), os.pardir, "src", "partnercheck", "reading", "confusables.json")
 
 # DerivedCoreProperties.txt, Default_Ignorable_Code_Point (Unicode 15.1), as ranges.
 DEFAULT_IGNORABLE = [

@@ -1,3 +1,3 @@
-from .entry import main
+from .interface.entry import main
 
 main()

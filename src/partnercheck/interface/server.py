@@ -36,9 +36,10 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from . import client, filtering
-from .classify import classify_one
-from .mail import parse_message
+from ..deciding.classify import classify_one
+from ..reading.mail import parse_message
+from ..running import filtering
+from . import client
 
 _SYSTEMD_FIRST_FD = 3
 #: Seconds a message may take to classify before it is answered "too slow".

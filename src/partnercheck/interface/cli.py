@@ -15,12 +15,12 @@ from collections import Counter
 
 import click
 
-from . import __version__
-from .errors import PartnercheckError
-from .labels import LABELS
-from .outputs import RowWriter, format_for
-from .settings import read_config
-from .sources import FORMATS, Columns, Source
+from .. import __version__
+from ..errors import PartnercheckError
+from ..labels import LABELS
+from ..reading.sources import FORMATS, Columns, Source
+from ..running.outputs import RowWriter, format_for
+from ..settings import read_config
 
 
 class _Group(click.Group):
@@ -96,9 +96,9 @@ def _columns(kwargs) -> Columns:
 
 def _load(model_option: str | None, rules_file: str | None):
     """Model, its path and the user's policy, as the options and config say."""
-    from .model import cached_model
-    from .policy import load_policy
-    from .settings import model_path
+    from ..deciding.model import cached_model
+    from ..deciding.policy import load_policy
+    from ..settings import model_path
 
     config = read_config()
     path = model_path(model_option, config)
@@ -162,7 +162,7 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck classify *.eml --json
       partnercheck classify < message.eml
     """
-    from .classify import classify_one
+    from ..deciding.classify import classify_one
 
     columns = _columns(kwargs)
     model, _, policy = _load(model_option, rules_file)
@@ -193,7 +193,7 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
       partnercheck explain message.eml
       partnercheck explain message.eml --json
     """
-    from .classify import classify_one
+    from ..deciding.classify import classify_one
 
     model, _, policy = _load(model_option, rules_file)
     records = iter(Source(file, fmt=fmt, columns=_columns(kwargs)))
@@ -267,16 +267,16 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
       partnercheck label inbox.mbox -o labels.csv --resume   # after Ctrl-C
       partnercheck label archive/*.mbox --dask tcp://scheduler:8786 -o labels.csv
     """
-    from .batch import ROW_FIELDS, label_source, tally
-    from .policy import load_policy
-    from .settings import model_path
+    from ..deciding.policy import load_policy
+    from ..running.batch import ROW_FIELDS, label_source, tally
+    from ..settings import model_path
 
     columns = _columns(kwargs)
     readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
     config = read_config()
     path, policy = model_path(model_option, config), load_policy(config, rules_file)
     if not os.path.exists(path):
-        from .model import load_model
+        from ..deciding.model import load_model
 
         load_model(path)  # says what is missing and how to fix it
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
@@ -286,7 +286,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
     client = None
     try:
         if dask_address:
-            from . import dask_batch
+            from ..running import dask_batch
 
             client = dask_batch.connect(dask_address)
             chunks = dask_batch.label_sources(client, readers, path, policy, writer.done)
@@ -368,7 +368,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     if personal:
         if sources:
             raise click.UsageError("--personal takes no SOURCES: it trains on the corpus and the learning store")
-        from .learning import Store, retrain_personal, store_path
+        from ..learning.corrections import Store, retrain_personal, store_path
 
         with Store.open(store_path(store_option)) as store:
             click.echo(retrain_personal(store, output, seed=seed).line())
@@ -377,8 +377,8 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
         raise click.UsageError("give the labelled SOURCES to train on (or --personal)")
     if not output:
         raise click.UsageError("give the model file to write with -o FILE")
-    from . import training
-    from .settings import default_corpus
+    from ..learning import training
+    from ..settings import default_corpus
 
     if os.path.exists(output) and not force:
         raise click.ClickException(f"{output} exists; add --force to overwrite it")
@@ -421,7 +421,7 @@ def evaluate(source, given_label, as_json, fmt, model_option, rules_file, **kwar
       partnercheck evaluate labels.csv --json
       partnercheck evaluate --label pitch pitches.mbox
     """
-    from .evaluate import score_model
+    from ..learning.evaluate import score_model
 
     reader = Source(source, fmt=fmt, columns=_columns(kwargs), label=given_label)
     model, _, policy = _load(model_option, rules_file)
@@ -480,7 +480,13 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
         raise click.UsageError("give either --as LABEL or --forget, not both")
     if learn_all and (forget or as_label):
         raise click.UsageError("--all is for learning messages under their own labels (no --as)")
-    from .learning import LearnSummary, Store, personal_is_current, retrain_personal, store_path
+    from ..learning.corrections import (
+        LearnSummary,
+        Store,
+        personal_is_current,
+        retrain_personal,
+        store_path,
+    )
 
     config = read_config()
     columns = _columns(kwargs)
@@ -522,10 +528,15 @@ def _disagreeing(records, judge, summary):
 def _judge(store, config):
     """The verdict each message gets now: the model in force for ``store`` (an explicit
     model, else its personal model, else the shipped one) and the policy with its memory."""
-    from .classify import classify_one
-    from .model import cached_model
-    from .policy import load_policy
-    from .settings import MODEL_ENV, default_model_path, model_path, personal_model_path
+    from ..deciding.classify import classify_one
+    from ..deciding.model import cached_model
+    from ..deciding.policy import load_policy
+    from ..settings import (
+        MODEL_ENV,
+        default_model_path,
+        model_path,
+        personal_model_path,
+    )
 
     if os.environ.get(MODEL_ENV) or config.get("model"):
         path = model_path(None, config)
@@ -567,7 +578,7 @@ def learned(output, out_fmt, export, forget_keys, store_option):
       partnercheck learned --export corrections.jsonl && partnercheck train corrections.jsonl -o m.model
       partnercheck learned --forget-key 3f2a9c...
     """
-    from .learning import Store, retrain_personal, store_path
+    from ..learning.corrections import Store, retrain_personal, store_path
 
     path = store_path(store_option)
     if not os.path.exists(path):
@@ -584,7 +595,7 @@ def learned(output, out_fmt, export, forget_keys, store_option):
             count = _export(store, export)
             click.echo(f"exported {count} corrections to {export}", err=True)
             return
-        from .learning import _LIST_FIELDS
+        from ..learning.corrections import _LIST_FIELDS
 
         writer = RowWriter(output, format_for(output, out_fmt), _LIST_FIELDS)
         try:
@@ -600,7 +611,7 @@ def learned(output, out_fmt, export, forget_keys, store_option):
 
 
 def _export(store, target: str) -> int:
-    from .atomic import atomic_file
+    from ..atomic import atomic_file
 
     count = 0
     if target.endswith((".jsonl", ".ndjson", ".json")):
@@ -644,7 +655,7 @@ def senders(ctx, as_json, store_option):
     ctx.obj["store"] = store_option
     if ctx.invoked_subcommand is not None:
         return
-    from .learning import Store, store_path
+    from ..learning.corrections import Store, store_path
 
     path = store_path(store_option)
     if not os.path.exists(path):
@@ -681,7 +692,7 @@ def _sender_change(kind):
     @click.option("--note", default="", help="Why, for your own later reference.")
     @click.pass_context
     def command(ctx, patterns, expires, note):
-        from .learning import Store, store_path
+        from ..learning.corrections import Store, store_path
 
         when = _expiry(expires)
         with Store.open(store_path(ctx.obj.get("store"))) as store:
@@ -709,7 +720,7 @@ senders.command("block")(_sender_change("block"))
 @click.pass_context
 def senders_remove(ctx, patterns):
     """Remove entries; learning for those senders starts over from now."""
-    from .learning import Store, store_path
+    from ..learning.corrections import Store, store_path
 
     with Store.open(store_path(ctx.obj.get("store"))) as store:
         gone = sum(store.remove_sender(_pattern(p)) for p in patterns)
@@ -742,11 +753,9 @@ def serve(socket_option, model_option, rules_file):
       partnercheck serve &
       PARTNERCHECK_SOCKET=/tmp/pc.sock partnercheck serve
     """
+    from ..learning.corrections import store_path
+    from ..settings import config_path, model_path, personal_model_path, socket_path
     from .server import ClassifyServer, systemd_socket
-    from .settings import socket_path
-
-    from .settings import config_path, model_path, personal_model_path
-    from .learning import store_path
 
     model, path, policy = _load(model_option, rules_file)
     inherited = systemd_socket()
@@ -826,9 +835,9 @@ def imap_command(account_name, host, port, user, security, ca_file, password_fil
       partnercheck imap --account work --move-to Pitch
       partnercheck imap --account work --watch
     """
-    from . import imap
-    from .imap_state import ImapState, StateError
-    from .settings import imap_state_path
+    from ..running import imap
+    from ..running.imap_state import ImapState, StateError
+    from ..settings import imap_state_path
 
     config = read_config()
     try:
@@ -869,7 +878,7 @@ class _ImapLearner:
         self.changed = False
 
     def learn(self, lessons) -> None:
-        from .learning import Store, store_path
+        from ..learning.corrections import Store, store_path
 
         with Store.open(store_path(None, self.config)) as store:
             for label in sorted({label for _, label in lessons}):
@@ -878,7 +887,12 @@ class _ImapLearner:
                 click.echo(summary.line())
 
     def finish(self) -> None:
-        from .learning import Store, personal_is_current, retrain_personal, store_path
+        from ..learning.corrections import (
+            Store,
+            personal_is_current,
+            retrain_personal,
+            store_path,
+        )
 
         with Store.open(store_path(None, self.config)) as store:
             if not (self.changed or not personal_is_current(store)):

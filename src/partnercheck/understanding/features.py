@@ -31,8 +31,8 @@ import re
 import sys
 from contextlib import contextmanager
 
-from .mail import EmailRecord
-from .normalize import normalize
+from ..reading.mail import EmailRecord
+from ..reading.normalize import normalize
 from .rules import RuleHit, RuleSet
 
 _stemmer = None

@@ -10,7 +10,7 @@ and never leaves the store half-written.
 The same message learned twice counts once: a message matches a stored correction when its
 content key (a hash of the subject and the body's bytes) or its Message-ID is the same.
 Learning it under another label replaces the old label. The sender memory
-(:mod:`partnercheck.memory`) lives in the same database and is derived from the corrections.
+(:mod:`partnercheck.learning.memory`) lives in the same database and is derived from the corrections.
 
 The personal model (:func:`retrain_personal`) is the shipped corpus plus the corrections,
 each correction weighing up to :data:`CORRECTION_WEIGHT` corpus messages (less once they
@@ -30,11 +30,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from ..errors import PartnercheckError
+from ..labels import LABELS, PITCH
+from ..reading.mail import EmailRecord, parse_message
+from ..settings import personal_model_path, store_path  # noqa: F401  (store_path is part of this API)
 from . import memory
-from .errors import PartnercheckError
-from .labels import LABELS, PITCH
-from .mail import EmailRecord, parse_message
-from .settings import personal_model_path, store_path  # noqa: F401  (store_path is part of this API)
 
 #: Originals larger than this are stored as their headers and text only.
 MAX_RAW_BYTES = 64 * 1024
@@ -492,7 +492,7 @@ def personal_is_current(store: Store) -> bool:
         return not os.path.exists(path)
     if not os.path.exists(path):
         return False
-    from .model import ModelError, load_model
+    from ..deciding.model import ModelError, load_model
 
     try:
         return load_model(path).info.get("store_fingerprint") == store.fingerprint()
@@ -519,9 +519,9 @@ def _exclusive(path: str):
 
 def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_model: str | None, seed: int,
              start: float) -> RetrainSummary:
-    from .model import Model, load_model
+    from ..deciding.model import Model, load_model
+    from ..settings import default_corpus, default_model_path
     from .pipeline import build_pipeline
-    from .settings import default_corpus, default_model_path
 
     corrections = list(store.records())
     if not corrections:
@@ -568,11 +568,13 @@ def correction_weight(corpus: int, corrections: int, most: float = CORRECTION_WE
 def _code_fingerprint() -> str:
     """Changes whenever the code that reads mail and extracts features does."""
     digest = hashlib.sha256()
-    folder = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(folder)):
-        if name.endswith((".py", ".toml")):
-            with open(os.path.join(folder, name), "rb") as handle:
-                digest.update(name.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder, _, names in sorted(os.walk(package)):
+        for name in sorted(names):
+            if name.endswith((".py", ".toml")):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    where = os.path.relpath(os.path.join(folder, name), package)
+                    digest.update(where.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
 
 
@@ -599,11 +601,11 @@ def corpus_features(corpus: str, extract) -> tuple[list, list[str], list[str]]:
     import gzip
     import json
 
-    from .atomic import atomic_file
-    from .features import Extracted
-    from .rules import RuleHit, builtin_rules
-    from .settings import cache_home
-    from .sources import Source
+    from ..atomic import atomic_file
+    from ..reading.sources import Source
+    from ..settings import cache_home
+    from ..understanding.features import Extracted
+    from ..understanding.rules import RuleHit, builtin_rules
     from .training import prepare
 
     fingerprint = hashlib.sha256((_corpus_fingerprint(corpus) + _code_fingerprint()).encode()).hexdigest()[:24]

@@ -18,8 +18,8 @@ import os
 import sys
 from typing import IO
 
-from .atomic import discard, open_temp_beside
-from .errors import PartnercheckError
+from ..atomic import discard, open_temp_beside
+from ..errors import PartnercheckError
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
 

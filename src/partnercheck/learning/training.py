@@ -15,15 +15,15 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .errors import PartnercheckError
+from ..deciding.model import Model
+from ..deciding.verdict import Thresholds, decide
+from ..errors import PartnercheckError
+from ..labels import LABELS, PARTNERSHIP, PITCH
+from ..reading.mail import EmailRecord
+from ..reading.normalize import normalize
 from .evaluate import Scores
-from .labels import LABELS, PARTNERSHIP, PITCH
-from .mail import EmailRecord
-from .model import Model
 from .near_duplicates import near_duplicate_groups
-from .normalize import normalize
 from .pipeline import C, build_pipeline
-from .verdict import Thresholds, decide
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
 #: each with a calibration split that needs every label).
@@ -98,7 +98,7 @@ def _extracted(prepared: Prepared, seed: int, c: float):
 def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = C) -> np.ndarray:
     """Probabilities for every message from a model that saw neither it nor a near-copy of it
     (columns: sorted labels). Folds are stratified by label and keep each group of near-duplicates
-    (:mod:`partnercheck.near_duplicates`) together."""
+    (:mod:`partnercheck.learning.near_duplicates`) together."""
     pipeline, docs, y = _extracted(prepared, seed, c)
     groups = near_duplicate_groups([r.subject + "\n" + r.body for r in prepared.records], seed=seed)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)

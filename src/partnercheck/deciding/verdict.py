@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .labels import PARTNERSHIP, PITCH, UNSURE
-from .rules import RuleHit
+from ..labels import PARTNERSHIP, PITCH, UNSURE
+from ..understanding.rules import RuleHit
 
 
 @dataclass(frozen=True)

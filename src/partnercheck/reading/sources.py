@@ -2,7 +2,7 @@
 
 A :class:`Source` names where mail comes from (``-`` for stdin, an .eml file, a folder of
 .eml files, an mbox, a Maildir, a CSV/TSV or JSON-lines export, or a folder whose
-sub-folders are named after labels) and yields :class:`~partnercheck.mail.EmailRecord`
+sub-folders are named after labels) and yields :class:`~partnercheck.reading.mail.EmailRecord`
 objects one at a time. Nothing is loaded whole and nothing is ever written to a source:
 every file is opened read-only, and no lock is taken.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
-from .errors import PartnercheckError
-from .labels import LABELS
+from ..errors import PartnercheckError
+from ..labels import LABELS
 from .mail import EmailRecord, drop_if_binary, header_text, parse_message, split_reply
 
 FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")

@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .labels import LABELS, OTHER, PARTNERSHIP, PITCH, UNSURE, VERDICTS
+from ..labels import LABELS, OTHER, PARTNERSHIP, PITCH, UNSURE, VERDICTS
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Scores:
 
 
 def score_model(model, records, policy=None, batch: int = 256) -> Scores:
-    from .classify import classify
+    from ..deciding.classify import classify
 
     """Classify labelled records and score the verdicts; unreadable records are counted apart."""
     truth, verdicts, groups = [], [], []

@@ -1,6 +1,6 @@
 """The user's policy on top of the model: their own rules, sender lists and cut-offs,
 read from the configuration file (see :mod:`partnercheck.settings`), and the sender memory
-that ``partnercheck learn`` keeps (see :mod:`partnercheck.memory`), consulted after the
+that ``partnercheck learn`` keeps (see :mod:`partnercheck.learning.memory`), consulted after the
 config file's lists.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .mail import EmailRecord
-from .memory import BLOCK, SenderMemory, reason
-from .normalize import normalize
-from .rules import RuleHit, RulesError, RuleSet, load_rules
-from .settings import ConfigError, config_path, read_config
+from ..learning.memory import BLOCK, SenderMemory, reason
+from ..reading.mail import EmailRecord
+from ..reading.normalize import normalize
+from ..settings import ConfigError, config_path, read_config
+from ..understanding.rules import RuleHit, RulesError, RuleSet, load_rules
 from .verdict import Thresholds
 
 
@@ -85,7 +85,7 @@ def load_policy(config: dict | None = None, rules_option: str | None = None) -> 
             thresholds = Thresholds(**{k: float(v) for k, v in dict(config["thresholds"]).items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
-    from .learning import StoreError, read_memory
+    from ..learning.corrections import StoreError, read_memory
 
     try:
         memory = read_memory(None, config)

@@ -24,12 +24,12 @@ from collections import Counter, deque
 from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .labels import UNREADABLE, UNSURE
-from .mail import EmailRecord
-from .sources import RawMessage, Source, to_record
+from ..labels import UNREADABLE, UNSURE
+from ..reading.mail import EmailRecord
+from ..reading.sources import RawMessage, Source, to_record
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ..deciding.model import Model
 
 ROW_FIELDS = [
     "source", "key", "message_id", "date", "from", "subject", "verdict", "score",
@@ -44,7 +44,7 @@ PARALLEL_FROM_MESSAGES = 4000
 
 def model_at(path: str) -> "Model":
     """The model at ``path``, loaded once per process (numpy and scipy imported only here)."""
-    from .model import cached_model
+    from ..deciding.model import cached_model
 
     return cached_model(path)
 
@@ -71,7 +71,7 @@ _REASONS = ROW_FIELDS.index("reasons")
 
 def classify_records(model: "Model", records: list[EmailRecord], policy=None) -> list[list]:
     """Rows for a chunk of records, unreadable ones included, in order."""
-    from .classify import classify
+    from ..deciding.classify import classify
 
     # Rows show the clues for a verdict (in its reasons), never those against it.
     return [verdict_row(r, v) for r, v in zip(records, classify(records, model, policy, clues="for"))]
@@ -107,7 +107,7 @@ def label_source(
     # saved per worker); spawned ones load it themselves.
     fork = "fork" in multiprocessing.get_all_start_methods()
     if fork:
-        from .features import seed_stems, snowball
+        from ..understanding.features import seed_stems, snowball
 
         snowball()
         seed_stems(model_at(model_path).weights.stems)  # the workers inherit the filled stem cache

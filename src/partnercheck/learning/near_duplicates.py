@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from .normalize import normalize
+from ..reading.normalize import normalize
 
 HASHES = 24
 BANDS = 6

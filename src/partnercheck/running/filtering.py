@@ -21,7 +21,7 @@ This module is shared by the server client (which must start fast) and the cold 
 
 from __future__ import annotations
 
-from .labels import UNREADABLE
+from ..labels import UNREADABLE
 
 HEADER = "X-Partnercheck"
 EXIT_CODES = {"other": 0, "partnership": 10, "pitch": 11, "unsure": 12}
@@ -65,8 +65,8 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
     """(header, label) from a running server, or None when none answers sensibly."""
     import os
 
-    from . import client
-    from .settings import ConfigError, read_config, socket_path
+    from ..interface import client
+    from ..settings import ConfigError, read_config, socket_path
 
     try:
         path = socket_path(read_config())
@@ -83,11 +83,11 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
 
 def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None) -> tuple[str, str]:
     """(header, label) from the model loaded in this process."""
-    from .classify import classify_one
-    from .mail import parse_message
-    from .model import cached_model
-    from .policy import load_policy
-    from .settings import model_path, read_config
+    from ..deciding.classify import classify_one
+    from ..deciding.model import cached_model
+    from ..deciding.policy import load_policy
+    from ..reading.mail import parse_message
+    from ..settings import model_path, read_config
 
     config = read_config()
     model = cached_model(model_path(model_option, config))
@@ -96,7 +96,7 @@ def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None)
 
 
 def _is_ours(exc: Exception) -> bool:
-    from .errors import PartnercheckError
+    from ..errors import PartnercheckError
 
     return isinstance(exc, PartnercheckError)
 

@@ -36,11 +36,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from .features import Extracted, extract
-from .mail import EmailRecord
-from .rules import builtin_rules
-from .vectors import vectorize
-
+from ..reading.mail import EmailRecord
+from ..understanding.features import Extracted, extract
+from ..understanding.rules import builtin_rules
+from ..understanding.vectors import vectorize
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
@@ -52,7 +51,7 @@ def extracted_tokens(doc: Extracted) -> list[str]:
 
 
 class MailTokenizer(BaseEstimator, TransformerMixin):
-    """Records to :class:`~partnercheck.features.Extracted` (tokens and rule hits), with the
+    """Records to :class:`~partnercheck.understanding.features.Extracted` (tokens and rule hits), with the
     built-in rules read from the package (a model stores what it learned about each rule,
     never the rules themselves)."""
 

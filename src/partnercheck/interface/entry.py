@@ -2,9 +2,9 @@
 
 ``partnercheck filter`` is run once per delivered message, so with no option beyond
 ``--exit-zero`` and ``--no-server`` it is handled here without click:
-:func:`partnercheck.filtering.filter_message` asks a running ``partnercheck serve`` (standard
+:func:`partnercheck.running.filtering.filter_message` asks a running ``partnercheck serve`` (standard
 library only) and loads the model in-process only when none answers. Everything else goes
-to :mod:`partnercheck.cli`, whose ``filter`` command calls the same function.
+to :mod:`partnercheck.interface.cli`, whose ``filter`` command calls the same function.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> None:
 def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | None = None,
                rules_file: str | None = None) -> int:
     """Read one message from stdin, write it out with its header; the exit code."""
-    from .filtering import filter_message
+    from ..running.filtering import filter_message
 
     raw = b""
     try:

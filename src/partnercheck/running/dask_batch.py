@@ -2,7 +2,7 @@
 
 Each source (an mbox, a Maildir, a folder of .eml files, a table export) is one task: a Dask
 worker reads it whole and labels it with the same code as a single machine
-(:func:`partnercheck.batch.label_source`, one process per worker), and sends back its rows.
+(:func:`partnercheck.running.batch.label_source`, one process per worker), and sends back its rows.
 The client writes them in the order the sources were given, whatever order the tasks finish
 in, so the output is the same row for row as without Dask. Workers read the sources and the
 model at the paths the client names: on a real cluster, put them on a file system every
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .errors import PartnercheckError
+from ..errors import PartnercheckError
 
 #: How many sources' results the client holds at most while waiting for an earlier one.
 AHEAD = 64
@@ -28,8 +28,8 @@ class DaskError(PartnercheckError):
 
 def label_on_worker(path: str, fmt, columns, model_path: str, policy, skip: frozenset) -> list[list]:
     """All rows of one source, labelled in the worker's own process (the task Dask runs)."""
+    from ..reading.sources import Source
     from .batch import label_source
-    from .sources import Source
 
     rows: list[list] = []
     for chunk in label_source(Source(path, fmt=fmt, columns=columns), model_path, policy, jobs=1, skip=set(skip)):

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 
-from .atomic import atomic_file
+from ..atomic import atomic_file
 
 #: Digests of moved messages kept per account; the oldest are forgotten first.
 MAX_MOVED = 50_000

@@ -1,6 +1,6 @@
 """A trained model's weights: made from a fitted pipeline, saved and loaded.
 
-Classifying with it is :mod:`partnercheck.classify`'s job. A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.pipeline`)
+Classifying with it is :mod:`partnercheck.deciding.classify`'s job. A :class:`Model` is made from a fitted scikit-learn pipeline (:mod:`partnercheck.learning.pipeline`)
 and keeps what classifying needs as plain numbers: the vocabulary and idf weights, the rule
 columns, the linear SVM's coefficients and the sigmoid calibration of each class. It
 applies them with numpy and scipy alone. That keeps scikit-learn (1.2 s to import here)
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .atomic import atomic_file
-from .errors import PartnercheckError
-from .features import known_stems
-from .labels import LABELS
-from .rules import RuleSet, builtin_rules, rules_fingerprint
+from ..atomic import atomic_file
+from ..errors import PartnercheckError
+from ..labels import LABELS
+from ..understanding.features import known_stems
+from ..understanding.rules import RuleSet, builtin_rules, rules_fingerprint
 from .verdict import Thresholds
 
 #: Bumped whenever a saved model can no longer be read by this code.
@@ -180,7 +180,7 @@ def _plain(value):
 
 
 def _versions() -> dict:
-    from . import __version__
+    from .. import __version__
 
     made_by = {"partnercheck": __version__, "numpy": np.__version__}
     try:
@@ -214,7 +214,7 @@ def load_model(path: str | None = None) -> Model:
     which are read with ``allow_pickle=False``. A pickle or joblib file is refused unread.
     """
     if path is None:
-        from .settings import model_path
+        from ..settings import model_path
 
         path = model_path()
     fix = "rebuild it with `python train.py` (the default model) or `partnercheck train`"
@@ -272,7 +272,7 @@ def _read_archive(path: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 def _check_versions(made_by) -> None:
     """The versions that made a model: recorded, and compatible with the ones running."""
-    from . import __version__
+    from .. import __version__
 
     if not isinstance(made_by, dict) or not isinstance(made_by.get("partnercheck"), str):
         raise ModelError("the model does not say which partnercheck made it")

@@ -12,7 +12,7 @@ user had marked deleted). Messages are read with ``BODY.PEEK[]``, so none is mar
 Protocol handling is IMAPClient's (a maintained library with MOVE, UIDPLUS, IDLE,
 STARTTLS, folder-name encoding and response parsing); this module decides what to do.
 
-What a run finished with is saved after every batch (:mod:`partnercheck.imap_state`), so a
+What a run finished with is saved after every batch (:mod:`partnercheck.running.imap_state`), so a
 run cut off by a dropped connection picks up where it stopped: a keyword set twice is
 still one keyword, and a moved message is no longer in the folder to be moved again.
 """
@@ -30,9 +30,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..labels import LABELS
+from ..reading.mail import parse_message
 from .imap_state import ImapState, digest
-from .labels import LABELS
-from .mail import parse_message
 
 #: Messages fetched and classified per round trip.
 BATCH = 500
@@ -604,7 +604,7 @@ def _judge(items: list[tuple[int, bytes]], folder: str, model=None, policy=None)
     """Read and classify raw messages (in a worker, with the model it was forked with)."""
     if model is None:
         model, policy = _worker["model"], _worker["policy"]
-    from .classify import classify
+    from ..deciding.classify import classify
 
     records = [parse_message(raw, key=str(uid), source=folder) for uid, raw in items]
     verdicts = classify(records, model, policy, clues=False)
@@ -626,7 +626,7 @@ class Judge:
         if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
             import gc
 
-            from .features import snowball
+            from ..understanding.features import snowball
 
             snowball()
             _worker.update(model=model, policy=policy)

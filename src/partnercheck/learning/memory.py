@@ -1,5 +1,5 @@
 """Sender memory: senders the user's corrections (or their own commands) put on an allow or
-block list, kept in the learning store beside the corrections (:mod:`partnercheck.learning`).
+block list, kept in the learning store beside the corrections (:mod:`partnercheck.learning.corrections`).
 
 What is learned, per sender address, from the corrections in the store, in the order they
 were made:

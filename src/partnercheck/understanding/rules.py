@@ -29,8 +29,8 @@ from importlib import resources
 
 import re2
 
-from .errors import PartnercheckError
-from .labels import LABELS
+from ..errors import PartnercheckError
+from ..labels import LABELS
 
 MACROS = {
     "__money__": r"(?:[$€£]\s?\d[\d,.]{0,12}\s?[km]?\b|\b\d[\d,.]{0,12}\s?(?:[km]\s)?(?:(?:usd|eur|gbp|dollars|euros|pounds)\b|€|\$))",
@@ -148,7 +148,7 @@ def rules_fingerprint() -> str:
 
 
 def _builtin_text() -> str:
-    return resources.files("partnercheck").joinpath("rules.toml").read_text(encoding="utf-8")
+    return resources.files("partnercheck.understanding").joinpath("rules.toml").read_text(encoding="utf-8")
 
 
 def load_rules(path: str, user: bool = True) -> RuleSet:

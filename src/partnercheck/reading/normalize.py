@@ -41,7 +41,7 @@ def _translation() -> dict[int, str | None]:
     """Invisible characters to None, Latin look-alikes to their letter (loaded once)."""
     global _table
     if _table is None:
-        data = json.loads(resources.files("partnercheck").joinpath("confusables.json").read_text(encoding="utf-8"))
+        data = json.loads(resources.files("partnercheck.reading").joinpath("confusables.json").read_text(encoding="utf-8"))
         table: dict[int, str | None] = {}
         for start, end in data["drop"]:
             table.update(dict.fromkeys(range(start, end + 1)))

@@ -6,10 +6,10 @@ For each record, in order:
 
 1. **readable?** A message with no text to judge is ``unsure``, decided by
    :data:`UNREADABLE`, and goes no further;
-2. **features**: tokens and built-in rule hits (:func:`partnercheck.features.extract`);
+2. **features**: tokens and built-in rule hits (:func:`partnercheck.understanding.features.extract`);
 3. **probabilities**: the model's calibrated scores for the three labels;
-4. **policy**: the user's own rules and sender lists (:class:`partnercheck.policy.Policy`);
-5. **decision**: cut-offs, guards and overrides (:func:`partnercheck.verdict.decide`);
+4. **policy**: the user's own rules and sender lists (:class:`partnercheck.deciding.policy.Policy`);
+5. **decision**: cut-offs, guards and overrides (:func:`partnercheck.deciding.verdict.decide`);
 6. **clues**: the model features that pushed hardest for and against the verdict, in
    words; skipped with ``clues=False`` where nothing shows them (the mail filter's header),
    and only those for it with ``clues="for"`` (``label``'s rows, whose reasons name them).
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .features import describe_token, extract
-from .labels import UNREADABLE, UNSURE
-from .mail import EmailRecord
-from .vectors import vectorize
+from ..labels import UNREADABLE, UNSURE
+from ..reading.mail import EmailRecord
+from ..understanding.features import describe_token, extract
+from ..understanding.vectors import vectorize
 from .verdict import Clue, Verdict, decide
 
 if TYPE_CHECKING:

@@ -1,0 +1,1 @@
+"""Reading mail: bytes and files to one :class:`~partnercheck.reading.mail.EmailRecord` each."""

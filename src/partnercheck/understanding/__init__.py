@@ -1,0 +1,1 @@
+"""Understanding a record: normalised text, tagged tokens, rule hits and the feature matrix."""
