@@ -21,6 +21,7 @@ are cached by a fingerprint of the corpus and the code, so that a retrain costs 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -284,14 +285,12 @@ class Store:
             label_now = label or record.label
             key, message_id = content_key(record), _message_id(record)
             verdict = judge(record) if judge is not None else None
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 matches = self._matches(key, message_id)
                 was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches) or filed_as_pitch(record)
                 senders = {m[2] for m in matches} | {record.from_addr.lower()}
                 if matches and all(m[1] == label_now for m in matches) and len(matches) == 1:
                     summary.unchanged += 1
-                    self._db.execute("COMMIT")
                     continue
                 if matches:
                     self._db.execute(f"DELETE FROM corrections WHERE id IN ({','.join('?' * len(matches))})",
@@ -313,19 +312,26 @@ class Store:
                     note = memory.relearn(self._db, sender)
                     if note:
                         summary.senders.append(note)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return summary
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One message's changes: all of them committed, or none (a crash or kill -9 in the
+        middle leaves the store as it was before that message)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def forget(self, records: Iterable[EmailRecord]) -> int:
         """Forget the corrections for these messages; returns how many were removed."""
         removed = 0
         for record in records:
             key, message_id = content_key(record), _message_id(record)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 matches = self._matches(key, message_id)
                 if matches:
                     self._db.execute(f"DELETE FROM corrections WHERE id IN ({','.join('?' * len(matches))})",
@@ -333,27 +339,18 @@ class Store:
                     for sender in {m[2] for m in matches}:
                         memory.relearn(self._db, sender)
                 removed += len(matches)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return removed
 
     def forget_keys(self, keys: Iterable[str]) -> int:
         """Forget corrections by their key (as ``partnercheck learned`` lists them)."""
         removed = 0
         for key in keys:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 rows = self._db.execute("SELECT id, sender FROM corrections WHERE digest = ?", (key,)).fetchall()
                 self._db.execute("DELETE FROM corrections WHERE digest = ?", (key,))
                 for _, sender in rows:
                     memory.relearn(self._db, sender)
                 removed += len(rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return removed
 
     def __len__(self) -> int:
