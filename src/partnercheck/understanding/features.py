@@ -49,12 +49,18 @@ _PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
 # a number glued to letters ("b2b") loses its digits, which carry nothing anyway.
 _NUMBER = re.compile(r"\d[\d,.:/-]*")
 _TOKEN = re.compile(r"[^\W\d_]{2,}")
+# The same for text that is all ASCII, where a letter is [a-zA-Z]: 40% faster than the
+# Unicode category test.
+_ASCII_TOKEN = re.compile(r"[a-zA-Z]{2,}")
 _SPACED_APOSTROPHE = re.compile(r"(\w) ' (s|t|ll|re|ve|d|m)\b")
 _SPACED_CURRENCY = re.compile(r"([$€£]) (?=\d)")
 _SPACED_DIGITS = re.compile(r"(\d) ([,.]) (\d)")
 _SPACED_PUNCTUATION = re.compile(r" ([,.;:!?%)])(?= |$)", re.M)
+# "\b(we|i|...)" written with the boundary after the first letter, as "(?<!\w.)": the same
+# matches, but a pattern that starts with literal letters lets Python's re skip to the next
+# w, i, o or y instead of trying the whole pattern at every position (22 to 15 µs a message).
 _ACTION = re.compile(
-    r"\b(we|i|our team|you|your team|your company)(?:'d|'ll|'re| would| will| can| could| may| might| should)?"
+    r"(w(?<!\w.)e|i(?<!\w.)|o(?<!\w.)ur team|y(?<!\w.)ou|y(?<!\w.)our team|y(?<!\w.)our company)(?:'d|'ll|'re| would| will| can| could| may| might| should)?"
     r"(?: (?:love|like|want|be (?:happy|glad|able)|are (?:happy|glad|able)|am (?:happy|glad|able)) to)?"
     r"(?: also| just| really| then| both)? ([a-z]{3,})\b"
 )
@@ -154,7 +160,7 @@ def _words(text: str) -> list[str]:
     if "%" in text:
         text = _PERCENT.sub(" PCT ", text)
     text = _NUMBER.sub(" NUM ", text)
-    words = _TOKEN.findall(text)
+    words = (_ASCII_TOKEN if text.isascii() else _TOKEN).findall(text)
     stems = list(map(_STEMS.get, words))  # cached stems in one C-level pass; new words below
     if None in stems:
         stems = [stem or _stem(word) for word, stem in zip(words, stems)]
