@@ -26,6 +26,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Iterator
 
 import re2
 
@@ -105,22 +106,49 @@ class RuleSet:
         sentences: dict[int, list[str]] = {}
         for field, (scanner, patterns) in self._scans.items():
             text = texts[field]
-            for number in sorted(scanner.Match(text) or ()):
+            # RE2 reads UTF-8: the text is encoded once here, not once per pattern that matched
+            # (which re2's str interface does, with a map of offsets back to characters).
+            data = text.encode("utf-8")
+            ascii_text = len(data) == len(text)
+            for number in sorted(scanner.Match(data) or ()):
                 index, pattern = patterns[number]
                 found = snippets.setdefault(index, [])
                 around = sentences.setdefault(index, [])
-                for seen, match in enumerate(pattern.finditer(text)):
+                for seen, (start, end) in enumerate(_spans(pattern, data)):
                     if len(found) == MAX_SNIPPETS or seen == _MAX_MATCHES_READ:
                         break
-                    snippet = match.group(0).strip()
+                    snippet = data[start:end].decode("utf-8").strip()
                     if snippet and snippet not in found:
                         found.append(snippet)
-                        around.append(sentence_around(text, match.start(), match.end()))
+                        if not ascii_text:  # byte offsets to character offsets
+                            start, end = len(data[:start].decode("utf-8")), len(data[:end].decode("utf-8"))
+                        around.append(sentence_around(text, start, end))
         return [RuleHit(self.rules[index], tuple(snippets[index]), tuple(sentences[index]))
                 for index in sorted(snippets) if snippets[index]]
 
     def __add__(self, other: "RuleSet") -> "RuleSet":
         return RuleSet(list(self.rules) + list(other.rules))
+
+
+def _spans(pattern: "re2._Regexp", data: bytes) -> Iterator[tuple[int, int]]:
+    """Byte spans of the matches of ``pattern`` in UTF-8 ``data``: the same matches, in the
+    same order, as ``pattern.finditer`` gives on the decoded text (after an empty match the
+    search moves on by one character, not one byte)."""
+    pos, size = 0, len(data)
+    while True:
+        match = pattern.search(data, pos)
+        if match is None:
+            return
+        start, end = match.span()
+        yield start, end
+        if pos == size:
+            return
+        if end == pos:  # an empty match where the search started
+            pos += 1
+            while pos < size and 0x80 <= data[pos] < 0xC0:  # UTF-8 continuation bytes
+                pos += 1
+        else:
+            pos = end
 
 
 @functools.lru_cache(maxsize=1024)  # bounded: an unbounded cache kept every matched message's text
