@@ -94,27 +94,48 @@ def _add_clues(verdict: Verdict, model: "Model", matrix, row: int, against: bool
     start, end = matrix.indptr[row], matrix.indptr[row + 1]
     columns = matrix.indices[start:end]
     contributions = matrix.data[start:end] * weights.coef[weights.labels.index(label)][columns]
-    order = np.argsort(contributions, kind="stable")
-    least = max(_CLUE_FLOOR, _CLUE_SHARE * float(np.abs(contributions).max(initial=0.0)))
-    verdict.clues_for = _clues(model, columns, contributions, order[::-1], least, positive=True)
+    magnitudes = np.abs(contributions)
+    least = max(_CLUE_FLOOR, _CLUE_SHARE * float(magnitudes.max(initial=0.0)))
+    # Only the few features at or above the floor can be clues: they are picked out in one
+    # numpy step (compared as Python floats are, in double precision) and sorted in Python,
+    # strongest first, ties in the order a stable argsort gives (reversed for the ones for).
+    strong = np.flatnonzero(magnitudes.astype(np.float64) >= least).tolist()
+    candidates = list(zip(contributions[strong].tolist(), strong, columns[strong].tolist()))
+    verdict.clues_for = _clues(model, sorted((c for c in candidates if c[0] > 0), reverse=True))
     if against:
-        verdict.clues_against = _clues(model, columns, contributions, order, least, positive=False)
+        verdict.clues_against = _clues(model, sorted(c for c in candidates if c[0] < 0))
 
 
-def _clues(model: "Model", columns, contributions, order, least: float, positive: bool) -> list[Clue]:
-    """The strongest contributions of one sign, leaving out words like "the" or "new" that
-    count in the score but say nothing to a reader."""
+def _clues(model: "Model", candidates: list[tuple[float, int, int]]) -> list[Clue]:
+    """The strongest contributions of one sign (``candidates``: value, position, column, in
+    order), leaving out words like "the" or "new" that count in the score but say nothing
+    to a reader."""
     clues = []
-    names, idf = model.feature_names, model.weights.idf
-    for j in order.tolist():
-        value = float(contributions[j])
-        if (value > 0) != positive or abs(value) < least:
-            break
-        column = columns[j]
-        token = names[column]
-        common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
-        if token not in _FUNCTION_WORDS and not common:
-            clues.append(Clue(token, value, describe_token(token, model.surface_word)))
+    terms = _clue_terms(model)
+    for value, _, column in candidates:
+        found = terms.get(column)
+        if found is None:
+            found = terms[column] = _clue_term(model, column)
+        if found:
+            clues.append(Clue(found[0], value, found[1]))
             if len(clues) == CLUES:
                 break
     return clues
+
+
+def _clue_terms(model: "Model") -> dict:
+    """Column -> (token, words for people), or () for a column never shown, kept per model:
+    the same few thousand columns come up message after message."""
+    terms = model.__dict__.get("_clue_terms")
+    if terms is None:
+        terms = model.__dict__["_clue_terms"] = {}
+    return terms
+
+
+def _clue_term(model: "Model", column: int) -> tuple:
+    names, idf = model.feature_names, model.weights.idf
+    token = names[column]
+    common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
+    if token in _FUNCTION_WORDS or common:
+        return ()
+    return token, describe_token(token, model.surface_word)
