@@ -83,9 +83,12 @@ def normalize(text: str) -> str:
                 text = text.replace(fancy, plain)
         if not text.isascii():
             table = _translation()
-            if _ascii_keys:
+            # Mostly ASCII text (most mail): only its runs of other characters are translated,
+            # 4 times as fast; the same result, as the table maps no ASCII character. Text
+            # with many such characters (each run costs a call) is translated whole.
+            if _ascii_keys or 8 * (len(text) - len(text.encode("ascii", "ignore"))) > len(text):
                 text = text.translate(table)
-            else:  # the same, translating only the runs of non-ASCII text (4 times as fast)
+            else:
                 text = _NON_ASCII.sub(lambda run: run.group().translate(table), text)
     text = text.lower()
     try:
