@@ -155,7 +155,9 @@ def test_confusables_table_covers_unicode_data():
 def test_normalize_is_linear():
     from partnercheck.reading.normalize import normalize
 
-    benign = _fill("Hello there, we would like to partner with you on a joint launch. ")
+    # One spelled-out word, so that the benign text goes through the spelled-out search too
+    # (text without the shape of one skips it, which would make the baseline no baseline).
+    benign = _fill("Hello there, we would like to partner with you on a joint launch. ") + " p.a.r.t.n.e.r"
     hostile = {"dots": _fill("a."), "spaces": _fill("a "), "pairs": _fill("a.b "), "mixed": _fill("a.b-c d"),
                "invisible": _fill("a\u200b"), "marks": _fill("a\u0336"), "lookalikes": _fill("\u0430\u0251 "),
                "accents": _fill("\u00e9\u0301\u0302 ")}

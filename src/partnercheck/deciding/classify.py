@@ -64,6 +64,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
         matrix = vectorize(docs, weights.vocabulary, weights.idf, weights.rule_index)
         probabilities = weights.probabilities(matrix)
         thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
+        decided: list[Verdict] = []  # one per matrix row
         for row, (i, doc) in enumerate(zip(readable, docs)):
             record = records[i]
             hits = list(doc.hits)
@@ -76,9 +77,10 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
             if sender_list is not None:  # say so when the learned sender memory decided
                 decided_by = policy.sender_reason(record, label, scores, decided_by)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)
-            if clues:
-                _add_clues(verdict, model, matrix, row, against=clues != "for")
+            decided.append(verdict)
             verdicts[i] = verdict
+        if clues:
+            _add_clues(decided, model, matrix, against=clues != "for")
     return verdicts  # type: ignore[return-value]
 
 
@@ -88,33 +90,68 @@ def classify_one(record: EmailRecord, model: "Model", policy: "Policy | None" = 
     return classify([record], model, policy, clues)[0]
 
 
-def _add_clues(verdict: Verdict, model: "Model", matrix, row: int, against: bool = True) -> None:
+def _add_clues(verdicts: list[Verdict], model: "Model", matrix, against: bool = True) -> None:
+    """The clues of each row's verdict, with the numpy work done for the whole batch at once
+    (per row it cost more in calls than in arithmetic); the same values as row by row."""
     weights = model.weights
-    label = verdict.label if verdict.label in weights.labels else max(verdict.scores, key=verdict.scores.get)
-    start, end = matrix.indptr[row], matrix.indptr[row + 1]
-    columns = matrix.indices[start:end]
-    contributions = matrix.data[start:end] * weights.coef[weights.labels.index(label)][columns]
-    order = np.argsort(contributions, kind="stable")
-    least = max(_CLUE_FLOOR, _CLUE_SHARE * float(np.abs(contributions).max(initial=0.0)))
-    verdict.clues_for = _clues(model, columns, contributions, order[::-1], least, positive=True)
-    if against:
-        verdict.clues_against = _clues(model, columns, contributions, order, least, positive=False)
+    labels = weights.labels
+    # Each row's features weighed by the coefficients of its verdict (or of its best label).
+    label_rows = [labels.index(v.label if v.label in labels else max(v.scores, key=v.scores.get)) for v in verdicts]
+    indptr = matrix.indptr
+    lengths = np.diff(indptr)
+    contributions = matrix.data * weights.coef[np.repeat(label_rows, lengths), matrix.indices]
+    magnitudes = np.abs(contributions)
+    strongest = np.zeros(len(verdicts), dtype=magnitudes.dtype)  # 0 for a row with no feature
+    nonempty = lengths > 0
+    if nonempty.any():
+        strongest[nonempty] = np.maximum.reduceat(magnitudes, indptr[:-1][nonempty])
+    least = [max(_CLUE_FLOOR, _CLUE_SHARE * value) for value in strongest.tolist()]
+    # Only the few features at or above their row's floor can be clues: they are picked out
+    # in one numpy step (compared as Python floats are, in double precision) and sorted in
+    # Python, strongest first, ties in the order a stable argsort gives (reversed for the
+    # ones for).
+    strong = np.flatnonzero(magnitudes.astype(np.float64) >= np.repeat(least, lengths))
+    candidates: list[list] = [[] for _ in verdicts]
+    rows = np.searchsorted(indptr, strong, side="right") - 1
+    for row, value, position, column in zip(rows.tolist(), contributions[strong].tolist(), strong.tolist(),
+                                            matrix.indices[strong].tolist()):
+        candidates[row].append((value, position, column))
+    for verdict, found in zip(verdicts, candidates):
+        verdict.clues_for = _clues(model, sorted((c for c in found if c[0] > 0), reverse=True))
+        if against:
+            verdict.clues_against = _clues(model, sorted(c for c in found if c[0] < 0))
 
 
-def _clues(model: "Model", columns, contributions, order, least: float, positive: bool) -> list[Clue]:
-    """The strongest contributions of one sign, leaving out words like "the" or "new" that
-    count in the score but say nothing to a reader."""
+def _clues(model: "Model", candidates: list[tuple[float, int, int]]) -> list[Clue]:
+    """The strongest contributions of one sign (``candidates``: value, position, column, in
+    order), leaving out words like "the" or "new" that count in the score but say nothing
+    to a reader."""
     clues = []
-    names, idf = model.feature_names, model.weights.idf
-    for j in order.tolist():
-        value = float(contributions[j])
-        if (value > 0) != positive or abs(value) < least:
-            break
-        column = columns[j]
-        token = names[column]
-        common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
-        if token not in _FUNCTION_WORDS and not common:
-            clues.append(Clue(token, value, describe_token(token, model.surface_word)))
+    terms = _clue_terms(model)
+    for value, _, column in candidates:
+        found = terms.get(column)
+        if found is None:
+            found = terms[column] = _clue_term(model, column)
+        if found:
+            clues.append(Clue(found[0], value, found[1]))
             if len(clues) == CLUES:
                 break
     return clues
+
+
+def _clue_terms(model: "Model") -> dict:
+    """Column -> (token, words for people), or () for a column never shown, kept per model:
+    the same few thousand columns come up message after message."""
+    terms = model.__dict__.get("_clue_terms")
+    if terms is None:
+        terms = model.__dict__["_clue_terms"] = {}
+    return terms
+
+
+def _clue_term(model: "Model", column: int) -> tuple:
+    names, idf = model.feature_names, model.weights.idf
+    token = names[column]
+    common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
+    if token in _FUNCTION_WORDS or common:
+        return ()
+    return token, describe_token(token, model.surface_word)

@@ -300,8 +300,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
             bar.__enter__()
         done_before = 0
         for rows in chunks:
-            for row in rows:
-                writer.write(row)
+            writer.write_rows(rows)
             tally(rows, counts)
             if bar is not None:
                 bar.update(reader.position - done_before)

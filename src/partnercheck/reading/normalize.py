@@ -25,6 +25,15 @@ import re
 import unicodedata
 from importlib import resources
 
+import re2
+
+
+def _re2_options() -> "re2.Options":
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
 # Three or more single letters joined by the same separator: "p.a.r.t.n.e.r", "f r e e".
 # The repetition is possessive and nothing follows it, so an attempt either fails within
 # its first three letters or succeeds and consumes the run: linear in the text.
@@ -32,14 +41,27 @@ _LETTER = r"[^\W\d_]"
 _SEP = r"[.\-_*·•|/ ]"
 _SPELLED_OUT = re.compile(rf"\b{_LETTER}({_SEP}){_LETTER}\b(?:\1{_LETTER}\b)++")
 _SEPARATORS = re.compile(_SEP)
+# A cheap necessary condition for _SPELLED_OUT, checked first: any match holds a separator,
+# a letter, the separator again and a letter that ends a word. Here "letter" is any
+# character but an ASCII non-letter and "ends a word" is "not followed by an ASCII letter,
+# digit or _", both wider than _SPELLED_OUT's, so text this finds nothing in holds no match.
+# Python's re tries _SPELLED_OUT at every word start (21 µs a message on the benchmark
+# mailbox); RE2 rules out 93% of them in about 3 µs.
+_MAYBE_LETTER = r"[^\x00-\x40\x5b-\x60\x7b-\x7f]"
+_MAYBE_SPELLED_OUT = re2.Set.SearchSet(_re2_options())
+_MAYBE_SPELLED_OUT.Add(rf"{_SEP}{_MAYBE_LETTER}{_SEP}{_MAYBE_LETTER}(?:[^0-9A-Za-z_]|$)")
+_MAYBE_SPELLED_OUT.Compile()
+# Runs of characters outside ASCII: the only ones the translation table maps.
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _QUOTES = (("\u2018", "'"), ("\u2019", "'"), ("\u201c", '"'), ("\u201d", '"'), ("\u2013", "-"), ("\u2014", "-"))
 
 _table: dict[int, str | None] | None = None
+_ascii_keys = True  # whether the table maps ASCII characters too (it does not: checked on loading)
 
 
 def _translation() -> dict[int, str | None]:
     """Invisible characters to None, Latin look-alikes to their letter (loaded once)."""
-    global _table
+    global _table, _ascii_keys
     if _table is None:
         data = json.loads(resources.files("partnercheck.reading").joinpath("confusables.json").read_text(encoding="utf-8"))
         table: dict[int, str | None] = {}
@@ -47,6 +69,7 @@ def _translation() -> dict[int, str | None]:
             table.update(dict.fromkeys(range(start, end + 1)))
         for char, letter in data["latin"].items():
             table[ord(char)] = letter
+        _ascii_keys = any(code < 128 for code in table)
         _table = table
     return _table
 
@@ -59,8 +82,21 @@ def normalize(text: str) -> str:
             if fancy in text:
                 text = text.replace(fancy, plain)
         if not text.isascii():
-            text = text.translate(_translation())
-    return _SPELLED_OUT.sub(_join_letters, text.lower())
+            table = _translation()
+            # Mostly ASCII text (most mail): only its runs of other characters are translated,
+            # 4 times as fast; the same result, as the table maps no ASCII character. Text
+            # with many such characters (each run costs a call) is translated whole.
+            if _ascii_keys or 8 * (len(text) - len(text.encode("ascii", "ignore"))) > len(text):
+                text = text.translate(table)
+            else:
+                text = _NON_ASCII.sub(lambda run: run.group().translate(table), text)
+    text = text.lower()
+    try:
+        if _MAYBE_SPELLED_OUT.Match(text) is None:
+            return text
+    except UnicodeEncodeError:  # a lone surrogate, which RE2 (UTF-8) cannot read: the full regex does
+        pass
+    return _SPELLED_OUT.sub(_join_letters, text)
 
 
 def _join_letters(match: re.Match) -> str:

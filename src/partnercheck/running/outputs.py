@@ -2,8 +2,8 @@
 
 A file output is left alone until the first row is ready. Then the header (and, with
 ``resume``, the rows of the earlier run) and that row go to a temporary file beside it,
-which is renamed into place at once; every later row is appended with one ``write`` call
-of its own. So the file on disk always holds whole rows, whenever the run stops (Ctrl-C,
+which is renamed into place at once; every later batch of rows is appended with one
+``write`` call of its own. So the file on disk always holds whole rows, whenever the run stops (Ctrl-C,
 a crash, kill -9), nothing is left under a temporary name, and ``--resume`` loses at most
 the rows that were being classified. An interruption before the first row leaves an
 existing file as it was.
@@ -92,7 +92,22 @@ class RowWriter:
 
     def write(self, values: list) -> None:
         """One row: its values in the order of ``fields``."""
-        line = self._line(values)
+        self._put(self._line(values))
+
+    def write_rows(self, rows: list[list]) -> None:
+        """Several rows at once (a batch's), in one ``write`` call: still whole rows only."""
+        if not rows:
+            return
+        if self.fmt == "jsonl":
+            text = "".join(self._line(values) for values in rows)
+        else:
+            self._buffer.seek(0)
+            self._buffer.truncate()
+            self._csv.writerows(rows)
+            text = self._buffer.getvalue()
+        self._put(text)
+
+    def _put(self, line: str) -> None:
         if self._handle is not None:
             self._handle.write(line)
         elif self._fd is None:
