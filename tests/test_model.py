@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 
@@ -135,3 +136,27 @@ def test_a_failed_save_leaves_the_old_model(small_model_path, tmp_path, monkeypa
         model.save(str(target))
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.model"]
+
+
+def test_clues_are_never_function_words_or_names(shipped_model):
+    """The reasons a person reads carry meaning: no "the", no subject word "for", no pair
+    like "of the", and never a word of the sender's or recipients' names."""
+    from conftest import DATA
+
+    from partnercheck.deciding.classify import classify
+    from partnercheck.reading.sources import Source
+    from partnercheck.understanding.features import snowball
+
+    function_words = {"the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "is", "this", "that"}
+    records = list(Source(str(DATA)))[::9]
+    shown = 0
+    for record, verdict in zip(records, classify(records, shipped_model)):
+        names = {snowball().stem(word) for word in re.findall(r"[a-z]{3,}", record.from_name.lower())}
+        for clue in verdict.clues_for + verdict.clues_against:
+            if clue.token.startswith(("rule:", "act:", "url:", "header:", "shape:")):
+                continue
+            words = clue.token.removeprefix("subject:").split(" ")
+            shown += 1
+            assert not set(words) <= function_words, (record.key, clue.term)
+            assert not names & set(words), (record.key, clue.term)
+    assert shown > len(records)  # words and pairs are shown, not only rules

@@ -83,6 +83,8 @@ def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
     ("MONEY", '"a money amount"'),
     ("shape:tracking-pixel", "a tracking pixel"),
     ("rule:PRICE_PLANS", "rule PRICE_PLANS"),
+    ("revenu share", '"revenu share"'),
+    ("per MONEY", '"per <amount>"'),
 ])
 def test_tokens_are_described_in_plain_words(token, text):
     assert describe_token(token) == text
@@ -106,3 +108,26 @@ def test_every_tagged_token_the_features_emit_has_a_description():
                if token.startswith(("header:", "shape:"))}
     assert emitted <= set(TOKEN_DESCRIPTIONS), emitted - set(TOKEN_DESCRIPTIONS)
     assert set(TOKEN_DESCRIPTIONS) <= emitted, "described but never emitted: " + str(set(TOKEN_DESCRIPTIONS) - emitted)
+
+
+def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs():
+    """vectorize computes what TfidfVectorizer would, over the tokens and their word pairs."""
+    import numpy as np
+    from conftest import DATA
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from partnercheck.learning.pipeline import MailVectorizer
+    from partnercheck.reading.sources import Source
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+    from partnercheck.understanding.vectors import terms
+
+    rules = builtin_rules()
+    docs = [extract(record, rules) for record in Source(str(DATA / "pitch"))][:150]
+    ours = MailVectorizer().fit(docs[:100])
+    theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=60_000, sublinear_tf=True).fit(docs[:100])
+    assert any(" " in term for term in ours.vocabulary_)
+    assert ours.vocabulary_ == theirs.vocabulary_
+    words = len(ours.vocabulary_)
+    np.testing.assert_allclose(ours.transform(docs[100:])[:, :words].toarray(), theirs.transform(docs[100:]).toarray(),
+                               rtol=1e-5, atol=1e-6)

@@ -152,6 +152,7 @@ def _clue_term(model: "Model", column: int) -> tuple:
     names, idf = model.feature_names, model.weights.idf
     token = names[column]
     common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
-    if token in _FUNCTION_WORDS or common:
+    words = token.removeprefix("subject:").split(" ")  # a word, a subject word or a word pair
+    if common or _FUNCTION_WORDS.issuperset(words):
         return ()
     return token, describe_token(token, model.surface_word)

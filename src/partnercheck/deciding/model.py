@@ -78,8 +78,7 @@ class Weights:
             coef=svm.coef_.astype(np.float32),
             intercept=svm.intercept_.astype(np.float64),
             calibration=np.array([[c.a_, c.b_] for c in calibrated.calibrators], dtype=np.float64),
-            stems={word: stem for word, stem in known_stems().items()
-                   if stem in vectorizer.vocabulary_ or "subject:" + stem in vectorizer.vocabulary_},
+            stems=_shown_stems(vectorizer.vocabulary_),
             rules_fingerprint=rules_fingerprint(),
         )
 
@@ -92,6 +91,20 @@ class Weights:
         total = proba.sum(axis=1, keepdims=True)
         uniform = np.full_like(proba, 1.0 / proba.shape[1])
         return np.divide(proba, total, out=uniform, where=total != 0)
+
+
+def _shown_stems(vocabulary: dict[str, int]) -> dict[str, str]:
+    """Training word -> stem for every stem a clue can show: body and subject words, the
+    halves of word pairs and the verbs of who-does-what tokens."""
+    shown: set[str] = set()
+    for term in vocabulary:
+        if ":" not in term:
+            shown.update(term.split(" "))
+        elif term.startswith("subject:"):
+            shown.add(term[8:])
+        elif term.startswith("act:"):
+            shown.add(term.partition("-")[2])
+    return {word: stem for word, stem in known_stems().items() if stem in shown}
 
 
 class Model:

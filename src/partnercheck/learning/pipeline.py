@@ -3,8 +3,8 @@
 ``extract``
     :class:`MailTokenizer`: records to tagged tokens and rule hits (:mod:`features`).
 ``vectorize``
-    :class:`MailVectorizer`: TF-IDF over the tokens (sublinear term frequency, tokens
-    seen in at least two training messages), next to one column per rule whose value is
+    :class:`MailVectorizer`: TF-IDF over the tokens and word pairs (sublinear term
+    frequency, terms seen in at least two training messages, at most 60,000), next to one column per rule whose value is
     the rule's weight when it fired. Rule columns sit beside L2-normalised TF-IDF values
     of about 0.05 to 0.3, so a weight of 1 to 1.5 makes a rule hit count like a strong word.
 ``classify``
@@ -39,15 +39,10 @@ from sklearn.svm import LinearSVC
 from ..reading.mail import EmailRecord
 from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
-from ..understanding.vectors import vectorize
+from ..understanding.vectors import terms, vectorize
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
-
-
-def extracted_tokens(doc: Extracted) -> list[str]:
-    """The analyzer TF-IDF uses: tokens were already made by :class:`MailTokenizer`."""
-    return doc.tokens
 
 
 class MailTokenizer(BaseEstimator, TransformerMixin):
@@ -73,7 +68,7 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
 
     def fit(self, docs: list[Extracted], y=None):
         tfidf = TfidfVectorizer(
-            analyzer=extracted_tokens, min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
+            analyzer=terms, min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
             sublinear_tf=True, dtype=np.float32,
         ).fit(docs)
         self.vocabulary_ = dict(tfidf.vocabulary_)

@@ -1,17 +1,38 @@
 """Tokens and rule hits to the feature matrix, shared by training and classifying.
 
-TF-IDF as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes it (a test checks
-they agree), about twice as fast: one C-level ``map`` looks every token up and scipy
-sums, weighs and normalises the counts of a whole batch at once; then one column per rule,
-holding the rule's weight when it fired.
+The terms are a message's tokens and its word pairs: each two adjacent words of the body
+("revenu share", "you pay", "per MONEY"). Who pays whom is said in phrases more than in
+words: "share" is in proposals and price lists alike, "revenue share" and "we pay" are
+not. Measured on corpus round 6 against the same model without them: real-mail macro-F1
+0.872 to 0.876 and other mail labelled pitch 16.9% to 10.8% (``partnercheck evaluate
+../shared/realworld``), held-out 0.956 to 0.960, leave-one-style-out 0.931 to 0.936; on
+round 5 0.872 to 0.881. They cost a larger vocabulary (capped at 60,000 terms) and about
+twice the training time. Subject words, links and tagged tokens are not paired.
+
+TF-IDF as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes it over those
+terms (a test checks they agree), about twice as fast: one C-level ``map`` looks every
+term up and scipy sums, weighs and normalises the counts of a whole batch at once; then
+one column per rule, holding the rule's weight when it fired.
 """
 
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import islice, repeat
 
 import numpy as np
 from scipy import sparse
+
+
+def word_pairs(tokens: list[str]) -> list[str]:
+    """Each two adjacent body words (untagged tokens, placeholders included), joined by a space."""
+    words = [token for token in tokens if ":" not in token]
+    return [first + " " + second for first, second in zip(words, islice(words, 1, None))]
+
+
+def terms(doc) -> list[str]:
+    """What TF-IDF counts for one :class:`~partnercheck.understanding.features.Extracted`:
+    its tokens, then its word pairs."""
+    return doc.tokens + word_pairs(doc.tokens)
 
 
 def vectorize(docs, vocabulary: dict[str, int], idf: np.ndarray, rule_index: dict[str, int]):
@@ -24,6 +45,7 @@ def vectorize(docs, vocabulary: dict[str, int], idf: np.ndarray, rule_index: dic
     rows, cols, weights = [], [], []
     for row, doc in enumerate(docs):
         indices.extend(map(lookup, doc.tokens, unknown))
+        indices.extend(map(lookup, word_pairs(doc.tokens), unknown))
         indptr.append(len(indices))
         for hit in doc.hits:
             col = rule_index.get(hit.id)
