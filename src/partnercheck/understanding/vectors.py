@@ -26,8 +26,13 @@ from scipy import sparse
 
 def word_pairs(tokens: list[str]) -> list[str]:
     """Each two adjacent body words (untagged tokens, placeholders included), joined by a space."""
-    words = [token for token in tokens if ":" not in token]
+    words = body_words(tokens)
     return [first + " " + second for first, second in zip(words, islice(words, 1, None))]
+
+
+def body_words(tokens: list[str]) -> list[str]:
+    """The untagged tokens: words of the body and placeholders, in order."""
+    return [token for token in tokens if ":" not in token]
 
 
 def terms(doc) -> list[str]:
@@ -85,7 +90,7 @@ def vectorize(docs, vocabulary: dict[str, int], idf: np.ndarray, rule_index: dic
         columns.extend(map(lookup, tokens, unknown))
         tokens_per_row.append(len(tokens))
         before = len(ids)
-        ids.extend(map(word_id, [token for token in tokens if ":" not in token], no_id))
+        ids.extend(map(word_id, body_words(tokens), no_id))
         words_per_row.append(len(ids) - before)
         for hit in doc.hits:
             col = rule_index.get(hit.id)
