@@ -5,8 +5,9 @@
 ``vectorize``
     :class:`MailVectorizer`: TF-IDF over the tokens and word pairs (sublinear term
     frequency, terms seen in at least two training messages, at most 60,000), next to one
-    column per rule whose value is the rule's weight when it fired. Rule columns sit beside L2-normalised TF-IDF values
-    of about 0.05 to 0.3, so a weight of 1 to 1.5 makes a rule hit count like a strong word.
+    column per rule whose value is the rule's weight when it fired. Rule columns sit beside
+    L2-normalised TF-IDF values of about 0.05 to 0.3, so a weight of 1 to 1.5 makes a rule
+    hit count like a strong word.
 ``classify``
     a linear SVM wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV`
     (sigmoid, 5 folds, one final estimator): calibrated probabilities and, through the
