@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,24 +57,30 @@ def tree_rss(pid: int) -> float:
 
 
 def run_label(mbox: str, out: str) -> tuple[float, float, float]:
-    """Seconds, peak RSS of the largest process (MB) and peak RSS of the whole tree (MB)."""
+    """Seconds, peak RSS of the largest process (MB) and peak RSS of the whole tree (MB).
+
+    The process is waited for in this thread and its memory sampled every 0.2 s in another,
+    so that the time is exact rather than rounded up to the next sample (which made rates
+    move in steps of about 4% at 20,000 messages)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "label", mbox, "-o", out, "--quiet"])
-    tree = 0.0
-    while True:
-        try:
-            _, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        except ChildProcessError:
-            raise SystemExit("partnercheck label vanished")
-        if _:
-            break
-        tree = max(tree, tree_rss(proc.pid))
-        time.sleep(0.2)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    status = proc.wait()
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    done.set()
+    sampler.join()
+    if status != 0:
         raise SystemExit("partnercheck label failed")
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return elapsed, largest, tree
+    return elapsed, largest, peak[0]
 
 
 def bogofilter_rate(bogofilter, mbox: str, messages: int) -> float:

@@ -61,7 +61,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
     if readable:
         weights = model.weights
         docs = [extract(records[i], model.rules) for i in readable]
-        matrix = vectorize(docs, weights.vocabulary, weights.idf, weights.rule_index, weights.pairs)
+        matrix = vectorize(docs, weights.table, weights.idf, weights.rule_index)
         probabilities = weights.probabilities(matrix)
         thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
         decided: list[Verdict] = []  # one per matrix row

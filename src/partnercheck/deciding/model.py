@@ -30,7 +30,7 @@ from ..errors import PartnercheckError
 from ..labels import LABELS
 from ..understanding.features import known_stems
 from ..understanding.rules import RuleSet, builtin_rules, rules_fingerprint
-from ..understanding.vectors import PairTable
+from ..understanding.vectors import TermTable
 from .verdict import Thresholds
 
 #: Bumped whenever a saved model can no longer be read by this code.
@@ -60,10 +60,10 @@ class Weights:
     calibration: np.ndarray  # (labels, 2): sigmoid a and b per label
     stems: dict[str, str] = field(default_factory=dict)  # training word -> stem, to show stems as words
     rules_fingerprint: str = ""  # of the built-in rules it was trained with
-    pairs: PairTable = field(init=False, repr=False)  # the vocabulary's word pairs, for vectorize
+    table: TermTable = field(init=False, repr=False)  # the vocabulary as numbers, for vectorize
 
     def __post_init__(self) -> None:
-        self.pairs = PairTable(self.vocabulary)
+        self.table = TermTable(self.vocabulary)
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "Weights":

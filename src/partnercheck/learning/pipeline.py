@@ -40,7 +40,7 @@ from sklearn.svm import LinearSVC
 from ..reading.mail import EmailRecord
 from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
-from ..understanding.vectors import PairTable, terms, vectorize
+from ..understanding.vectors import TermTable, terms, vectorize
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
@@ -76,14 +76,14 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         self.idf_ = tfidf.idf_.astype(np.float32)
         rule_ids = sorted({hit.id for doc in docs for hit in doc.hits})
         self.rule_index_ = {rule_id: i for i, rule_id in enumerate(rule_ids)}
-        self.pairs_ = PairTable(self.vocabulary_)
+        self.table_ = TermTable(self.vocabulary_)
         self.feature_names_ = np.concatenate(
             [tfidf.get_feature_names_out(), np.array(["rule:" + r for r in rule_ids], dtype=object)]
         )
         return self
 
     def transform(self, docs: list[Extracted]):
-        return vectorize(docs, self.vocabulary_, self.idf_, self.rule_index_, self.pairs_)
+        return vectorize(docs, self.table_, self.idf_, self.rule_index_)
 
     def get_feature_names_out(self, input_features=None):
         return self.feature_names_

@@ -11,7 +11,7 @@ twice the training time. Subject words, links and tagged tokens are not paired.
 
 TF-IDF as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes it over those
 terms (a test checks they agree), about twice as fast: one C-level ``map`` looks every
-token up, numpy finds the pairs (:class:`PairTable`), and scipy sums, weighs and
+token up, numpy finds the pairs (:class:`TermTable`), and scipy sums, weighs and
 normalises the counts of a whole batch at once; then one column per rule, holding the
 rule's weight when it fired.
 """
@@ -41,31 +41,51 @@ def terms(doc) -> list[str]:
     return doc.tokens + word_pairs(doc.tokens)
 
 
-class PairTable:
-    """A vocabulary's word pairs as numbers, so that a batch's pairs are found by numpy
-    rather than joined and looked up one string at a time: each word of a pair has an id,
-    each pair the key ``first * n + second``, kept sorted beside its column. :func:`vectorize`
-    took 65-67 µs a message this way against 76-84 with joined strings (3,000 corpus
-    messages in batches of 100, the same matrices bit for bit)."""
+class TermTable:
+    """A vocabulary as numbers, so that :func:`vectorize` looks each token up once and numpy
+    finds the word pairs: every term and every word of a pair has an id (``index``), each id
+    its column (``column_of``, the vocabulary's size for a word that is no term) and its
+    number as a pair word (``pair_word_of``, -1 for none); each pair has the key
+    ``first * n + second``, kept sorted beside its column. Tagged tokens are never pair
+    words and a message's body words are contiguous among its tokens, so two adjacent
+    tokens that are both pair words are two adjacent body words.
 
-    __slots__ = ("word_ids", "n", "keys", "columns")
+    Measured on 3,000 corpus messages in batches of 100: pairs joined as strings and looked
+    up made :func:`vectorize` take 76-84 µs a message; numbered pairs with two look-ups per
+    word (one for the column, one for the pair word) 65-67 µs; with the one look-up here
+    57-68 µs against 69-90 for two, alternating in one process. The matrices are the same
+    bit for bit, and so is every verdict and clue (``bench/same_output.py``).
+    """
+
+    __slots__ = ("size", "index", "unknown", "column_of", "pair_word_of", "n", "keys", "columns")
 
     def __init__(self, vocabulary: dict[str, int]) -> None:
-        # C-level passes only (about 19 ms for the shipped model's pairs): a cold filter pays it.
+        # C-level passes only (25-34 ms for the shipped model): a cold filter pays it.
+        self.size = size = len(vocabulary)
         terms = [term for term in vocabulary if " " in term]
         halves = " ".join(terms).split(" ")  # first, second, first, second, ...
-        self.word_ids = dict(zip(dict.fromkeys(halves), range(len(halves))))
-        self.n = len(self.word_ids)
-        ids = np.fromiter(map(self.word_ids.__getitem__, halves), dtype=np.int64, count=len(halves))
+        pair_words = dict(zip(dict.fromkeys(halves), range(len(halves))))
+        self.n = len(pair_words)
+        ids = np.fromiter(map(pair_words.__getitem__, halves), dtype=np.int64, count=len(halves))
         keys = ids[0::2] * self.n + ids[1::2]
         order = np.argsort(keys)
         self.keys = keys[order]
         self.columns = np.fromiter(map(vocabulary.__getitem__, terms), dtype=np.int64, count=len(terms))[order]
+        self.index = dict(vocabulary)  # a term's id is its column
+        words_only = [word for word in pair_words if word not in self.index]
+        self.index.update(zip(words_only, range(size, size + len(words_only))))
+        self.unknown = len(self.index)  # the id of every other token: the arrays' last entry
+        self.column_of = np.full(self.unknown + 1, size, dtype=np.int64)
+        self.column_of[:size] = np.arange(size)
+        self.pair_word_of = np.full(self.unknown + 1, -1, dtype=np.int64)
+        at = np.fromiter(map(self.index.__getitem__, pair_words), dtype=np.int64, count=self.n)
+        self.pair_word_of[at] = np.arange(self.n)
 
-    def find(self, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column of every vocabulary pair among a batch's body words, given each
-        word's id (-1 for a word in no pair) and row."""
-        first, second = ids[:-1], ids[1:]
+    def pairs(self, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every vocabulary pair among a batch's tokens, given each
+        token's id and row."""
+        words = self.pair_word_of[ids]
+        first, second = words[:-1], words[1:]
         adjacent = (rows[:-1] == rows[1:]) & (first >= 0) & (second >= 0)
         keys = first[adjacent] * self.n + second[adjacent]
         if not len(self.keys) or not len(keys):
@@ -75,34 +95,30 @@ class PairTable:
         return rows[:-1][adjacent][found], self.columns[positions[found]]
 
 
-def vectorize(docs, vocabulary: dict[str, int], idf: np.ndarray, rule_index: dict[str, int], pairs: PairTable):
-    """A CSR matrix: TF-IDF columns in ``vocabulary`` order, then one column per rule.
-    ``pairs`` is the :class:`PairTable` of ``vocabulary``."""
-    size = len(vocabulary)
-    lookup, word_id = vocabulary.get, pairs.word_ids.get
-    unknown, no_id = repeat(size), repeat(-1)  # tokens outside the vocabulary: dropped below
-    columns: list[int] = []
+def vectorize(docs, table: TermTable, idf: np.ndarray, rule_index: dict[str, int]):
+    """A CSR matrix: TF-IDF columns in the vocabulary's order (``table`` is its
+    :class:`TermTable`), then one column per rule."""
+    size = table.size
+    lookup, unknown = table.index.get, repeat(table.unknown)
     ids: list[int] = []
-    tokens_per_row, words_per_row = [], []
+    tokens_per_row = []
     rows, cols, weights = [], [], []
     for row, doc in enumerate(docs):
         tokens = doc.tokens
-        columns.extend(map(lookup, tokens, unknown))
+        ids.extend(map(lookup, tokens, unknown))
         tokens_per_row.append(len(tokens))
-        before = len(ids)
-        ids.extend(map(word_id, body_words(tokens), no_id))
-        words_per_row.append(len(ids) - before)
         for hit in doc.hits:
             col = rule_index.get(hit.id)
             if col is not None:
                 rows.append(row)
                 cols.append(col)
                 weights.append(hit.rule.weight)
-    row_numbers = np.arange(len(docs))
-    pair_rows, pair_columns = pairs.find(np.asarray(ids, dtype=np.int64), np.repeat(row_numbers, words_per_row))
-    term_rows = np.concatenate([np.repeat(row_numbers, tokens_per_row), pair_rows])
-    term_columns = np.concatenate([np.asarray(columns, dtype=np.int64), pair_columns])
-    known = term_columns < size
+    token_ids = np.asarray(ids, dtype=np.int64)
+    token_rows = np.repeat(np.arange(len(docs)), tokens_per_row)
+    pair_rows, pair_columns = table.pairs(token_ids, token_rows)
+    term_rows = np.concatenate([token_rows, pair_rows])
+    term_columns = np.concatenate([table.column_of[token_ids], pair_columns])
+    known = term_columns < size  # tokens outside the vocabulary are dropped
     # COO to CSR sums the repeats of a term and sorts each row's columns.
     counts = sparse.csr_matrix(
         (np.ones(int(known.sum()), dtype=np.float32), (term_rows[known], term_columns[known])),
