@@ -769,6 +769,10 @@ def serve(socket_option, model_option, rules_file):
         store = store_path(None, config)
         return [config_path(), model_path(model_option, config), personal_model_path(store), store, store + "-wal"]
 
+    # A SIGTERM between binding the socket and installing the handler would leave the socket
+    # file behind: hold the signals until the handler is there to remove it.
+    held = {signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
     except OSError as exc:
@@ -777,6 +781,7 @@ def serve(socket_option, model_option, rules_file):
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
     signal.signal(signal.SIGHUP, lambda signum, frame: server.reload())  # reload the model and policy now
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         server.serve_forever()
     except (KeyboardInterrupt, _Stop):
         pass

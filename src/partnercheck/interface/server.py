@@ -58,6 +58,7 @@ def _work(conn, model, policy, listener, parent: int) -> None:
     """A worker process: classify each message that arrives on ``conn`` until the server goes."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # forked while ``serve`` held SIGTERM back
     if listener is not None:
         listener.close()  # this process's copy only: it must not keep the socket alive
     while True:
