@@ -58,7 +58,6 @@ def _work(conn, model, policy, listener, parent: int) -> None:
     """A worker process: classify each message that arrives on ``conn`` until the server goes."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # forked while ``serve`` held SIGTERM back
     if listener is not None:
         listener.close()  # this process's copy only: it must not keep the socket alive
     while True:
@@ -87,14 +86,21 @@ class _Worker:
                                        daemon=True)
         self.process.start()
         theirs.close()
+        self._stopping = threading.Lock()
 
     def stop(self) -> None:
-        try:
-            self.process.kill()
-            self.process.join(timeout=5)
-        except (OSError, ValueError, AssertionError):
-            pass
-        self.conn.close()
+        """Kill the process and close its pipe, once. The pool closing at shutdown and the
+        thread whose request the kill cut short both stop the worker; closing the pipe twice
+        at the same moment fails with EBADF, before the socket file is removed."""
+        with self._stopping:
+            if self.conn.closed:
+                return
+            try:
+                self.process.kill()
+                self.process.join(timeout=5)
+            except (OSError, ValueError, AssertionError):
+                pass
+            self.conn.close()
 
 
 class WorkerPool:
