@@ -769,10 +769,12 @@ def serve(socket_option, model_option, rules_file):
         store = store_path(None, config)
         return [config_path(), model_path(model_option, config), personal_model_path(store), store, store + "-wal"]
 
-    # A SIGTERM between binding the socket and installing the handler would leave the socket
-    # file behind: hold the signals until the handler is there to remove it.
-    held = {signal.SIGTERM, signal.SIGHUP}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    # Until the server exists to remove its socket file, a signal is only noted: its default
+    # action would kill the process and leave the file behind. (Blocking it in this thread
+    # is not enough: another thread, numpy's for one, would take it.)
+    noted: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
+    signal.signal(signal.SIGHUP, lambda signum, frame: noted.append(signum))
     try:
         server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
     except OSError as exc:
@@ -781,8 +783,8 @@ def serve(socket_option, model_option, rules_file):
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
     signal.signal(signal.SIGHUP, lambda signum, frame: server.reload())  # reload the model and policy now
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-        server.serve_forever()
+        if signal.SIGTERM not in noted:  # a SIGHUP meanwhile needs no reload: the model is new
+            server.serve_forever()
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
