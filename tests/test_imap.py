@@ -338,15 +338,28 @@ def test_account_from_config_with_password_command(server, env, monkeypatch):
     assert failed.exit_code == 1 and failed.output == "Error: password_command failed (exit 3)\n"
 
 
-def _readline(process: subprocess.Popen, seconds: float) -> bytes:
-    """One line of the process's output, or a failure after ``seconds`` (never a hang)."""
-    import selectors
+class _Lines:
+    """The watcher's output, line by line, read by a thread: a line is never left unseen in
+    a read buffer while a select() on the pipe waits, as happens when lines come together."""
 
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(seconds):
-            raise AssertionError(f"no output from the watcher in {seconds} s")
-    return process.stdout.readline()
+    def __init__(self, process: subprocess.Popen) -> None:
+        import queue
+        import threading
+
+        self.lines: "queue.Queue[bytes]" = queue.Queue()
+        self.seen: list[bytes] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stdout], daemon=True).start()
+
+    def next(self, seconds: float) -> bytes:
+        """The next line, or a failure after ``seconds`` (never a hang)."""
+        import queue
+
+        try:
+            line = self.lines.get(timeout=seconds)
+        except queue.Empty:
+            raise AssertionError(f"no output from the watcher in {seconds} s after {self.seen!r}") from None
+        self.seen.append(line)
+        return line
 
 
 def test_watch_labels_new_mail_until_interrupted(server, env):
@@ -358,13 +371,14 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
         [str(command), "imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
          "--password-env", "PC_TEST_IMAP_PASSWORD", "--move-to", "Pitch", "--watch", "--poll", "60"],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = _Lines(watcher)
     try:
-        first = _readline(watcher, 120)  # the first pass over an empty INBOX
+        first = output.next(120)  # the first pass over an empty INBOX
         assert b"0 new messages" in first and b"watching" in first, first
         server.append([message("quick question", PITCH_TEXT)])
-        line = _readline(watcher, 55)  # woken by IDLE, before the 60 s poll
+        line = output.next(55)  # woken by IDLE, before the 60 s poll
         if line.startswith(b"created folder"):
-            line = _readline(watcher, 30)
+            line = output.next(30)
         assert b"1 new message;" in line and b"1 moved" in line, line
         # Moved back by the user: learned, the personal model retrained, and the next pass
         # (which loads that model) still labels new mail.
@@ -372,16 +386,16 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
         client.select_folder("Pitch")
         client.move(client.search("ALL"), "INBOX")
         client.logout()
-        lines = b"".join(_readline(watcher, 240) for _ in range(3))  # a retrain under load is slow
+        lines = b"".join(output.next(240) for _ in range(3))  # a retrain under load is slow
         assert b"learned 1 message as other" in lines and b"personal model retrained" in lines, lines
         assert b"1 moved back by you" in lines, lines
         server.append([message("bread and coffee", PARTNERSHIP_TEXT)])
-        line = _readline(watcher, 120)
+        line = output.next(120)
         assert b"1 new message;" in line and b"1 partnership" in line, line
     finally:
         watcher.send_signal(signal.SIGINT)
-        out, _ = watcher.communicate(timeout=30)
-    assert watcher.returncode == 130 and b"interrupted" in out
+        watcher.wait(timeout=30)
+    assert watcher.returncode == 130 and b"interrupted" in output.next(30)
 
 
 def _store_counts() -> dict:
