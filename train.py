@@ -2,9 +2,10 @@
 
     python train.py            # models/partnercheck.model and models/MODEL_CARD.md
 
-Deterministic: the same data and seed give the same model and the same predictions. The
-messages listed in data/heldout.txt are never trained on; they give the scores in the
-card. Cut-offs are chosen on out-of-fold predictions over the training messages only. If
+Deterministic: the same data, seed and library versions give the same model file, byte for
+byte (nothing in it records when or how fast it was built). The messages listed in
+data/heldout.txt are never trained on; they give the scores in the card. Cut-offs are
+chosen on out-of-fold predictions over the training messages only. If
 ../shared/realworld (real mail nobody here wrote) is beside the checkout, the model is also
 scored on it, for the card only: it is never trained or tuned on.
 """
@@ -102,7 +103,6 @@ def main() -> None:
     held_apart = {column: leave_one_group_out(prepared, column, model.thresholds, args.seed)
                   for column in ("sender_kind", "style")}
     model.info.update({
-        "train_seconds": round(train_seconds, 1),
         "heldout": heldout.to_dict(),
         "cross_validated": cv_scores.to_dict(),
         "leave_one_group_out": {column: scores.to_dict() for column, scores in held_apart.items()},

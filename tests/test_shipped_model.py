@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 
 import numpy as np
 from conftest import DATA, ROOT
@@ -70,6 +71,10 @@ def test_training_is_deterministic(tmp_path):
     probe = list(Source(str(DATA / "other")))[30:60]
     assert [v.scores for v in classify(probe, first)] == [v.scores for v in classify(probe, second)]
     assert first.thresholds == second.thresholds
+    first.save(str(tmp_path / "first.model"))
+    time.sleep(2)  # a zip member's date has a two-second grain: a clock in the file would show
+    second.save(str(tmp_path / "second.model"))
+    assert (tmp_path / "first.model").read_bytes() == (tmp_path / "second.model").read_bytes()
 
 
 def test_cold_classification_imports_no_scikit_learn(tmp_path):
