@@ -398,6 +398,34 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
     assert watcher.returncode == 130 and b"interrupted" in output.next(30)
 
 
+def test_an_interrupt_just_after_idle_was_sent_ends_the_watch_at_once(server, env, monkeypatch):
+    """Ctrl-C lands between sending IDLE and reading the server's reply: the watcher hangs
+    up rather than send a LOGOUT that the server, still waiting for DONE, never answers."""
+    import threading
+
+    from imapclient import IMAPClient
+
+    from partnercheck.interface.cli import cli
+
+    config = env / "config.toml"
+    config.write_text(f'[imap.test]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\n'
+                      f'user = "{USER}"\npassword_env = "PC_TEST_IMAP_PASSWORD"\ntimeout = 600\n')
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+
+    def interrupted_idle(self):
+        self._imap._command("IDLE")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IMAPClient, "idle", interrupted_idle)
+    results = []
+    watcher = threading.Thread(target=lambda: results.append(CliRunner().invoke(cli, ["imap", "--watch"])),
+                               daemon=True)
+    watcher.start()
+    watcher.join(120)  # the server's 600 s timeout would be the only way out of a LOGOUT
+    assert results, "the watcher did not stop on the interrupt"
+    assert results[0].exit_code == 130 and "interrupted; what was done is saved" in results[0].output
+
+
 def _store_counts() -> dict:
     from partnercheck.learning.corrections import Store, store_path
 

@@ -253,14 +253,19 @@ def _text(exc: BaseException) -> str:
     return " ".join(text.split()) or exc.__class__.__name__
 
 
-def _close(client) -> None:
-    try:
-        client.logout()
-    except Exception:
+def _close(client, log_out: bool = True) -> None:
+    """Log out, or just hang up. An interrupt can cut an exchange in half (IDLE sent, its
+    reply unread), and a LOGOUT would then wait for an answer that never comes."""
+    if log_out:
         try:
-            client.shutdown()
+            client.logout()
+            return
         except Exception:
             pass
+    try:
+        client.shutdown()
+    except Exception:
+        pass
 
 
 # ---------------------------------------------------------------------- labelling
@@ -689,19 +694,16 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
         except _connection_errors() as exc:
             failures += 1
             if client is not None:
-                try:
-                    client.shutdown()
-                except Exception:
-                    pass
+                _close(client, log_out=False)
                 client = None
             if failures > retries:
                 raise ImapError(f"{account.address}: connection lost ({_text(exc)}); gave up after "
                                 f"{retries} reconnections; what was done is saved, run again to go on") from None
             echo(f"{account.address}: connection lost ({_text(exc)}); reconnecting")
             time.sleep(min(2 ** (failures - 1), 30) * 0.5)
-        except BaseException:
+        except BaseException as exc:
             if client is not None:
-                _close(client)
+                _close(client, log_out=not isinstance(exc, KeyboardInterrupt))
             raise
 
 
