@@ -279,6 +279,13 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
 def test_a_running_server_picks_up_what_learn_changed(tmp_path):
     from partnercheck.interface import client
 
@@ -308,6 +315,14 @@ def test_a_running_server_picks_up_what_learn_changed(tmp_path):
         server.send_signal(signal.SIGHUP)
         assert _wait_for(lambda: log_path.read_text().count("reloaded") > reloads, 30)
         assert client.classify_remote(third, sock)["label"] == "pitch"
+        # A SIGHUP that reaches the workers too (a closed terminal signals the whole group)
+        # leaves them serving: none is stuck in a reload of its own and answered "too slow".
+        workers = _children(server.pid)
+        assert workers
+        for worker in workers:
+            os.kill(worker, signal.SIGHUP)
+        replies = [client.classify_remote(third, sock) for _ in range(2 * len(workers))]
+        assert all(reply["label"] == "pitch" for reply in replies), replies
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -745,7 +745,7 @@ def serve(socket_option, model_option, rules_file):
     With the server running, `filter` takes milliseconds instead of seconds. Under
     systemd socket activation the passed socket is used (see README). A new model
     (after `learn` or `train --personal`), sender memory or config file is picked up
-    without a restart; SIGHUP reloads at once.
+    without a restart; SIGHUP reloads within half a second.
 
     \b
     Examples:
@@ -781,7 +781,7 @@ def serve(socket_option, model_option, rules_file):
         raise click.ClickException(f"cannot listen on {where}: {exc}") from None
     click.echo(f"partnercheck serving {path} on {'systemd socket' if inherited else where}", err=True)
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
-    signal.signal(signal.SIGHUP, lambda signum, frame: server.reload())  # reload the model and policy now
+    signal.signal(signal.SIGHUP, lambda signum, frame: setattr(server, "reload_requested", True))
     try:
         if signal.SIGTERM not in noted:  # a SIGHUP meanwhile needs no reload: the model is new
             server.serve_forever()

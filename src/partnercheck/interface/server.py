@@ -17,8 +17,8 @@ when the server dies, however it dies.
 Given a ``loader``, the server reloads its model and policy without a restart: when any
 file ``watch`` names changes (the model in force, the personal model ``learn`` writes, the
 learning store with its sender memory, the config file; checked about twice a second,
-between requests) and on SIGHUP. The workers are then forked anew from the new model. A
-reload that fails keeps the old model and says why.
+between requests) and on SIGHUP (at the next of those checks). The workers are then
+forked anew from the new model. A reload that fails keeps the old model and says why.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def _work(conn, model, policy, listener, parent: int) -> None:
     """A worker process: classify each message that arrives on ``conn`` until the server goes."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the server's alone, though a closed terminal sends it to all
     if listener is not None:
         listener.close()  # this process's copy only: it must not keep the socket alive
     while True:
@@ -220,6 +221,7 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         self.pool: WorkerPool | None = None
         self.loader = loader
         self.watch = watch
+        self.reload_requested = False
         self._stamp = self._stamps()
         self.owns_path = inherited is None
         if inherited is not None:
@@ -264,8 +266,11 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         return tuple(stamps)
 
     def service_actions(self):
-        """Called by ``serve_forever`` between requests: reload when a watched file changed."""
-        if self.loader is not None and self._stamps() != self._stamp:
+        """Called by ``serve_forever`` between requests: reload when asked (SIGHUP sets
+        :attr:`reload_requested`) or when a watched file changed. A signal handler that
+        reloaded itself could land inside a reload and wait forever on its lock."""
+        if self.reload_requested or (self.loader is not None and self._stamps() != self._stamp):
+            self.reload_requested = False
             self.reload()
 
     def reload(self) -> bool:
