@@ -22,6 +22,7 @@ from conftest import (
     message,
     write,
 )
+from dovecot_server import _descendants
 
 from partnercheck.deciding.classify import classify_one
 from partnercheck.deciding.policy import Policy, load_policy
@@ -279,13 +280,6 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
-def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
-    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()]
-
-
 def test_a_running_server_picks_up_what_learn_changed(tmp_path):
     from partnercheck.interface import client
 
@@ -317,7 +311,7 @@ def test_a_running_server_picks_up_what_learn_changed(tmp_path):
         assert client.classify_remote(third, sock)["label"] == "pitch"
         # A SIGHUP that reaches the workers too (a closed terminal signals the whole group)
         # leaves them serving: none is stuck in a reload of its own and answered "too slow".
-        workers = _children(server.pid)
+        workers = _descendants(server.pid)
         assert workers
         for worker in workers:
             os.kill(worker, signal.SIGHUP)
