@@ -182,10 +182,9 @@ class Model:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_file(path) as handle:
             with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-                # A fixed date, as the .npy members get, so that one training gives one file's bytes.
-                archive.writestr(zipfile.ZipInfo("model.json", date_time=(1980, 1, 1, 0, 0, 0)),
-                                 json.dumps(meta, ensure_ascii=False, default=_plain),
-                                 compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+                # Members opened by name get a fixed date (1980), so one training gives one file's bytes.
+                with archive.open("model.json", "w") as member:
+                    member.write(json.dumps(meta, ensure_ascii=False, default=_plain).encode())
                 for name, array in arrays.items():
                     with archive.open(f"{name}.npy", "w") as member:
                         np.lib.format.write_array(member, array, allow_pickle=False)
