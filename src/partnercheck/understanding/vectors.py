@@ -11,9 +11,14 @@ twice the training time. Subject words, links and tagged tokens are not paired.
 
 TF-IDF as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes it over those
 terms (a test checks they agree), about twice as fast: one C-level ``map`` looks every
-token up, numpy finds the pairs (:class:`TermTable`), and scipy sums, weighs and
-normalises the counts of a whole batch at once; then one column per rule, holding the
-rule's weight when it fired.
+token up, numpy finds the pairs (:class:`TermTable`), and numpy counts, weighs and
+normalises the terms of a whole batch at once, straight into CSR form; then one column per
+rule, holding the rule's weight when it fired. Built through scipy's COO format and a
+product with the norms, the matrix cost 66-67 µs a message against 52-55 µs now (3,000
+corpus messages in batches of 100), with the same values bit for bit; the product left
+each row's columns out of order, so the scores then differed in the ninth decimal and
+clues of equal weight could come in another order (90 of 20,000 benchmark rows), never a
+verdict or a rounded score.
 """
 
 from __future__ import annotations
@@ -114,22 +119,35 @@ def vectorize(docs, table: TermTable, idf: np.ndarray, rule_index: dict[str, int
                 cols.append(col)
                 weights.append(hit.rule.weight)
     token_ids = np.asarray(ids, dtype=np.int64)
-    token_rows = np.repeat(np.arange(len(docs)), tokens_per_row)
+    n_rows = len(docs)
+    token_rows = np.repeat(np.arange(n_rows), tokens_per_row)
     pair_rows, pair_columns = table.pairs(token_ids, token_rows)
     term_rows = np.concatenate([token_rows, pair_rows])
     term_columns = np.concatenate([table.column_of[token_ids], pair_columns])
     known = term_columns < size  # tokens outside the vocabulary are dropped
-    # COO to CSR sums the repeats of a term and sorts each row's columns.
-    counts = sparse.csr_matrix(
-        (np.ones(int(known.sum()), dtype=np.float32), (term_rows[known], term_columns[known])),
-        shape=(len(docs), size),
-    )
-    np.log(counts.data, out=counts.data)
-    counts.data += 1
-    counts.data *= idf[counts.indices]
-    squares = counts.multiply(counts).sum(axis=1).A1
+    # Each (row, column) as one key: sorted and counted, they are the CSR entries in order.
+    width = size + len(rule_index)
+    keys, counts = np.unique(term_rows[known] * width + term_columns[known], return_counts=True)
+    entry_rows, entry_columns = np.divmod(keys, width)
+    data = np.log(counts.astype(np.float32))
+    data += 1
+    data *= idf[entry_columns]
+    # Row norms summed as scipy sums a row (np.add.reduceat), so the values are the same bit for bit.
+    per_row = np.bincount(entry_rows, minlength=n_rows)
+    starts = np.cumsum(per_row) - per_row
+    squares = np.zeros(n_rows, dtype=np.float32)
+    filled = per_row > 0
+    if filled.any():
+        squares[filled] = np.add.reduceat(data * data, starts[filled])
     norms = np.sqrt(squares, dtype=np.float32)
     norms[norms == 0] = 1
-    counts = sparse.diags(1 / norms).dot(counts).astype(np.float32)
-    rules = sparse.csr_matrix((weights, (rows, cols)), shape=(len(docs), len(rule_index)), dtype=np.float32)
-    return sparse.hstack([counts, rules], format="csr")
+    data *= (1 / norms)[entry_rows]
+    # The rule columns come after the vocabulary's, so each row's entries stay in column order.
+    rule_keys = np.asarray(rows, dtype=np.int64) * width + size + np.asarray(cols, dtype=np.int64)
+    keys = np.concatenate([keys, rule_keys])
+    order = np.argsort(keys, kind="stable")
+    values = np.concatenate([data, np.asarray(weights, dtype=np.float32)])[order]
+    entry_rows, entry_columns = np.divmod(keys[order], width)
+    indptr = np.zeros(n_rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(entry_rows, minlength=n_rows), out=indptr[1:])
+    return sparse.csr_matrix((values, entry_columns.astype(np.int32), indptr), shape=(n_rows, width))
