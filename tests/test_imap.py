@@ -394,7 +394,12 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
         assert b"1 new message;" in line and b"1 partnership" in line, line
     finally:
         watcher.send_signal(signal.SIGINT)
-        watcher.wait(timeout=30)
+        try:
+            watcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()  # not left running after the test, holding the server's folders
+            watcher.wait()
+            raise
     assert watcher.returncode == 130 and b"interrupted" in output.next(30)
 
 

@@ -60,10 +60,11 @@ class Weights:
     calibration: np.ndarray  # (labels, 2): sigmoid a and b per label
     stems: dict[str, str] = field(default_factory=dict)  # training word -> stem, to show stems as words
     rules_fingerprint: str = ""  # of the built-in rules it was trained with
-    table: TermTable = field(init=False, repr=False)  # the vocabulary as numbers, for vectorize
+    table: TermTable | None = field(default=None, repr=False)  # the vocabulary as numbers, for vectorize
 
     def __post_init__(self) -> None:
-        self.table = TermTable(self.vocabulary)
+        if self.table is None:
+            self.table = TermTable(self.vocabulary)
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "Weights":
@@ -85,6 +86,7 @@ class Weights:
             calibration=np.array([[c.a_, c.b_] for c in calibrated.calibrators], dtype=np.float64),
             stems=_shown_stems(vectorizer.vocabulary_),
             rules_fingerprint=rules_fingerprint(),
+            table=vectorizer.table_,
         )
 
     def probabilities(self, matrix) -> np.ndarray:
