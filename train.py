@@ -114,7 +114,7 @@ def main() -> None:
     card = model_card(model, prepared, len(train_records), len(test_records), cv_scores, heldout, realworld,
                       train_seconds, size, held_apart)
     (Path(args.out).parent / "MODEL_CARD.md").write_text(card)
-    print(f"trained on {len(prepared.records)} messages in {train_seconds:.1f} s; model {size / 1e6:.1f} MB")
+    print(f"trained on {len(prepared.keys)} messages in {train_seconds:.1f} s; model {size / 1e6:.1f} MB")
     print(f"held-out macro-F1 {heldout.macro_f1():.3f}, partnerships labelled pitch "
           f"{heldout.partnership_as_pitch():.1%}, unsure {heldout.unsure_rate():.1%}")
     for column, scores in held_apart.items():
@@ -133,7 +133,7 @@ def leave_one_group_out(prepared, column: str, thresholds, seed: int) -> Scores:
 
     with open(DATA / "manifest.csv", newline="", encoding="utf-8") as handle:
         group_of = {row["file"]: row[column] for row in csv.DictReader(handle)}
-    groups = [group_of.get(record.key) for record in prepared.records]
+    groups = [group_of.get(key) for key in prepared.keys]
     probabilities = training.leave_one_group_out(prepared, groups, seed=seed)
     labels = sorted(LABELS)
     kept = [i for i, row in enumerate(probabilities) if not numpy.isnan(row[0])]
@@ -169,7 +169,7 @@ def model_card(model, prepared, n_train, n_test, cv_scores, heldout, realworld, 
         "## Made from",
         "",
         f"- data fingerprint: `{model.info['data_fingerprint']}`",
-        f"- training messages: {n_train} ({len(prepared.records)} after dropping {prepared.duplicates} duplicates); "
+        f"- training messages: {n_train} ({len(prepared.keys)} after dropping {prepared.duplicates} duplicates); "
         f"held out: {n_test} (`data/heldout.txt`, never trained on)",
         f"- seed {model.info['seed']}; built {datetime.date.today().isoformat()} in {seconds:.1f} s on "
         f"{os.cpu_count()} cores; file size {size / 1e6:.2f} MB",

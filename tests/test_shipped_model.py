@@ -3,6 +3,7 @@ and reproducible."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -87,3 +88,23 @@ def test_cold_classification_imports_no_scikit_learn(tmp_path):
             "print('sklearn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_cross_validation_keeps_near_copies_of_a_message_together():
+    """A campaign's copies (a name and a word changed) are one near-duplicate group, so that
+    no fold is tested on a copy of what it trained on; different messages are not grouped."""
+    from partnercheck.learning import training
+    from partnercheck.learning.near_duplicates import near_duplicate_groups
+
+    records = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:12]]
+    original = records[15]
+    for name in ("Dana", "Priya", "Tomasz"):
+        words = original.body.split(" ")
+        words[len(words) // 2] = name
+        records.append(dataclasses.replace(original, key=f"copy-{name}", body=" ".join(words)))
+    prepared = training.prepare(records)
+    groups = near_duplicate_groups(prepared.signatures)
+    position = prepared.keys.index(original.key)
+    copies = [groups[prepared.keys.index(f"copy-{name}")] for name in ("Dana", "Priya", "Tomasz")]
+    assert copies == [groups[position]] * 3
+    assert len(set(groups)) == len(groups) - 3

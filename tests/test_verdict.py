@@ -110,13 +110,15 @@ def test_every_tagged_token_the_features_emit_has_a_description():
     assert set(TOKEN_DESCRIPTIONS) <= emitted, "described but never emitted: " + str(set(TOKEN_DESCRIPTIONS) - emitted)
 
 
-def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs():
-    """vectorize computes what TfidfVectorizer would, over the tokens and their word pairs."""
+def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs(monkeypatch):
+    """MailVectorizer learns the vocabulary and idf weights TfidfVectorizer would, over the
+    tokens and their word pairs, down to which of the terms tied in frequency a cap on the
+    vocabulary keeps; vectorize computes the matrix it would, in batches or at once."""
     import numpy as np
     from conftest import DATA
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from partnercheck.learning.pipeline import MailVectorizer
+    from partnercheck.learning import pipeline
     from partnercheck.reading.sources import Source
     from partnercheck.understanding.features import extract
     from partnercheck.understanding.rules import builtin_rules
@@ -124,10 +126,18 @@ def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs():
 
     rules = builtin_rules()
     docs = [extract(record, rules) for record in Source(str(DATA / "pitch"))][:150]
-    ours = MailVectorizer().fit(docs[:100])
-    theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=60_000, sublinear_tf=True).fit(docs[:100])
-    assert any(" " in term for term in ours.vocabulary_)
-    assert ours.vocabulary_ == theirs.vocabulary_
+    for cap in (60_000, 300):
+        ours = pipeline.MailVectorizer(max_features=cap).fit(docs[:100])
+        theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=cap, sublinear_tf=True,
+                                 dtype=np.float32).fit(docs[:100])
+        assert any(" " in term for term in ours.vocabulary_)
+        assert ours.vocabulary_ == theirs.vocabulary_
+        assert ours.idf_.dtype == np.float32 and np.array_equal(ours.idf_, theirs.idf_)
+    assert len(ours.vocabulary_) == 300
     words = len(ours.vocabulary_)
-    np.testing.assert_allclose(ours.transform(docs[100:])[:, :words].toarray(), theirs.transform(docs[100:]).toarray(),
+    whole = ours.transform(docs[100:])
+    np.testing.assert_allclose(whole[:, :words].toarray(), theirs.transform(docs[100:]).toarray(),
                                rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(pipeline, "BATCH", 7)
+    batched = ours.transform(docs[100:])
+    assert (batched != whole).nnz == 0 and np.array_equal(batched.indptr, whole.indptr)

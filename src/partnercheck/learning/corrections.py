@@ -531,7 +531,7 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
         raise StoreError("the bundled corpus is not available in this installation, so no personal model")
     pipeline = build_pipeline(seed=seed)
     extract = pipeline.named_steps["extract"].fit([])
-    docs, labels, keys = corpus_features(corpus, extract)
+    docs, labels, keys = corpus_features(corpus)
     taken = {content_key(r) for r in corrections}
     keep = [i for i, key in enumerate(keys) if key not in taken]
     all_docs = [docs[i] for i in keep] + extract.transform(corrections)
@@ -590,7 +590,7 @@ def _corpus_fingerprint(corpus: str) -> str:
     return digest.hexdigest()
 
 
-def corpus_features(corpus: str, extract) -> tuple[list, list[str], list[str]]:
+def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
     """The extracted features, labels and content keys of the corpus's training messages
     (all but those in its heldout.txt, as for the shipped model), cached in
     ``$XDG_CACHE_HOME/partnercheck/`` by a fingerprint of the corpus and the code. The cache
@@ -621,8 +621,8 @@ def corpus_features(corpus: str, extract) -> tuple[list, list[str], list[str]]:
     if os.path.exists(heldout):
         with open(heldout, encoding="utf-8") as handle:
             held = {line.strip() for line in handle if line.strip() and not line.startswith("#")}
-    prepared = prepare(r for r in Source(corpus) if r.key not in held)
-    result = (extract.transform(prepared.records), list(prepared.labels), [content_key(r) for r in prepared.records])
+    prepared = prepare((r for r in Source(corpus) if r.key not in held), key=content_key)
+    result = (prepared.docs, prepared.labels, prepared.keys)
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         for old in os.listdir(os.path.dirname(cache)):

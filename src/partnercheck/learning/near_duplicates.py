@@ -27,12 +27,26 @@ _PRIME = (1 << 61) - 1
 _WORD = re.compile(r"\w+")
 
 
-def near_duplicate_groups(texts: list[str], seed: int = 0) -> list[int]:
-    """One group number per text; texts in one group are near-copies of each other."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 1 << 31, size=HASHES, dtype=np.uint64)
-    b = rng.integers(0, 1 << 31, size=HASHES, dtype=np.uint64)
-    parent = list(range(len(texts)))
+#: The hash functions' parameters: fixed, because which messages are near-copies is a property
+#: of the mail, not of a training run's random seed.
+_RNG = np.random.default_rng(0)
+_A = _RNG.integers(1, 1 << 31, size=HASHES, dtype=np.uint64)
+_B = _RNG.integers(0, 1 << 31, size=HASHES, dtype=np.uint64)
+
+
+def signature(text: str) -> np.ndarray:
+    """A text's MinHash signature: ``HASHES`` numbers, the smallest value of each hash
+    function over the text's word 5-grams. Training keeps these rather than the texts."""
+    words = _WORD.findall(normalize(text))
+    grams = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
+    shingles = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+    # (a * x + b) mod p for every hash and shingle; 31-bit a and 32-bit x keep it in 64 bits.
+    return ((np.outer(_A, shingles) + _B[:, None]) % np.uint64(_PRIME)).min(axis=1)
+
+
+def near_duplicate_groups(signatures) -> list[int]:
+    """One group number per :func:`signature`; texts in one group are near-copies of each other."""
+    parent = list(range(len(signatures)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -42,19 +56,10 @@ def near_duplicate_groups(texts: list[str], seed: int = 0) -> list[int]:
 
     seen: dict[tuple, int] = {}
     rows = HASHES // BANDS
-    for i, text in enumerate(texts):
-        signature = _minhash(text, a, b)
+    for i, hashes in enumerate(signatures):
         for band in range(BANDS):
-            key = (band, *signature[band * rows:(band + 1) * rows].tolist())
+            key = (band, *hashes[band * rows:(band + 1) * rows].tolist())
             first = seen.setdefault(key, i)
             if first != i:
                 parent[find(i)] = find(first)
-    return [find(i) for i in range(len(texts))]
-
-
-def _minhash(text: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    words = _WORD.findall(normalize(text))
-    grams = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
-    shingles = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
-    # (a * x + b) mod p for every hash and shingle; 31-bit a and 32-bit x keep it in 64 bits.
-    return ((np.outer(a, shingles) + b[:, None]) % np.uint64(_PRIME)).min(axis=1)
+    return [find(i) for i in range(len(signatures))]

@@ -28,12 +28,14 @@ numpy alone, so that a mail filter does not pay for importing scikit-learn.
 
 from __future__ import annotations
 
+from collections import Counter
+from numbers import Integral
 from typing import Iterable
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
@@ -44,6 +46,9 @@ from ..understanding.vectors import TermTable, terms, vectorize
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
+#: Messages vectorised at once. :func:`vectorize` holds a few integers per token of the whole
+#: batch, so one batch of 53,040 messages peaked at 1,742 MB; rows do not depend on each other.
+BATCH = 2048
 
 
 class MailTokenizer(BaseEstimator, TransformerMixin):
@@ -68,22 +73,49 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         self.max_features = max_features
 
     def fit(self, docs: list[Extracted], y=None):
-        tfidf = TfidfVectorizer(
-            analyzer=terms, min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
-            sublinear_tf=True, dtype=np.float32,
-        ).fit(docs)
-        self.vocabulary_ = dict(tfidf.vocabulary_)
-        self.idf_ = tfidf.idf_.astype(np.float32)
+        """The vocabulary and idf weights ``TfidfVectorizer(min_df, max_df, max_features,
+        sublinear_tf=True, dtype=np.float32)`` learns over :func:`terms`, computed from two
+        counters instead of its matrix of every term of every message. Fitted on 52,043
+        messages (ten perturbed copies of the corpus), it raised the process's peak memory by
+        289 MB, these by 47 MB; a test checks that both learn the same."""
+        doc_freq, term_freq = Counter(), Counter()
+        for doc in docs:
+            found = terms(doc)
+            term_freq.update(found)
+            doc_freq.update(set(found))
+        n_docs = len(docs)
+        most = self.max_df if isinstance(self.max_df, Integral) else self.max_df * n_docs
+        least = self.min_df if isinstance(self.min_df, Integral) else self.min_df * n_docs
+        names = sorted(doc_freq)
+        df = np.fromiter(map(doc_freq.__getitem__, names), dtype=np.int64, count=len(names))
+        keep = (df <= most) & (df >= least)
+        if self.max_features is not None and keep.sum() > self.max_features:
+            # The same float32 sums and the same (unstable) argsort as scikit-learn's, so
+            # that terms tied in frequency are cut alike.
+            tf = np.fromiter(map(term_freq.__getitem__, names), dtype=np.float32, count=len(names))
+            chosen = np.flatnonzero(keep)[(-tf[keep]).argsort()[:self.max_features]]
+            keep = np.zeros(len(names), dtype=bool)
+            keep[chosen] = True
+        kept = np.flatnonzero(keep)
+        if not len(kept):
+            raise ValueError("no term is in enough messages to learn from")
+        self.vocabulary_ = {names[i]: column for column, i in enumerate(kept.tolist())}
+        idf = np.full(len(kept), n_docs + 1, dtype=np.float32)
+        idf /= df[kept].astype(np.float32) + np.float32(1)
+        np.log(idf, out=idf)
+        idf += 1
+        self.idf_ = idf
         rule_ids = sorted({hit.id for doc in docs for hit in doc.hits})
         self.rule_index_ = {rule_id: i for i, rule_id in enumerate(rule_ids)}
         self.table_ = TermTable(self.vocabulary_)
-        self.feature_names_ = np.concatenate(
-            [tfidf.get_feature_names_out(), np.array(["rule:" + r for r in rule_ids], dtype=object)]
-        )
+        self.feature_names_ = np.array([names[i] for i in kept.tolist()] + ["rule:" + r for r in rule_ids], dtype=object)
         return self
 
     def transform(self, docs: list[Extracted]):
-        return vectorize(docs, self.table_, self.idf_, self.rule_index_)
+        if len(docs) <= BATCH:
+            return vectorize(docs, self.table_, self.idf_, self.rule_index_)
+        return sparse.vstack([vectorize(docs[start:start + BATCH], self.table_, self.idf_, self.rule_index_)
+                              for start in range(0, len(docs), BATCH)], format="csr")
 
     def get_feature_names_out(self, input_features=None):
         return self.feature_names_
