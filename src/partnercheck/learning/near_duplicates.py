@@ -18,7 +18,6 @@ import zlib
 
 import numpy as np
 
-from ..reading.normalize import normalize
 
 HASHES = 24
 BANDS = 6
@@ -34,10 +33,11 @@ _A = _RNG.integers(1, 1 << 31, size=HASHES, dtype=np.uint64)
 _B = _RNG.integers(0, 1 << 31, size=HASHES, dtype=np.uint64)
 
 
-def signature(text: str) -> np.ndarray:
-    """A text's MinHash signature: ``HASHES`` numbers, the smallest value of each hash
-    function over the text's word 5-grams. Training keeps these rather than the texts."""
-    words = _WORD.findall(normalize(text))
+def signature(normalised: str) -> np.ndarray:
+    """The MinHash signature of a text (normalised by :func:`~partnercheck.reading.normalize.normalize`):
+    ``HASHES`` numbers, the smallest value of each hash function over the text's word
+    5-grams. Training keeps these rather than the texts."""
+    words = _WORD.findall(normalised)
     grams = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
     shingles = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
     # (a * x + b) mod p for every hash and shingle; 31-bit a and 32-bit x keep it in 64 bits.
