@@ -112,8 +112,11 @@ def test_every_tagged_token_the_features_emit_has_a_description():
 
 def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs(monkeypatch):
     """MailVectorizer learns the vocabulary and idf weights TfidfVectorizer would, over the
-    tokens and their word pairs, down to which of the terms tied in frequency a cap on the
-    vocabulary keeps; vectorize computes the matrix it would, in batches or at once."""
+    tokens and their word pairs, except that a cap on the vocabulary cuts terms tied in
+    frequency in alphabetical order; vectorize computes the matrix it would, in batches or
+    at once."""
+    from collections import Counter
+
     import numpy as np
     from conftest import DATA
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -126,18 +129,27 @@ def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs(mon
 
     rules = builtin_rules()
     docs = [extract(record, rules) for record in Source(str(DATA / "pitch"))][:150]
-    for cap in (60_000, 300):
-        ours = pipeline.MailVectorizer(max_features=cap).fit(docs[:100])
-        theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=cap, sublinear_tf=True,
-                                 dtype=np.float32).fit(docs[:100])
-        assert any(" " in term for term in ours.vocabulary_)
-        assert ours.vocabulary_ == theirs.vocabulary_
-        assert ours.idf_.dtype == np.float32 and np.array_equal(ours.idf_, theirs.idf_)
-    assert len(ours.vocabulary_) == 300
+    ours = pipeline.MailVectorizer().fit(docs[:100])  # fewer than 60,000 terms: no cut
+    theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=60_000, sublinear_tf=True,
+                             dtype=np.float32).fit(docs[:100])
+    assert any(" " in term for term in ours.vocabulary_)
+    assert ours.vocabulary_ == theirs.vocabulary_
+    assert ours.idf_.dtype == np.float32 and np.array_equal(ours.idf_, theirs.idf_)
     words = len(ours.vocabulary_)
     whole = ours.transform(docs[100:])
     np.testing.assert_allclose(whole[:, :words].toarray(), theirs.transform(docs[100:]).toarray(),
                                rtol=1e-5, atol=1e-6)
+    # Capped at 300 terms, ours keeps the most frequent of those in two messages or more,
+    # ties broken alphabetically; scikit-learn keeps the same terms above the tie.
+    capped = pipeline.MailVectorizer(max_features=300).fit(docs[:100])
+    theirs = TfidfVectorizer(analyzer=terms, min_df=2, max_features=300, sublinear_tf=True).fit(docs[:100])
+    frequency = Counter(term for doc in docs[:100] for term in terms(doc))
+    messages = Counter(term for doc in docs[:100] for term in set(terms(doc)))
+    eligible = sorted((t for t in messages if messages[t] >= 2), key=lambda t: (-frequency[t], t))
+    assert set(capped.vocabulary_) == set(eligible[:300])
+    cut = frequency[eligible[299]]
+    assert frequency[eligible[300]] == cut, "no tie at the cut: the test would not test tie-breaking"
+    assert {t for t in theirs.vocabulary_ if frequency[t] > cut} == {t for t in eligible[:300] if frequency[t] > cut}
     monkeypatch.setattr(pipeline, "BATCH", 7)
     batched = ours.transform(docs[100:])
     assert (batched != whole).nnz == 0 and np.array_equal(batched.indptr, whole.indptr)
