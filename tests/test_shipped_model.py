@@ -96,7 +96,8 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
     from partnercheck.learning import training
     from partnercheck.learning.near_duplicates import near_duplicate_groups
 
-    records = [r for label in ("partnership", "pitch", "other") for r in list(Source(str(DATA / label), label=label))[:12]]
+    records = [r for label in ("partnership", "pitch", "other")
+               for r in list(Source(str(DATA / label), label=label))[:12]]
     original = records[15]
     for name in ("Dana", "Priya", "Tomasz"):
         words = original.body.split(" ")

@@ -111,7 +111,7 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         rule_ids = sorted({hit.id for doc in docs for hit in doc.hits})
         self.rule_index_ = {rule_id: i for i, rule_id in enumerate(rule_ids)}
         self.table_ = TermTable(self.vocabulary_)
-        self.feature_names_ = np.array([names[i] for i in kept.tolist()] + ["rule:" + r for r in rule_ids], dtype=object)
+        self.feature_names_ = np.array(list(self.vocabulary_) + ["rule:" + r for r in rule_ids], dtype=object)
         return self
 
     def transform(self, docs: list[Extracted]):
