@@ -621,7 +621,7 @@ def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
     if os.path.exists(heldout):
         with open(heldout, encoding="utf-8") as handle:
             held = {line.strip() for line in handle if line.strip() and not line.startswith("#")}
-    prepared = prepare((r for r in Source(corpus) if r.key not in held), key=content_key)
+    prepared = prepare((r for r in Source(corpus) if r.key not in held), key=content_key, near_copies=False)
     result = (prepared.docs, prepared.labels, prepared.keys)
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
