@@ -46,6 +46,23 @@ def _users() -> dict[str, str]:
             "login": "dovenull", "internal": "dovecot", "internal_group": "dovecot"}
 
 
+def as_mail_user() -> dict:
+    """``subprocess`` arguments that run a command as the mail user, without root's groups,
+    when the tests run as root; none otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    users = _users()
+    return {"user": users["mail"], "group": users["mail_group"], "extra_groups": []}
+
+
+def mail_user_can_run(argv: list[str]) -> bool:
+    """Whether the mail user can run ``argv``: not a Python under /root, for one."""
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=120, cwd="/", **as_mail_user()).returncode == 0
+    except PermissionError:
+        return False
+
+
 class Dovecot:
     """One Dovecot instance; ``capabilities`` replaces the advertised IMAP capability list
     (to play a server without MOVE or IDLE), ``tls`` adds STARTTLS and an imaps port with

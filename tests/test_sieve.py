@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
-from dovecot_server import _users
+from dovecot_server import _users, as_mail_user, mail_user_can_run
 from test_procmail import _partnercheck
 
 LDA = next((p for p in ("/usr/lib/dovecot/dovecot-lda", shutil.which("dovecot-lda") or "") if p and os.path.exists(p)),
@@ -44,16 +44,10 @@ def test_readme_sieve_recipe_files_pitches(lda_root):
     command = _partnercheck()
     users = _users()
     r = lda_root
-    as_user = {"user": users["mail"], "group": users["mail_group"]} if os.geteuid() == 0 else {}
-    if as_user:
-        try:
-            runs = subprocess.run([command, "--version"], capture_output=True, timeout=60, cwd="/",
-                                  **as_user).returncode == 0
-        except PermissionError:
-            runs = False
-        if not runs:
-            pytest.skip(f"the mail user {users['mail']} cannot run {command} (its Python lies in a private "
-                        "folder); run the tests as an ordinary user or from a venv it can read")
+    as_user = as_mail_user()
+    if as_user and not mail_user_can_run([command, "--version"]):
+        pytest.skip(f"the mail user {users['mail']} cannot run {command} (its Python lies in a private "
+                    "folder); run the tests as an ordinary user or from a venv it can read")
     mail, bin_dir, sieve_dir, home = r / "mail", r / "sieve-bin", r / "sieve", r / "home"
     for folder in (mail, bin_dir, sieve_dir, home):
         folder.mkdir()

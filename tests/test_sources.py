@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, message, write
-from dovecot_server import _users
+from dovecot_server import as_mail_user, mail_user_can_run
 
 from partnercheck.reading.sources import Columns, Source, SourceError, detect_format
 
@@ -153,19 +153,12 @@ def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
         else:
             os.chmod(folder, 0o755)
             (folder / "a.eml").chmod(0o644)
-            users = _users()
-            as_user = {"user": users["mail"], "group": users["mail_group"], "extra_groups": []}
-            try:
-                runs = subprocess.run([sys.executable, "-c", "import partnercheck"], capture_output=True,
-                                      timeout=120, cwd="/", **as_user).returncode == 0
-            except PermissionError:
-                runs = False
-            if not runs:
-                pytest.skip(f"{users['mail']} cannot run {sys.executable} (a Python under /root, for instance)")
+            if not mail_user_can_run([sys.executable, "-c", "import partnercheck"]):
+                pytest.skip(f"the mail user cannot run {sys.executable} (a Python under /root, for instance)")
             read = ("import json, sys; from partnercheck.reading.sources import Source; "
                     "print(json.dumps([[r.subject, r.problems] for r in Source(sys.argv[1])]))")
             done = subprocess.run([sys.executable, "-c", read, str(folder)], capture_output=True, text=True,
-                                  timeout=120, cwd="/", **as_user)
+                                  timeout=120, cwd="/", **as_mail_user())
             assert done.returncode == 0, done.stderr
             records = json.loads(done.stdout)
         assert records[0][0] == "a" and "permission denied" in records[1][1][0]
