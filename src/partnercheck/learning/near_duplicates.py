@@ -18,7 +18,6 @@ import zlib
 
 import numpy as np
 
-
 HASHES = 24
 BANDS = 6
 SHINGLE = 5
