@@ -142,12 +142,13 @@ def vectorize(docs, table: TermTable, idf: np.ndarray, rule_index: dict[str, int
     norms = np.sqrt(squares, dtype=np.float32)
     norms[norms == 0] = 1
     data *= (1 / norms)[entry_rows]
-    # The rule columns come after the vocabulary's, so each row's entries stay in column order.
-    rule_keys = np.asarray(rows, dtype=np.int64) * width + size + np.asarray(cols, dtype=np.int64)
-    keys = np.concatenate([keys, rule_keys])
-    order = np.argsort(keys, kind="stable")
-    values = np.concatenate([data, np.asarray(weights, dtype=np.float32)])[order]
-    entry_rows, entry_columns = np.divmod(keys[order], width)
+    if rows:  # rule columns come after the vocabulary's: merged in by key, each row stays in column order
+        rule_rows = np.asarray(rows, dtype=np.int64)
+        rule_columns = size + np.asarray(cols, dtype=np.int64)
+        order = np.argsort(np.concatenate([keys, rule_rows * width + rule_columns]), kind="stable")
+        data = np.concatenate([data, np.asarray(weights, dtype=np.float32)])[order]
+        entry_columns = np.concatenate([entry_columns, rule_columns])[order]
+        per_row += np.bincount(rule_rows, minlength=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int32)
-    np.cumsum(np.bincount(entry_rows, minlength=n_rows), out=indptr[1:])
-    return sparse.csr_matrix((values, entry_columns.astype(np.int32), indptr), shape=(n_rows, width))
+    np.cumsum(per_row, out=indptr[1:])
+    return sparse.csr_matrix((data, entry_columns.astype(np.int32), indptr), shape=(n_rows, width))
