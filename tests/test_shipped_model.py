@@ -91,8 +91,8 @@ def test_cold_classification_imports_no_scikit_learn(tmp_path):
 
 
 def test_cross_validation_keeps_near_copies_of_a_message_together():
-    """A campaign's copies (a name and a word changed) are one near-duplicate group, so that
-    no fold is tested on a copy of what it trained on; different messages are not grouped."""
+    """A campaign's copies (a name or a few words changed) are one near-duplicate group, so
+    that no fold is tested on a copy of what it trained on; different messages are not grouped."""
     from partnercheck.learning import training
     from partnercheck.learning.near_duplicates import near_duplicate_groups
 
@@ -103,9 +103,17 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
         words = original.body.split(" ")
         words[len(words) // 2] = name
         records.append(dataclasses.replace(original, key=f"copy-{name}", body=" ".join(words)))
+    # A shorter message (95 words) with three words changed: most of its 5-grams differ, and
+    # 6 bands of 4 hashes did not join it to its original.
+    short = records[20]
+    words = short.body.split(" ")
+    for at in (len(words) // 5, len(words) // 2, 4 * len(words) // 5):
+        words[at] = "Tomasz"
+    records.append(dataclasses.replace(short, key="copy-short", body=" ".join(words)))
     prepared = training.prepare(records)
     groups = near_duplicate_groups(prepared.signatures)
     position = prepared.keys.index(original.key)
     copies = [groups[prepared.keys.index(f"copy-{name}")] for name in ("Dana", "Priya", "Tomasz")]
     assert copies == [groups[position]] * 3
-    assert len(set(groups)) == len(groups) - 3
+    assert groups[prepared.keys.index("copy-short")] == groups[prepared.keys.index(short.key)]
+    assert len(set(groups)) == len(groups) - 4

@@ -5,10 +5,19 @@ A mailbox is full of templated campaigns: the same pitch sent to many people wit
 and a company swapped. Split at random, copies of one message land in both the training
 and the test folds, and the cross-validated score measures memory, not judgement (ten
 perturbed copies of the corpus cross-validated at 1.000). Messages are grouped by MinHash
-over word 5-grams of their normalised subject and body, banded for locality-sensitive
-hashing: 24 hashes in 6 bands of 4 put two messages with 80% of their 5-grams in common in
-one group 96% of the time, at 50% 28%, at 30% 4%. Groups are closed under "shares a band"
-(union-find), so a chain of near-copies is one group.
+over word 5-grams of their normalised subject and body: the share of the 24 hashes on which
+two signatures agree estimates the share of 5-grams the texts have in common. Candidates
+are found by locality-sensitive hashing, 12 bands of 2 hashes (two texts sharing 50% of
+their 5-grams share a band 97% of the time, at 30% 68%, at 10% 11%), and joined only when
+at least 8 of the 24 hashes agree, so that a chance band does not join unrelated messages.
+Groups are closed under joining (union-find), so a chain of near-copies is one group.
+
+Measured on ten perturbed copies of the corpus (``bench/corpus_copies.py``: three words
+swapped and a reference line added per copy; 53,040 messages from 5,304): 6 bands of 4
+with no check put 83.1% of copies in their original's group (12,447 groups, the largest
+47 messages); 12 bands of 2 with no check 93.9%, but chance bands chained unrelated
+messages into a group of 380; with the check 90.8% (9,050 groups, the largest 76). What
+it still misses are short notes, where three swapped words change most 5-grams.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import zlib
 import numpy as np
 
 HASHES = 24
-BANDS = 6
+BANDS = 12
+#: Hashes two signatures must share to be joined: about 30% of their 5-grams in common.
+MIN_AGREEING = 8
 SHINGLE = 5
 _PRIME = (1 << 61) - 1
 _WORD = re.compile(r"\w+")
@@ -53,12 +64,14 @@ def near_duplicate_groups(signatures) -> list[int]:
             i = parent[i]
         return i
 
+    signatures = np.asarray(signatures)
     seen: dict[tuple, int] = {}
     rows = HASHES // BANDS
     for i, hashes in enumerate(signatures):
         for band in range(BANDS):
             key = (band, *hashes[band * rows:(band + 1) * rows].tolist())
             first = seen.setdefault(key, i)
-            if first != i:
+            if first != i and find(i) != find(first) \
+                    and np.count_nonzero(hashes == signatures[first]) >= MIN_AGREEING:
                 parent[find(i)] = find(first)
     return [find(i) for i in range(len(signatures))]
