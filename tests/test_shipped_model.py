@@ -12,6 +12,7 @@ import numpy as np
 from conftest import DATA, ROOT
 
 from partnercheck.deciding.classify import classify
+from partnercheck.deciding.verdict import Thresholds
 from partnercheck.learning.evaluate import score_model
 from partnercheck.reading.sources import Source
 
@@ -117,3 +118,9 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
     assert copies == [groups[position]] * 3
     assert groups[prepared.keys.index("copy-short")] == groups[prepared.keys.index(short.key)]
     assert len(set(groups)) == len(groups) - 4
+    # The calibration inside the fit keeps them together too.
+    pipeline = training.fit(prepared, Thresholds()).pipeline
+    folds = pipeline.named_steps["classify"].cv
+    y = np.array(prepared.labels)
+    for train, test in folds.split(None, y):
+        assert set(np.asarray(groups)[train]).isdisjoint(np.asarray(groups)[test])

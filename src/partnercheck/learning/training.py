@@ -25,7 +25,7 @@ from ..reading.normalize import normalize
 from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
 from .evaluate import Scores
-from .near_duplicates import HASHES, near_duplicate_groups, signature
+from .near_duplicates import HASHES, NearCopyFolds, near_duplicate_groups, signature
 from .pipeline import C, build_pipeline
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
@@ -110,18 +110,27 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
 
 
 def _extracted(prepared: Prepared, seed: int, c: float):
-    """The pipeline, the messages' tokens (extracted by :func:`prepare`) and their labels."""
-    return build_pipeline(c=c, seed=seed), prepared.docs, np.array(prepared.labels)
+    """The pipeline, the messages' tokens (extracted by :func:`prepare`), their labels and
+    their groups of near-copies (None when :func:`prepare` computed no signatures)."""
+    near = np.array(near_duplicate_groups(prepared.signatures)) if len(prepared.signatures) else None
+    return build_pipeline(c=c, seed=seed), prepared.docs, np.array(prepared.labels), near
+
+
+def _calibrated_by_groups(rest, near, rows, seed: int):
+    """``rest`` (the vectorizer and classifier) with the calibration's folds keeping the
+    near-copies among ``rows`` together, when they are known."""
+    if near is not None:
+        rest.set_params(classify__cv=NearCopyFolds(near[rows], seed=seed))
+    return rest
 
 
 def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = C) -> np.ndarray:
     """Probabilities for every message from a model that saw neither it nor a near-copy of it
     (columns: sorted labels). Folds are stratified by label and keep each group of near-duplicates
     (:mod:`partnercheck.learning.near_duplicates`) together."""
-    pipeline, docs, y = _extracted(prepared, seed, c)
-    groups = near_duplicate_groups(prepared.signatures)
+    pipeline, docs, y, near = _extracted(prepared, seed, c)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return _predict_folds(pipeline[1:], docs, y, splitter.split(np.zeros(len(y)), y, groups))
+    return _predict_folds(pipeline[1:], docs, y, near, seed, splitter.split(np.zeros(len(y)), y, near))
 
 
 def leave_one_group_out(prepared: Prepared, groups: list[str | None], seed: int = 0, c: float = C) -> np.ndarray:
@@ -129,7 +138,7 @@ def leave_one_group_out(prepared: Prepared, groups: list[str | None], seed: int 
     of sender or a writing style never seen in training, the way real mail differs from a
     corpus. Groups holding every message of a label are skipped, and messages in no group
     (None) are only ever trained on; their rows stay NaN."""
-    pipeline, docs, y = _extracted(prepared, seed, c)
+    pipeline, docs, y, near = _extracted(prepared, seed, c)
     groups_arr = np.array(groups, dtype=object)
 
     def splits():
@@ -139,14 +148,13 @@ def leave_one_group_out(prepared: Prepared, groups: list[str | None], seed: int 
             if len(set(y[train])) == len(LABELS):
                 yield train, test
 
-    probabilities = _predict_folds(pipeline[1:], docs, y, splits(), fill=np.nan)
-    return probabilities
+    return _predict_folds(pipeline[1:], docs, y, near, seed, splits(), fill=np.nan)
 
 
-def _predict_folds(rest, docs, y, splits, fill: float = 0.0) -> np.ndarray:
+def _predict_folds(rest, docs, y, near, seed: int, splits, fill: float = 0.0) -> np.ndarray:
     probabilities = np.full((len(docs), len(LABELS)), fill)
     for train, test in splits:
-        fold = clone(rest).fit([docs[i] for i in train], y[train])
+        fold = _calibrated_by_groups(clone(rest), near, train, seed).fit([docs[i] for i in train], y[train])
         probabilities[test] = fold.predict_proba([docs[i] for i in test])
     return probabilities
 
@@ -198,8 +206,8 @@ def choose_thresholds(probabilities: np.ndarray, truth: list[str]) -> tuple[Thre
 def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = C, info: dict | None = None) -> Model:
     """The final model on all prepared messages (the extraction step learns nothing, so the
     later steps are fitted on the tokens :func:`prepare` extracted)."""
-    pipeline, docs, y = _extracted(prepared, seed, c)
-    pipeline[1:].fit(docs, y)
+    pipeline, docs, y, near = _extracted(prepared, seed, c)
+    _calibrated_by_groups(pipeline[1:], near, np.arange(len(y)), seed).fit(docs, y)
     return Model.from_pipeline(pipeline, thresholds, info)
 
 
