@@ -124,3 +124,20 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
     y = np.array(prepared.labels)
     for train, test in folds.split(None, y):
         assert set(np.asarray(groups)[train]).isdisjoint(np.asarray(groups)[test])
+
+
+def test_a_label_written_by_two_campaigns_still_trains():
+    """Twelve partnerships that are copies of two messages: grouped calibration folds would
+    leave some fold without a partnership, so the calibration takes plain folds there and
+    training goes through instead of failing."""
+    from partnercheck.learning import training
+
+    records = [r for label in ("pitch", "other") for r in list(Source(str(DATA / label), label=label))[:12]]
+    for original in list(Source(str(DATA / "partnership"), label="partnership"))[:2]:
+        for name in ("Dana", "Priya", "Tomasz", "Ines", "Kwame", "Lotte"):
+            words = original.body.split(" ")
+            words[len(words) // 2] = name
+            records.append(dataclasses.replace(original, key=f"{original.key}-{name}", body=" ".join(words)))
+    model, scores, prepared = training.train(records)
+    assert prepared.labels.count("partnership") == 12
+    assert set(scores.truth) == {"partnership", "pitch", "other"}

@@ -29,7 +29,8 @@ from .near_duplicates import HASHES, NearCopyFolds, near_duplicate_groups, signa
 from .pipeline import C, build_pipeline
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
-#: each with a calibration split that needs every label).
+#: each with a calibration split that needs every label; see :class:`NearCopyFolds` for a
+#: label whose messages are near-copies of fewer than 5).
 MIN_PER_LABEL = 10
 #: The cost that sets the default cut-offs: at most this share of true partnerships may be
 #: labelled pitch in out-of-fold predictions. Half a percent rather than one: held-out mail
@@ -58,8 +59,9 @@ class Prepared:
 def prepare(records, key=lambda record: record.key, near_copies: bool = True) -> Prepared:
     """Check labels and content, drop exact duplicates, and extract what training reads from
     each message as it comes, so that the records can go. ``key`` names a kept message in
-    :attr:`Prepared.keys`. Without ``near_copies`` no signatures are computed (a fit without
-    cross-validation needs none; on corpus mail they took 40-60% of extraction's CPU time).
+    :attr:`Prepared.keys`. Without ``near_copies`` no signatures are computed, and a fit's
+    calibration then uses plain stratified folds (on corpus mail the signatures took 40-60%
+    of extraction's CPU time).
     Raises :class:`TrainingError`."""
     rules = builtin_rules()
     keys, labels, docs, signatures = [], [], [], []
