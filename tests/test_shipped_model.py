@@ -126,6 +126,21 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
         assert set(np.asarray(groups)[train]).isdisjoint(np.asarray(groups)[test])
 
 
+def test_folds_keep_groups_whole_and_labels_balanced():
+    from partnercheck.learning.near_duplicates import NearCopyFolds
+
+    rng = np.random.default_rng(3)
+    groups = np.concatenate([np.arange(600), np.repeat(np.arange(600, 640), 10)])  # 600 alone, 40 of 10
+    y = np.concatenate([rng.integers(0, 3, 600), np.repeat(rng.integers(0, 3, 40), 10)])
+    splits = NearCopyFolds(groups, 5, seed=0).split(None, y)
+    assert sorted(np.concatenate([test for _, test in splits]).tolist()) == list(range(len(y)))
+    for train, test in splits:
+        assert set(groups[train]).isdisjoint(groups[test])
+    per_fold = np.array([np.bincount(y[test], minlength=3) for _, test in splits])
+    assert (per_fold.max(axis=0) - per_fold.min(axis=0)).max() <= 10  # at most one group of ten apart
+    assert NearCopyFolds(groups, 5, seed=0).split(None, y)[0][1].tolist() == splits[0][1].tolist()
+
+
 def test_a_label_written_by_two_campaigns_still_trains():
     """Twelve partnerships that are copies of two messages: grouped calibration folds would
     leave some fold without a partnership, so the calibration takes plain folds there and

@@ -29,7 +29,7 @@ import re
 import zlib
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 
 HASHES = 24
 BANDS = 12
@@ -82,16 +82,24 @@ def near_duplicate_groups(signatures) -> list[int]:
 
 
 class NearCopyFolds:
-    """Folds stratified by label that keep each group of near-copies in one fold, for a
-    splitter that is handed no groups: the calibration's own cross-validation inside a fit
-    (``CalibratedClassifierCV(cv=...)``). ``groups`` holds the group of each row, in the
-    order the fit sees the rows.
+    """Folds stratified by label that keep each group of near-copies in one fold: the
+    folds of cross-validation, and of the calibration's own cross-validation inside a fit
+    (``CalibratedClassifierCV(cv=...)``, which hands a splitter no groups). ``groups``
+    holds the group of each row, in the order the fit sees the rows.
 
     With scikit-learn's plain stratified folds, copies of a campaign fall on both sides of
     the calibration's folds, and the sigmoids learn scores that are surer than the model.
     Measured out of fold (outer folds grouped alike) on ten perturbed copies of the corpus:
     log-loss 0.0331 to 0.0305, expected calibration error 0.010 to 0.006; on the corpus
-    alone 0.114 to 0.112 and 0.025 to 0.020."""
+    alone 0.114 to 0.112 and 0.025 to 0.020.
+
+    Groups are dealt out greedily, the largest first and groups of one size in a seeded
+    random order, each to the fold holding the fewest messages of its labels so far (a
+    message alone goes to the fold with the fewest of its label). scikit-learn's
+    ``StratifiedGroupKFold`` weighs every fold for every group with numpy calls: on the
+    corpus, whose 4,392 training messages are nearly all groups of one, it took 2 s a
+    split, 12 of the 26 s of cross-validation; this takes about 10 ms.
+    """
 
     def __init__(self, groups, n_splits: int = 5, seed: int = 0) -> None:
         self.groups = np.asarray(groups)
@@ -102,12 +110,24 @@ class NearCopyFolds:
         return self.n_splits
 
     def split(self, X, y, groups=None):
+        """(train, test) row indices of each fold."""
         if len(self.groups) != len(y):
             raise ValueError(f"{len(self.groups)} groups for {len(y)} rows")
-        y = np.asarray(y)
-        if min(len(set(self.groups[y == label])) for label in np.unique(y)) < self.n_splits:
+        _, label_of = np.unique(np.asarray(y), return_inverse=True)
+        _, group_of = np.unique(self.groups, return_inverse=True)
+        counts = np.zeros((group_of.max(initial=-1) + 1, label_of.max(initial=-1) + 1), dtype=np.int64)
+        np.add.at(counts, (group_of, label_of), 1)
+        if (np.count_nonzero(counts, axis=0) < self.n_splits).any():
             # A label whose messages are copies of fewer messages than there are folds would
             # leave some fold without it: plain stratified folds then, as before grouping.
             return StratifiedKFold(n_splits=self.n_splits).split(np.zeros(len(y)), y)
-        folds = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
-        return folds.split(np.zeros(len(y)), y, self.groups)
+        order = np.random.default_rng(self.seed).permutation(len(counts))
+        order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+        held = np.zeros((self.n_splits, counts.shape[1]), dtype=np.int64)
+        fold_of = np.empty(len(counts), dtype=np.int64)
+        for group in order.tolist():
+            fold = int(np.argmin(held @ counts[group]))
+            fold_of[group] = fold
+            held[fold] += counts[group]
+        row_fold = fold_of[group_of]
+        return [(np.flatnonzero(row_fold != fold), np.flatnonzero(row_fold == fold)) for fold in range(self.n_splits)]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedGroupKFold
 
 from ..deciding.model import Model
 from ..deciding.verdict import Thresholds, decide
@@ -131,8 +130,7 @@ def out_of_fold(prepared: Prepared, seed: int = 0, folds: int = 5, c: float = C)
     (columns: sorted labels). Folds are stratified by label and keep each group of near-duplicates
     (:mod:`partnercheck.learning.near_duplicates`) together."""
     pipeline, docs, y, near = _extracted(prepared, seed, c)
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return _predict_folds(pipeline[1:], docs, y, near, seed, splitter.split(np.zeros(len(y)), y, near))
+    return _predict_folds(pipeline[1:], docs, y, near, seed, NearCopyFolds(near, folds, seed).split(None, y))
 
 
 def leave_one_group_out(prepared: Prepared, groups: list[str | None], seed: int = 0, c: float = C) -> np.ndarray:
