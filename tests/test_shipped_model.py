@@ -95,7 +95,6 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
     """A campaign's copies (a name or a few words changed) are one near-duplicate group, so
     that no fold is tested on a copy of what it trained on; different messages are not grouped."""
     from partnercheck.learning import training
-    from partnercheck.learning.near_duplicates import near_duplicate_groups
 
     records = [r for label in ("partnership", "pitch", "other")
                for r in list(Source(str(DATA / label), label=label))[:12]]
@@ -112,7 +111,7 @@ def test_cross_validation_keeps_near_copies_of_a_message_together():
         words[at] = "Tomasz"
     records.append(dataclasses.replace(short, key="copy-short", body=" ".join(words)))
     prepared = training.prepare(records)
-    groups = near_duplicate_groups(prepared.signatures)
+    groups = prepared.near_copies
     position = prepared.keys.index(original.key)
     copies = [groups[prepared.keys.index(f"copy-{name}")] for name in ("Dana", "Priya", "Tomasz")]
     assert copies == [groups[position]] * 3

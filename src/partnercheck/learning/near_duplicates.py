@@ -98,7 +98,7 @@ class NearCopyFolds:
     message alone goes to the fold with the fewest of its label). scikit-learn's
     ``StratifiedGroupKFold`` weighs every fold for every group with numpy calls: on the
     corpus, whose 4,392 training messages are nearly all groups of one, it took 2 s a
-    split, 12 of the 26 s of cross-validation; this takes about 10 ms.
+    split, 12 of the 26 s of cross-validation; this takes about 20 ms.
     """
 
     def __init__(self, groups, n_splits: int = 5, seed: int = 0) -> None:

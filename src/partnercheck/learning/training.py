@@ -24,7 +24,7 @@ from ..reading.normalize import normalize
 from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
 from .evaluate import Scores
-from .near_duplicates import HASHES, NearCopyFolds, near_duplicate_groups, signature
+from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
 from .pipeline import C, build_pipeline
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
@@ -44,23 +44,25 @@ class TrainingError(PartnercheckError):
 @dataclass
 class Prepared:
     """What training keeps of each message: its key, its label, its tokens and rule hits
-    (extracted once, reused by every fold and the final fit) and its MinHash signature (for
-    keeping near-copies in one fold). Never the records themselves: kept, 53,040 records
-    took 237 MB (raw bytes, headers and parts of each) for nothing training reads again."""
+    (extracted once, reused by every fold and the final fit) and its group of near-copies
+    (found once from the messages' MinHash signatures; every set of folds keeps a group in
+    one fold; None when :func:`prepare` was told not to look for them). Never the records
+    themselves: kept, 53,040 records took 237 MB (raw bytes, headers and parts of each) for
+    nothing training reads again."""
 
     keys: list[str]
     labels: list[str]
     docs: list[Extracted] = field(repr=False)
-    signatures: np.ndarray = field(repr=False)
+    near_copies: np.ndarray | None = field(repr=False)
     duplicates: int = 0
 
 
 def prepare(records, key=lambda record: record.key, near_copies: bool = True) -> Prepared:
     """Check labels and content, drop exact duplicates, and extract what training reads from
     each message as it comes, so that the records can go. ``key`` names a kept message in
-    :attr:`Prepared.keys`. Without ``near_copies`` no signatures are computed, and a fit's
-    calibration then uses plain stratified folds (on corpus mail the signatures took 40-60%
-    of extraction's CPU time).
+    :attr:`Prepared.keys`. Without ``near_copies`` no signatures are computed and no groups
+    found, and a fit's calibration then uses plain stratified folds (on corpus mail the
+    signatures took 40-60% of extraction's CPU time).
     Raises :class:`TrainingError`."""
     rules = builtin_rules()
     keys, labels, docs, signatures = [], [], [], []
@@ -106,15 +108,14 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
     if short:
         raise TrainingError(f"too few examples to learn from: {', '.join(short)}; "
                             f"each label needs at least {MIN_PER_LABEL}")
-    return Prepared(keys, labels, docs, np.array(signatures, dtype=np.uint64).reshape(len(signatures), HASHES),
-                    duplicates)
+    near = np.array(near_duplicate_groups(signatures)) if near_copies else None
+    return Prepared(keys, labels, docs, near, duplicates)
 
 
 def _extracted(prepared: Prepared, seed: int, c: float):
     """The pipeline, the messages' tokens (extracted by :func:`prepare`), their labels and
-    their groups of near-copies (None when :func:`prepare` computed no signatures)."""
-    near = np.array(near_duplicate_groups(prepared.signatures)) if len(prepared.signatures) else None
-    return build_pipeline(c=c, seed=seed), prepared.docs, np.array(prepared.labels), near
+    their groups of near-copies."""
+    return build_pipeline(c=c, seed=seed), prepared.docs, np.array(prepared.labels), prepared.near_copies
 
 
 def _calibrated_by_groups(rest, near, rows, seed: int):
