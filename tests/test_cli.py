@@ -123,6 +123,24 @@ def test_label_formats(runner, tmp_path, flag, parse):
     assert "labelled 3 messages: partnership 1, pitch 1, other 1, unsure 0; unreadable 0" in result.stderr
 
 
+def test_a_message_the_parser_chokes_on_costs_only_its_own_row(runner, tmp_path, monkeypatch):
+    from partnercheck.reading import mail
+
+    read_headers = mail._read_headers
+
+    def choke(items, record):
+        if any("m1" in value for _, value in items):
+            raise RecursionError("a shape nobody foresaw")
+        return read_headers(items, record)
+
+    monkeypatch.setattr(mail, "_read_headers", choke)
+    result = runner.invoke(cli, ["label", str(_mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])), "--nl"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["verdict"] for r in rows] == ["pitch", "unsure", "other"]
+    assert "cannot be parsed (RecursionError" in rows[1]["problems"]
+
+
 def test_label_to_file_resume_and_unreadable(runner, tmp_path):
     mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
     out = tmp_path / "labels.csv"

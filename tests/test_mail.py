@@ -122,3 +122,10 @@ def test_outlook_style_quote_block():
 def test_sent_from_phone_is_a_signature():
     new, _, signature = split_reply("ok see you there\n\nSent from my iPhone")
     assert new == "ok see you there" and signature == "Sent from my iPhone"
+
+
+@pytest.mark.parametrize("value", [b"=?utf-8?b?abcde?=", b"=?utf-8\xe9?q?x?=", b"=?no-such-charset?q?x?="])
+def test_a_broken_encoded_word_is_a_problem_not_an_error(value):
+    raw = b"From: " + value + b" <a@b.example>\nList-Id: " + value + b"\nSubject: " + value + b"\n\nhello there\n"
+    record = parse_message(raw)
+    assert record.body.strip() == "hello there" and "undecodable encoded word in a header" in record.problems

@@ -18,6 +18,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass, field
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
@@ -142,11 +143,15 @@ def parse_message(raw: bytes, key: str = "", source: str = "") -> EmailRecord:
     # Headers and MIME structure are read here rather than by the email package's parser,
     # which costs about three times as much on 2 KB mail and turns undeclared 8-bit header
     # bytes into U+FFFD; the email package still decodes RFC 2047 words and addresses.
-    items, body = header_fields(raw, record.problems)
-    first = _read_headers(items, record)
-    parts = _BodyParts()
-    _read_part(first, body, parts, record.problems, depth=0, forwarded=False)
-    _finish_body(parts, record)
+    try:
+        items, body = header_fields(raw, record.problems)
+        first = _read_headers(items, record)
+        parts = _BodyParts()
+        _read_part(first, body, parts, record.problems, depth=0, forwarded=False)
+        _finish_body(parts, record)
+    except Exception as exc:  # a case the parser does not know yet costs this message's text, never a batch
+        record = EmailRecord(key=key, source=source, raw=raw,
+                             problems=[f"cannot be parsed ({exc.__class__.__name__}: {exc})"])
     return record
 
 
@@ -216,7 +221,7 @@ def header_text(value, problems: list[str] | None = None) -> str:
     if "=?" in text:
         try:
             text = str(make_header(decode_header(text)))
-        except (LookupError, UnicodeError, ValueError, AssertionError):
+        except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):  # MessageError: bad base64, bad charset name
             if problems is not None:
                 problems.append("undecodable encoded word in a header")
     return " ".join(text.split())
