@@ -166,6 +166,12 @@ def _check_socket_protocol(sock: str, raw: bytes, filtered: bytes) -> None:
         conn.shutdown(socket.SHUT_WR)
         reply = b"".join(iter(lambda: conn.recv(65536), b""))
     assert reply.endswith(b"\n") and json.loads(reply) == expected
+    # An empty message in plain framing gets its verdict too, as an empty one framed does.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(sock)
+        conn.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert json.loads(reply)["header"] == "unsure; score=0.00; unreadable"
     # The README's socat recipe, word for word.
     if shutil.which("socat"):
         out = subprocess.run(["socat", "-t", "30", "-", f"UNIX-CONNECT:{sock}"], input=raw, capture_output=True,
@@ -215,3 +221,48 @@ def test_a_confused_server_falls_back_to_the_cold_path(small_model_path, tmp_pat
     listener.close()
     assert result.returncode == 11 and strip_our_header(result.stdout) == raw
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: hi\rX: y\r\rbody\rX-Partnercheck: quoted in the body\r",  # bare CR line ends
+    b"Subject: hi\n\r\nbody\nX-Partnercheck: quoted in the body\n",  # LF headers, a CRLF blank line
+])
+def test_body_lines_are_never_taken_for_our_header(runner, raw):
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert out.endswith(raw) and out.count(b"X-Partnercheck:") == 2
+    assert strip_our_header(out) == raw
+
+
+def test_a_preset_header_in_any_case_is_removed(runner):
+    raw = b"X-PartnerCheck: partnership; score=1.00\nSubject: hi\n\n" + PITCH_TEXT.encode()
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert out.lower().count(b"x-partnercheck:") == 1 and out.endswith(b"Subject: hi\n\n" + PITCH_TEXT.encode())
+
+
+def test_filtering_twice_keeps_a_first_line_that_looks_like_a_continuation(runner):
+    raw = b" indented first line\nSubject: hi\n\nbody\n"
+    once = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    twice = runner.invoke(cli, ["filter"], input=once).stdout_bytes
+    assert strip_our_header(once) == strip_our_header(twice) == raw
+
+
+@pytest.mark.parametrize("subject", [b"=?utf-8?b?abcde?=", b"=?utf-8\xe9?q?x?="])
+def test_a_broken_encoded_word_still_gets_a_verdict(runner, subject):
+    raw = b"From: =?x?b?zz?= <a@b.example>\nSubject: " + subject + b"\n\n" + PITCH_TEXT.encode()
+    result = runner.invoke(cli, ["filter"], input=raw)
+    assert result.exit_code == EXIT_CODES["pitch"] and strip_our_header(result.stdout_bytes) == raw
+
+
+def test_a_reader_that_goes_away_gets_one_line_and_a_failure(small_model_path, tmp_path):
+    """Even with --exit-zero: a delivery agent must not deliver a cut-off message."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    raw = message("hello", PITCH_TEXT + "\n" + "more text\n" * 200_000)
+    for args in (["filter", "--no-server"], ["filter", "--no-server", "--exit-zero"]):
+        proc = subprocess.Popen([sys.executable, "-m", "partnercheck", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdout.close()
+        _, err = proc.communicate(raw, timeout=60)
+        assert proc.returncode == 1 and err.decode().count("\n") == 1 and "cannot write" in err.decode()
+    closed = subprocess.run(f"'{sys.executable}' -m partnercheck filter --no-server >&-", shell=True, input=raw,
+                            capture_output=True, env=env, timeout=60)
+    assert closed.returncode == 1 and closed.stderr.decode().count("\n") == 1

@@ -123,14 +123,12 @@ def filter_runner():
 
 
 def _strip_first_header(raw: bytes, out: bytes) -> bytes:
-    """``out`` without the header the filter added (after an mbox From line, if any)."""
-    first_end = out.find(b"\n")
-    if out.startswith(b"X-Partnercheck: "):
-        return out[first_end + 1:]
-    # after the envelope line
-    second_end = out.find(b"\n", first_end + 1)
-    assert out[first_end + 1:].startswith(b"X-Partnercheck: ")
-    return out[: first_end + 1] + out[second_end + 1:]
+    """``out`` without the header line the filter added: the first line that starts with it
+    (after an mbox From line or stray indented lines, if any), with its LF, CRLF or CR."""
+    at = 0 if out.startswith(b"X-Partnercheck: ") else min(
+        i + 1 for i in (out.find(b"\nX-Partnercheck: "), out.find(b"\rX-Partnercheck: ")) if i != -1)
+    end = min(i for i in (out.find(b"\n", at), out.find(b"\r", at)) if i != -1)
+    return out[:at] + out[end + (2 if out[end:end + 2] == b"\r\n" else 1):]
 
 
 @FUZZ

@@ -65,8 +65,8 @@ def test_the_cold_filter_says_what_the_library_says(library, monkeypatch):
             raw = handle.read()
         output, code, error = filter_message(raw, use_server=False)
         assert error is None, (key, error)
-        ours = next(line for line in output.split(b"\n", 2)[:2] if line.startswith(b"X-Partnercheck:"))
-        assert ours.decode().rstrip("\r") == f"X-Partnercheck: {header_for(verdict)}", key
+        ours = next(line for line in output.splitlines() if line.startswith(b"X-Partnercheck:"))
+        assert ours.decode() == f"X-Partnercheck: {header_for(verdict)}", key
 
 
 def test_evaluate_counts_what_the_library_says(library):

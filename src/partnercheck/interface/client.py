@@ -35,7 +35,9 @@ def send_frame(sock: socket.socket, data: bytes) -> None:
 
 def read_request(sock: socket.socket, limit: int) -> tuple[bytes, bool]:
     """One request in either framing: (raw message, framed?). Raises ValueError over ``limit``."""
-    first = _read_exact(sock, 1)
+    first = sock.recv(1)
+    if not first:
+        return b"", False  # plain framing, an empty message: it gets its verdict (unreadable) like any other
     if first == b"\0":
         header = first + _read_exact(sock, _LENGTH.size - 1)
         (length,) = _LENGTH.unpack(header)

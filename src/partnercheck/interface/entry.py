@@ -39,7 +39,22 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
         output, code, error = filter_message(raw, use_server, model_option, rules_file)
     if error:
         sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
-    out = sys.stdout.buffer
-    out.write(output)
-    out.flush()
+    try:
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
+    except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
+        _quiet_stdout()
+        sys.stderr.write(f"partnercheck filter: cannot write the message out "
+                         f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})\n")
+        return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
     return 0 if exit_zero else code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush at exit raises nothing more."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass

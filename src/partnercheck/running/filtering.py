@@ -53,7 +53,7 @@ def filter_message(raw: bytes, use_server: bool = True, model_option: str | None
     """
     try:
         if len(raw) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+            return raw, EXIT_ERROR, f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"
         reply = _ask_server(raw) if use_server else None
         header, label = reply if reply else _classify_here(raw, model_option, rules_file)
         return add_header(raw, header), EXIT_CODES[label], None
@@ -105,7 +105,7 @@ def strip_our_header(raw: bytes) -> bytes:
     """The message without any X-Partnercheck header (folded lines included)."""
     head_end = _head_end(raw)
     head = raw[:head_end]
-    if b"artnercheck" not in head and b"ARTNERCHECK" not in head:
+    if b"artnercheck" not in head.lower():
         return raw
     global _OUR_HEADER
     if _OUR_HEADER is None:
@@ -128,24 +128,47 @@ def strip_our_header(raw: bytes) -> bytes:
 def add_header(raw: bytes, value: str) -> bytes:
     """``raw`` with any old X-Partnercheck header removed and ``value`` added as the first header.
 
-    It goes first (after an mbox ``From `` envelope line, as procmail passes one), like a
-    trace header: so the rest of the message stays byte for byte as it came, and removing
-    the line gives back exactly the input.
+    It goes first (after an mbox ``From `` envelope line, as procmail passes one, and after
+    any indented line that opens a malformed header block, which would otherwise read as a
+    continuation of ours), like a trace header: so the rest of the message stays byte for
+    byte as it came, and removing the line gives back exactly the input. It ends as the
+    message's first line ends (LF, CRLF or a bare CR).
     """
     raw = strip_our_header(raw)
-    first_end = raw.find(b"\n")
-    newline = b"\r\n" if first_end > 0 and raw[first_end - 1:first_end] == b"\r" else b"\n"
-    line = f"{HEADER}: {value}".encode("utf-8") + newline
-    if raw.startswith(b"From ") and first_end != -1:
-        return raw[: first_end + 1] + line + raw[first_end + 1:]
-    return line + raw
+    first_end = _next_line(raw, 0)
+    at = first_end if raw.startswith(b"From ") and raw[first_end - 1:first_end] in (b"\n", b"\r") else 0
+    head_end = _head_end(raw)
+    while at < head_end and raw[at:at + 1] in (b" ", b"\t"):
+        at = _next_line(raw, at)
+    if raw[first_end - 2:first_end] == b"\r\n":
+        newline = b"\r\n"
+    elif raw[first_end - 1:first_end] == b"\r":
+        newline = b"\r"
+    else:
+        newline = b"\n"
+    return raw[:at] + f"{HEADER}: {value}".encode("utf-8") + newline + raw[at:]
+
+
+def _next_line(raw: bytes, start: int) -> int:
+    """Where the line after the one at ``start`` begins (lines end in LF, CRLF or CR), or the
+    message's length."""
+    lf = raw.find(b"\n", start)
+    cr = raw.find(b"\r", start, len(raw) if lf == -1 else lf)
+    if cr != -1:
+        return cr + 2 if raw[cr + 1:cr + 2] == b"\n" else cr + 1
+    return lf + 1 if lf != -1 else len(raw)
 
 
 def _head_end(raw: bytes) -> int:
-    """Where the header block ends: at its blank line, or the end of the message."""
-    if raw.startswith((b"\n", b"\r\n")):
+    """Where the header block ends: at its first empty line, with lines split at LF, CRLF or
+    a bare CR as Python's mail parser splits them, or at the end of the message."""
+    if raw.startswith((b"\n", b"\r")):
         return 0
-    lf, crlf = raw.find(b"\n\n"), raw.find(b"\r\n\r\n")
-    if crlf != -1 and (lf == -1 or crlf < lf):
-        return crlf + 2  # the header block ends with its last line's CRLF
-    return lf + 1 if lf != -1 else len(raw)
+    # An empty line follows the first LF or CR that is followed by another line end
+    # ("\r\n\r\n" holds "\n\r"; "\r\n\n" holds "\n\n").
+    end = len(raw)
+    for pair in (b"\n\n", b"\n\r", b"\r\r"):
+        at = raw.find(pair, 0, end)
+        if at != -1:
+            end = at + 1
+    return end
