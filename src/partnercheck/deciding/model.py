@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -258,15 +259,16 @@ def load_model(path: str | None = None) -> Model:
     except OSError as exc:
         raise ModelError(f"cannot read the model {path}: {exc.strerror or exc}") from None
     if magic != _ZIP_MAGIC:
-        kind = "a pickle or joblib file" if magic[:1] in (b"\x80", b"x", b"\x1f", b"Z", b"(", b"}", b"]") \
-            else "not a partnercheck model"
-        raise ModelError(f"{path} is {kind}, which partnercheck no longer loads because loading one can run "
-                         f"code; it was not opened; {fix}")
+        if magic[:1] in (b"\x80", b"x", b"\x1f", b"Z", b"(", b"}", b"]"):
+            raise ModelError(f"{path} is a pickle or joblib file, which partnercheck no longer loads because "
+                             f"loading one can run code; it was not opened; {fix}")
+        raise ModelError(f"{path} is not a partnercheck model (not a zip archive); {fix}")
     try:
         meta, arrays = _read_archive(path)
     except ModelError as exc:
         raise ModelError(f"{path}: {exc}; {fix}") from None
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError, zlib.error, zipfile.BadZipFile,
+            zipfile.LargeZipFile) as exc:
         raise ModelError(f"{path} is not a readable partnercheck model ({exc.__class__.__name__}); {fix}") from None
     try:
         weights, thresholds = _weights(meta, arrays)
