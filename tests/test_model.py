@@ -67,6 +67,30 @@ def _rewrite(source: str, target, change) -> None:
             new.writestr(item.filename, data)
 
 
+def test_damaged_insides_are_one_error_naming_the_file(small_model_path, tmp_path):
+    """A model file damaged in ways a zip reader does not check first: a deflated member
+    whose data is not deflate, JSON nested past Python's recursion limit, plain junk."""
+    def member_data_corrupted(path):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("model.json", b"{" * 10)
+        data = bytearray(open(path, "rb").read())
+        start = data.index(b"model.json") + len(b"model.json")
+        data[start:start + 4] = b"\xff\xff\xff\xff"  # the member's first deflate bytes
+        open(path, "wb").write(bytes(data))
+
+    corrupt = tmp_path / "corrupt.model"
+    member_data_corrupted(corrupt)
+    nested = tmp_path / "nested.model"
+    with zipfile.ZipFile(nested, "w") as archive:
+        archive.writestr("model.json", "[" * 100_000 + "]" * 100_000)
+    junk = tmp_path / "junk.model"
+    junk.write_bytes(b"GIF89a not a model")
+    for path, words in ((corrupt, "not a readable"), (nested, "not a readable"), (junk, "not a zip archive")):
+        with pytest.raises(ModelError, match=words) as caught:
+            load_model(str(path))
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_foreign_file_and_other_format_are_refused(small_model_path, tmp_path):
     foreign = tmp_path / "foreign.zip"
     with zipfile.ZipFile(foreign, "w") as archive:
