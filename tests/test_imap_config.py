@@ -33,6 +33,11 @@ def test_several_accounts_need_a_name_and_unknown_keys_are_refused():
         account_from_config({"imap": {"work": {"password": "hunter2"}}}, "work")
     with pytest.raises(ImapError, match="not a valid IMAP keyword"):
         account_from_config({"imap": {"work": {"keywords": {"pitch": "\\Seen"}}}}, "work")
+    # the README's own example: any verdict may have a keyword of the user's choosing
+    chosen = account_from_config({"imap": {"work": {"keywords": {"pitch": "Pitch", "unsure": "$Later"}}}}, "work")
+    assert chosen.keywords == {"pitch": "Pitch", "unsure": "$Later"}
+    with pytest.raises(ImapError, match="table of verdict"):
+        account_from_config({"imap": {"work": {"keywords": {"spam": "$Spam"}}}}, "work")
 
 
 def test_settings_that_cannot_work_are_refused_before_connecting():

@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..labels import LABELS
+from ..labels import VERDICTS
 from ..reading.mail import parse_message
 from .imap_state import ImapState, digest
 
@@ -133,8 +133,8 @@ def _keywords(value, where: str) -> dict[str, str]:
         return dict(DEFAULT_KEYWORDS)
     if value is False:
         return {}
-    if not isinstance(value, dict) or not set(value) <= set(LABELS):
-        raise ImapError(f"{where}: true, false, or a table of verdict = \"$Keyword\" ({', '.join(LABELS)})")
+    if not isinstance(value, dict) or not set(value) <= set(VERDICTS):
+        raise ImapError(f"{where}: true, false, or a table of verdict = \"$Keyword\" ({', '.join(VERDICTS)})")
     keywords = {}
     for label, keyword in value.items():
         keyword = str(keyword)
