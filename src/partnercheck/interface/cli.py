@@ -360,7 +360,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     \b
     Examples:
       partnercheck train labels.csv -o ~/mail/partnercheck.model
-      partnercheck train --label pitch pitches.mbox --label other ok.mbox -o m.model
+      partnercheck train --label pitch p.mbox --label other o.mbox --label partnership q.mbox -o m.model
       partnercheck train labels.csv --with-default-data -o m.model --force
       partnercheck train --personal      # the model `learn` keeps, rebuilt from its store
     """
@@ -699,7 +699,13 @@ def _sender_change(kind):
                 store.set_sender(_pattern(pattern), kind, when, note)
         click.echo(f"{len(patterns)} on the {kind} list", err=True)
 
-    command.__doc__ = f"Put addresses or domains on the {kind} list."
+    example = "ana@partner.example friends.example" if kind == "allow" else "spamvendor.example --expires 30"
+    command.__doc__ = f"""Put addresses or domains on the {kind} list.
+
+    \b
+    Example:
+      partnercheck senders {kind} {example}
+    """
     return command
 
 
@@ -718,7 +724,12 @@ senders.command("block")(_sender_change("block"))
 @click.argument("patterns", nargs=-1, required=True)
 @click.pass_context
 def senders_remove(ctx, patterns):
-    """Remove entries; learning for those senders starts over from now."""
+    """Remove entries; learning for those senders starts over from now.
+
+    \b
+    Example:
+      partnercheck senders remove ana@partner.example
+    """
     from ..learning.corrections import Store, store_path
 
     with Store.open(store_path(ctx.obj.get("store"))) as store:
