@@ -31,6 +31,7 @@ from partnercheck.learning import memory
 from partnercheck.learning.corrections import (
     Store,
     content_key,
+    corpus_features,
     read_memory,
     retrain_personal,
     store_path,
@@ -464,6 +465,31 @@ def test_personal_model_comes_and_goes_with_the_corrections(tmp_path, small_corp
         store.forget([mail])
         assert retrain_personal(store, corpus=small_corpus).removed
     assert not os.path.exists(personal) and model_path() == default_model_path()
+
+
+def test_a_corrected_campaign_stays_on_one_side_of_the_calibration_folds(tmp_path, small_corpus, monkeypatch):
+    """The personal model's calibration never sees a copy of a campaign on both sides of a
+    fold, or its sigmoids learn to be surer than the model (the shipped cut-offs were chosen
+    with folds that keep copies together)."""
+    from partnercheck.learning import pipeline
+
+    built, real = [], pipeline.build_pipeline
+
+    def spy(**settings):
+        built.append(real(**settings))
+        return built[-1]
+
+    monkeypatch.setattr(pipeline, "build_pipeline", spy)
+    campaign = [record(f"growth idea for {name}", f"Hi {name},\n\n{PITCH_TEXT}", sender=f"Tom <tom{i}@vendor.example>")
+                for i, name in enumerate(["Ana", "Ben", "Caro", "Dev", "Eli", "Fay", "Gus", "Hal"])]
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.learn(campaign, "pitch")
+        retrain_personal(store, corpus=small_corpus)
+    folds = built[-1].named_steps["classify"].cv
+    y = corpus_features(small_corpus)[1] + ["pitch"] * len(campaign)  # the rows as the fit saw them
+    copies = set(range(len(y) - len(campaign), len(y)))
+    tested = [copies & set(test.tolist()) for _, test in folds.split(None, y)]
+    assert [len(rows) for rows in tested if rows] == [len(campaign)]
 
 
 def test_an_explicit_model_wins_over_the_personal_one(tmp_path, monkeypatch, small_model_path):

@@ -472,8 +472,13 @@ def retrain_personal(store: Store, output: str | None = None, weight: float = CO
     No cross-validation: the cut-offs are the shipped model's (``base_model``), and the
     corpus's features come from a cache keyed by the corpus and the code. Each correction
     weighs up to ``weight`` corpus messages (:func:`correction_weight`); a corpus message
-    with the same content as a correction is left out, so the user's label wins. With no
-    corrections left, the personal model is removed and the shipped model applies again.
+    with the same content as a correction is left out, so the user's label wins. The
+    calibration's folds keep the corrections' near-copies together (a user corrects whole
+    campaigns), as folds kept near-copies together when the shipped model's cut-offs were
+    chosen. Each corpus message is a group of its own: the corpus's near-copies are few, and
+    finding them would add its MinHash signatures to a cold feature cache (40-60% of the
+    time extraction takes on corpus mail).
+    With no corrections left, the personal model is removed and the shipped model applies again.
     """
     start = time.perf_counter()
     output = output or personal_model_path(store.path)
@@ -518,7 +523,9 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
              start: float) -> RetrainSummary:
     from ..deciding.model import Model, load_model
     from ..settings import default_corpus, default_model_path
+    from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
     from .pipeline import build_pipeline
+    from .training import compared_text
 
     corrections = list(store.records())
     if not corrections:
@@ -542,6 +549,9 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
 
     import numpy as np
 
+    copies = near_duplicate_groups([signature(compared_text(r)) for r in corrections])
+    near = np.concatenate([np.arange(len(keep)), len(keep) + np.asarray(copies, dtype=np.int64)])
+    pipeline.set_params(classify__cv=NearCopyFolds(near, seed=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # liblinear's convergence notes are not the user's business
         pipeline[1:].fit(all_docs, np.array(all_labels), classify__sample_weight=np.array(weights))

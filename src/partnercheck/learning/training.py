@@ -78,7 +78,7 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
         if not record.readable:
             empty.append(where)
             continue
-        text = normalize(record.subject + "\n" + record.body)
+        text = compared_text(record)
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         if digest in seen:
             duplicates += 1
@@ -110,6 +110,12 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
                             f"each label needs at least {MIN_PER_LABEL}")
     near = np.array(near_duplicate_groups(signatures)) if near_copies else None
     return Prepared(keys, labels, docs, near, duplicates)
+
+
+def compared_text(record) -> str:
+    """What tells two messages apart as copies: the normalised subject and body (an exact
+    copy of it is dropped, a near one grouped by its MinHash :func:`signature`)."""
+    return normalize(record.subject + "\n" + record.body)
 
 
 def _extracted(prepared: Prepared, seed: int, c: float):
