@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -295,6 +296,24 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "missing.joblib" in result.output
     config.write_text(f"model = '{small_model_path}'\n")
     assert CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
+
+
+@pytest.mark.parametrize("text, error", [
+    (b"modle = 'x.model'\n", "unknown key modle"),
+    (b"store = 5\n", "store must be a path in quotes"),
+    (b"model = ['a', 'b']\n", "model must be a path in quotes"),
+    (b"[thresholds]\nmin_confidence = 7\n", "min_confidence must be between 0 and 1"),
+    (b"[thresholds]\npartnership_guard = nan\n", "partnership_guard must be between 0 and 1"),
+    (b"# caf\xe9\nallow = []\n", "must be UTF-8"),
+])
+def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_path, tmp_path, monkeypatch, text, error):
+    """Never a file named '5' made by learn, a misspelt key quietly ignored, or every message unsure."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", text)))
+    for args in (["classify", "-"], ["learn", "--as", "pitch", "--no-retrain", "-"]):
+        result = CliRunner().invoke(cli, args, input=message("a", PITCH_TEXT))
+        assert result.exit_code == 1 and error in result.output and len(result.output.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["config.toml"]
 
 
 def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monkeypatch):

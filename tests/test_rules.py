@@ -122,10 +122,24 @@ patterns = ['\\bacme toner\\b']
     ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=[]", "non-empty list"),
     ("[[rule]]\nid='A'\nlabel='pitch'\nweight=99\npatterns=['x']", "weight"),
     ("[[rule]\n", "not valid TOML"),
+    # wrong types that would otherwise change a rule's meaning or crash
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns='zzzqqq'", "non-empty list"),  # not one rule per letter
+    ("[[rule]]\nid='A'\nlabel='pitch'\ndecide='false'\npatterns=['x']", "true or false"),
+    ("[rule]\nid='A'\nlabel='pitch'\npatterns=['x']", r"\[\[rule\]\] table"),
+    ("rule=['x']", r"\[\[rule\]\] table"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['x']\n[[rule]]\nid='A'\nlabel='other'\npatterns=['y']",
+     "A: defined twice"),
 ])
 def test_bad_rules_files_are_refused_clearly(text, error):
     with pytest.raises(RulesError, match=error):
         parse_rules(text, "mine.toml", user=True)
+
+
+def test_a_rules_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_bytes(b"[[rule]]\nid = 'A'\nlabel = 'pitch'\ndescription = 'caf\xe9'\npatterns = ['x']\n")
+    with pytest.raises(RulesError, match="must be UTF-8"):
+        load_rules(str(path))
 
 
 def test_builtin_rules_may_not_decide():

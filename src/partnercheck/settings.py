@@ -55,9 +55,29 @@ def read_config(path: str | None = None) -> dict:
 
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            config = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read config: it must be UTF-8 text") from None
+    return _checked(config, path)
+
+
+#: The config file's keys that name a file or socket, and all the keys it may have.
+_PATH_KEYS = ("model", "rules", "store", "socket", "imap_state")
+_KEYS = (*_PATH_KEYS, "allow", "block", "thresholds", "imap")
+
+
+def _checked(config: dict, path: str) -> dict:
+    """``config`` if its keys are known and its paths are strings: a misspelt key or a number
+    where a path goes would otherwise be ignored, or taken for a file of that name."""
+    unknown = sorted(set(config) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {', '.join(unknown)} (the keys are {', '.join(_KEYS)})")
+    for key in _PATH_KEYS:
+        if key in config and not isinstance(config[key], str):
+            raise ConfigError(f'{path}: {key} must be a path in quotes, like {key} = "~/..."')
+    return config
 
 
 def default_model_path() -> str:

@@ -82,7 +82,11 @@ def load_policy(config: dict | None = None, rules_option: str | None = None) -> 
     thresholds = None
     if "thresholds" in config:
         try:
-            thresholds = Thresholds(**{k: float(v) for k, v in dict(config["thresholds"]).items()})
+            values = {k: float(v) for k, v in dict(config["thresholds"]).items()}
+            outside = [k for k, v in values.items() if not 0 <= v <= 1]  # NaN included
+            if outside:
+                raise ValueError(f"{', '.join(outside)} must be between 0 and 1")
+            thresholds = Thresholds(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
     from ..learning.corrections import StoreError, read_memory

@@ -186,6 +186,8 @@ def load_rules(path: str, user: bool = True) -> RuleSet:
             text = handle.read()
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RulesError(f"{path}: a rules file must be UTF-8 text") from None
     return RuleSet(parse_rules(text, path, user=user))
 
 
@@ -194,17 +196,22 @@ def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{where}: not valid TOML: {exc}") from None
+    entries = data.get("rule", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise RulesError(f"{where}: each rule is a [[rule]] table")
     rules = []
-    for number, entry in enumerate(data.get("rule", []), start=1):
+    for number, entry in enumerate(entries, start=1):
         rule_id = entry.get("id") or f"#{number}"
         context = f"{where}: rule {rule_id}"
         if not re.fullmatch(r"[A-Z][A-Z0-9_]*", str(rule_id)):
             raise RulesError(f"{context}: id must be UPPER_SNAKE_CASE")
+        if any(rule.id == rule_id for rule in rules):
+            raise RulesError(f"{context}: defined twice in this file")
         label = entry.get("label")
         if label not in LABELS:
             raise RulesError(f"{context}: label must be one of {', '.join(LABELS)}, not {label!r}")
         patterns = entry.get("patterns") or ([entry["pattern"]] if "pattern" in entry else [])
-        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise RulesError(f"{context}: needs a non-empty list of patterns")
         weight = entry.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or not 0 < weight <= 10:
@@ -212,7 +219,9 @@ def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
         field = entry.get("field", "all")
         if field not in _FIELDS:
             raise RulesError(f"{context}: field must be one of {', '.join(_FIELDS)}")
-        decide = bool(entry.get("decide", False))
+        decide = entry.get("decide", False)
+        if not isinstance(decide, bool):
+            raise RulesError(f"{context}: decide must be true or false, without quotes")
         if decide and not user:
             raise RulesError(f"{context}: only a user's own rules may decide outright")
         rule = Rule(rule_id, label, float(weight), str(entry.get("description", "")), tuple(patterns), field,
