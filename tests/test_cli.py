@@ -316,6 +316,13 @@ def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_pat
     assert sorted(os.listdir(tmp_path)) == ["config.toml"]
 
 
+def test_train_refuses_an_output_it_cannot_write_before_training(runner, tmp_path):
+    plain = write(tmp_path / "plain.txt", b"x")
+    for output, words in ((tmp_path, "is a folder"), (plain / "m.model", "is a file, not a folder")):
+        result = runner.invoke(cli, ["train", str(DATA), "-o", str(output), "--force"])
+        assert result.exit_code == 1 and words in result.output and "cross-validated" not in result.output
+
+
 def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monkeypatch):
     import shutil
 

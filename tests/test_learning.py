@@ -513,6 +513,28 @@ def test_train_personal(tmp_path):
     assert runner.invoke(cli, ["train"]).exit_code == 2
 
 
+def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path):
+    runner = CliRunner()
+    raw = message("quick question", PITCH_TEXT)
+    # a store whose name ends in .model keeps its corrections: its model goes beside it
+    named = str(tmp_path / "collection.model")
+    assert runner.invoke(cli, ["learn", "--store", named, "--as", "pitch", "--no-retrain", "-"], input=raw).exit_code == 0
+    assert runner.invoke(cli, ["train", "--personal", "--store", named]).exit_code == 0
+    assert personal_model_path(named) != named and os.path.exists(personal_model_path(named))
+    with Store.open(named) as store:
+        assert len(store) == 1
+    # -o onto an existing file needs --force, and an empty store deletes nothing
+    precious = tmp_path / "precious.model"
+    precious.write_bytes(b"keep me")
+    result = runner.invoke(cli, ["train", "--personal", "--store", named, "-o", str(precious)])
+    assert result.exit_code == 1 and "--force" in result.output and precious.read_bytes() == b"keep me"
+    empty = str(tmp_path / "empty.sqlite3")
+    result = runner.invoke(cli, ["train", "--personal", "--store", empty, "-o", str(precious), "--force"])
+    assert result.exit_code == 1 and "no corrections" in result.output and precious.read_bytes() == b"keep me"
+    result = runner.invoke(cli, ["train", "--personal", "--store", named, "-o", str(tmp_path)])
+    assert result.exit_code == 1 and "is a folder" in result.output
+
+
 def test_nothing_is_learned_about_shared_or_list_addresses(tmp_path):
     with Store.open(str(tmp_path / "s.sqlite3")) as store:
         relay = [record(f"offer {i}", PITCH_TEXT + f"\n{i}", sender=f"{name} <notifications@hub.example>")

@@ -131,8 +131,10 @@ def store_path(option: str | None = None, config: dict | None = None) -> str:
 
 def personal_model_path(store: str) -> str:
     """The personal model trained from a store's corrections lives beside it:
-    ``learned.sqlite3`` goes with ``learned.model``."""
-    return os.path.splitext(store)[0] + ".model"
+    ``learned.sqlite3`` goes with ``learned.model`` (and a store named ``x.model`` with
+    ``x.model.model``, so that the model never overwrites its own store)."""
+    path = os.path.splitext(store)[0] + ".model"
+    return store + ".model" if path == store else path
 
 
 def socket_path(config: dict | None = None) -> str:

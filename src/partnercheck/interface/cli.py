@@ -89,6 +89,19 @@ def model_options(func):
     return func
 
 
+def _check_output(output: str, force: bool) -> None:
+    """Refuse, before any work, a model path that cannot or may not be written."""
+    if os.path.isdir(output):
+        raise click.ClickException(f"{output} is a folder; give the model file's path")
+    if os.path.exists(output) and not force:
+        raise click.ClickException(f"{output} exists; add --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"cannot write {output}: {folder} is a file, not a folder")
+
+
 def _columns(kwargs) -> Columns:
     return Columns(body=kwargs.pop("body_column"), subject=kwargs.pop("subject_column"),
                    sender=kwargs.pop("from_column"), label=kwargs.pop("label_column"))
@@ -369,7 +382,11 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
             raise click.UsageError("--personal takes no SOURCES: it trains on the corpus and the learning store")
         from ..learning.corrections import Store, retrain_personal, store_path
 
+        if output:
+            _check_output(output, force)
         with Store.open(store_path(store_option)) as store:
+            if output and not len(store):
+                raise click.ClickException(f"{store.path} holds no corrections: no personal model to write")
             click.echo(retrain_personal(store, output, seed=seed).line())
         return
     if not sources:
@@ -379,8 +396,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     from ..learning import training
     from ..settings import default_corpus
 
-    if os.path.exists(output) and not force:
-        raise click.ClickException(f"{output} exists; add --force to overwrite it")
+    _check_output(output, force)
     columns = _columns(kwargs)
     if len(given_labels) > 1 and len(given_labels) != len(sources):
         raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
