@@ -142,6 +142,20 @@ def test_a_message_the_parser_chokes_on_costs_only_its_own_row(runner, tmp_path,
     assert "cannot be parsed (RecursionError" in rows[1]["problems"]
 
 
+def test_own_rules_reach_the_worker_processes(runner, tmp_path):
+    rules = write(tmp_path / "rules.toml", b"[[rule]]\nid = 'TONER'\nlabel = 'pitch'\ndecide = true\n"
+                                           b"patterns = ['\\btoner\\b']\n")
+    mbox = str(_mbox(tmp_path, [OTHER_TEXT, OTHER_TEXT + "\nAlso: cheap toner for the office.", PARTNERSHIP_TEXT]))
+    outputs = []
+    for jobs in ("1", "2"):
+        result = runner.invoke(cli, ["label", mbox, "--nl", "-j", jobs, "--rules", str(rules)])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    rows = [json.loads(line) for line in outputs[0].splitlines()]
+    assert [r["verdict"] for r in rows][1] == "pitch" and "TONER" in rows[1]["rules"]
+    assert outputs[0] == outputs[1]
+
+
 def test_label_to_file_resume_and_unreadable(runner, tmp_path):
     mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
     out = tmp_path / "labels.csv"

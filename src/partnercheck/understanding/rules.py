@@ -96,6 +96,10 @@ class RuleSet:
         for scanner, _ in self._scans.values():
             scanner.Compile()
 
+    def __reduce__(self):
+        # RE2's compiled sets cannot be pickled; a worker process compiles the rules again.
+        return RuleSet, (list(self.rules),)
+
     def __len__(self) -> int:
         return len(self.rules)
 
