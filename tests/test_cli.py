@@ -376,3 +376,66 @@ def test_output_onto_a_folder_is_one_line(runner, tmp_path):
     assert result.exit_code == 1 and "cannot write here" in result.output
     assert "internal error" not in result.output
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_label_never_writes_over_its_source_a_device_or_a_pipe(runner, tmp_path):
+    mbox = _mbox(tmp_path, [PITCH_TEXT])
+    before = mbox.read_bytes()
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(mbox)])
+    assert result.exit_code == 1 and "is a SOURCE" in result.output and mbox.read_bytes() == before
+    os.mkfifo(tmp_path / "pipe")
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(tmp_path / "pipe")])
+    assert result.exit_code == 1 and "not a regular file" in result.output
+    # a symlink is written through, and the file keeps its mode
+    target = write(tmp_path / "labels.csv", b"old")
+    os.chmod(target, 0o600)
+    os.symlink(target, tmp_path / "link.csv")
+    assert runner.invoke(cli, ["label", str(mbox), "-o", str(tmp_path / "link.csv")]).exit_code == 0
+    assert os.path.islink(tmp_path / "link.csv") and target.read_text().startswith("source,key")
+    assert os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_rows_with_undecodable_names_and_lone_surrogates_are_written(runner, tmp_path):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / os.fsdecode(b"bad\xff.eml")).write_bytes(message("a", PITCH_TEXT))
+    (folder / "utf7.eml").write_bytes(b"Subject: =?utf-7?q?+2AA-?=\nContent-Type: text/plain; charset=utf-7\n\n"
+                                      + OTHER_TEXT.encode() + b" +2AA-\n")
+    out = tmp_path / "labels.csv"
+    for args in (["-o", str(out)], ["-o", str(out), "--resume"]):
+        result = runner.invoke(cli, ["label", str(folder), *args])
+        assert result.exit_code == 0, result.output
+    rows = out.read_bytes().splitlines()
+    assert len(rows) == 3 and any(b"bad\xff.eml" in row for row in rows)  # the name's own bytes, once
+    assert "labelled 0 messages" in result.stderr  # --resume found both rows done
+
+
+def test_resume_refuses_a_file_of_other_columns(runner, tmp_path):
+    mbox = _mbox(tmp_path, [PITCH_TEXT])
+    other = write(tmp_path / "people.csv", b"name,email\nAna,ana@x.example\n")
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(other), "--resume"])
+    assert result.exit_code == 1 and "cannot resume" in result.output
+    assert other.read_bytes() == b"name,email\nAna,ana@x.example\n"
+    lines = write(tmp_path / "l.jsonl", b"[1, 2]\n")
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(lines), "--resume"])
+    assert result.exit_code == 1 and "cannot resume" in result.output and "internal error" not in result.output
+
+
+def test_a_full_disk_leaves_whole_rows(tmp_path, monkeypatch):
+    from partnercheck.running import outputs
+
+    writer = outputs.RowWriter(str(tmp_path / "l.csv"), "csv", ["source", "key", "verdict"])
+    writer.write(["a.mbox", "1", "pitch"])
+    real_write = os.write
+
+    def disk_full(fd, data):
+        real_write(fd, data[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "write", disk_full)
+    with pytest.raises(outputs.OutputError, match="No space left"):
+        writer.write(["a.mbox", "2", "other"])
+    monkeypatch.undo()
+    writer.close()
+    assert (tmp_path / "l.csv").read_text() == "source,key,verdict\na.mbox,1,pitch\n"
+

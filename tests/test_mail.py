@@ -129,3 +129,12 @@ def test_a_broken_encoded_word_is_a_problem_not_an_error(value):
     raw = b"From: " + value + b" <a@b.example>\nList-Id: " + value + b"\nSubject: " + value + b"\n\nhello there\n"
     record = parse_message(raw)
     assert record.body.strip() == "hello there" and "undecodable encoded word in a header" in record.problems
+
+
+def test_text_that_no_utf8_can_hold_and_a_date_past_any_calendar_are_read():
+    raw = (b"Subject: =?utf-7?q?+2AA-?=\nDate: Mon, 1 Jan 99999999999999999999 00:00:00 +0000\n"
+           b"Content-Type: text/plain; charset=utf-7\n\n" + b"We would like to work with you on a joint event. " * 5
+           + b"+2AA-\n")
+    record = parse_message(raw)
+    (record.subject + record.body).encode("utf-8")  # no lone surrogate left to fail an encoder
+    assert "joint event" in record.body and record.date_iso() == record.date

@@ -33,7 +33,10 @@ def open_temp_beside(path: str, mode: str = "wb", **open_args) -> tuple[IO, str]
     folder = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
+        try:  # the file it replaces keeps its mode; mkstemp makes 0600, a new file gets the usual one
+            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            os.fchmod(fd, 0o666 & ~_umask())
         return os.fdopen(fd, mode, **open_args), temp
     except BaseException:
         os.close(fd)

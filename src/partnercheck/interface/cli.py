@@ -292,6 +292,8 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
         from ..deciding.model import load_model
 
         load_model(path)  # says what is missing and how to fix it
+    if output and os.path.exists(output) and any(os.path.exists(s) and os.path.samefile(s, output) for s in sources):
+        raise click.ClickException(f"{output} is a SOURCE: the labels would replace the mail")
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
     show = not quiet and sys.stderr.isatty() and len(readers) == 1 and not dask_address
@@ -306,15 +308,14 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
         else:
             chunks = (rows for reader in readers
                       for rows in label_source(reader, path, policy, jobs=jobs, skip=writer.done))
-        if show:
-            reader = readers[0]
-            bar = click.progressbar(length=reader.total or 0, label="labelling", file=sys.stderr,
-                                    show_eta=True, show_percent=True, item_show_func=None)
-            bar.__enter__()
-        done_before = 0
+        reader, done_before = readers[0], 0
         for rows in chunks:
             writer.write_rows(rows)
             tally(rows, counts)
+            if show and bar is None:  # the reader knows its size once it has started
+                bar = click.progressbar(length=reader.total or 0, label="labelling", file=sys.stderr,
+                                        show_eta=True, show_percent=True, item_show_func=None)
+                bar.__enter__()
             if bar is not None:
                 bar.update(reader.position - done_before)
                 done_before = reader.position

@@ -130,7 +130,7 @@ class EmailRecord:
             return ""
         try:
             return parsedate_to_datetime(self.date).isoformat()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return self.date
 
 
@@ -220,7 +220,7 @@ def header_text(value, problems: list[str] | None = None) -> str:
             problems.append("undeclared 8-bit bytes in a header")
     if "=?" in text:
         try:
-            text = str(make_header(decode_header(text)))
+            text = without_lone_surrogates(str(make_header(decode_header(text))))
         except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):  # MessageError: bad base64, bad charset name
             if problems is not None:
                 problems.append("undecodable encoded word in a header")
@@ -480,12 +480,21 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     if len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > MAX_NOT_TEXT_SHARE * len(sample):
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     try:
-        return data.decode(charset)
+        return without_lone_surrogates(data.decode(charset))
     except UnicodeDecodeError:
         problems.append(f"text is not valid {charset}; read as UTF-8, other bytes as cp1252")
     except (LookupError, ValueError, UnicodeError, TypeError):  # no such codec, or a name no codec can have
         problems.append(f"unknown charset {charset!r}; read as UTF-8")
     return decode_mixed(data)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with every surrogate code point (which UTF-7 and escape codecs can decode to,
+    and no UTF-8 text can hold) replaced by U+FFFD, so that it can be encoded and matched."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
 
 
 def decode_mixed(data: bytes) -> str:

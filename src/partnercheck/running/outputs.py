@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from typing import IO
 
@@ -41,6 +42,15 @@ def format_for(path: str | None, chosen: str | None) -> str:
     return "csv"
 
 
+#: Surrogates that stand for no byte (a file name's undecodable bytes are U+DC80-U+DCFF,
+#: written back as those bytes): U+FFFD in their place.
+_NO_BYTE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
 class RowWriter:
     """Writes dict rows with fixed ``fields`` in one of :data:`OUTPUT_FORMATS`."""
 
@@ -54,17 +64,21 @@ class RowWriter:
         self.done: set[tuple[str, str]] = set()
         self._previous: list[dict] = []
         self._fd: int | None = None  # the file output, once its first row is written
-        if resume:
-            if self.path is None:
-                raise OutputError("--resume needs an output file (-o FILE), not stdout")
-            self._previous = self._read_previous()
+        if self.path is not None and os.path.islink(self.path):
+            self.path = os.path.realpath(self.path)  # written through to the file it names, not replaced
         if self.path is not None:
             folder = os.path.dirname(os.path.abspath(self.path))
             if os.path.isdir(self.path):
                 raise OutputError(f"{self.path}: cannot write here: it is a folder")
+            if os.path.exists(self.path) and not os.path.isfile(self.path):
+                raise OutputError(f"{self.path}: cannot write here: not a regular file (a device or a pipe)")
             if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
                 raise OutputError(f"{self.path}: cannot write here: no writable folder {folder}")
             self._handle = None
+            if resume:
+                self._previous = self._read_previous()
+        elif resume:
+            raise OutputError("--resume needs an output file (-o FILE), not stdout")
         else:
             self._handle = stdout or sys.stdout
             self._handle.write(self._header())
@@ -108,12 +122,17 @@ class RowWriter:
         self._put(text)
 
     def _put(self, line: str) -> None:
+        if _NO_BYTE_SURROGATE.search(line):  # from a JSON string or a UTF-7 subject: nothing can encode it
+            line = _NO_BYTE_SURROGATE.sub("\ufffd", line)
         if self._handle is not None:
-            self._handle.write(line)
+            try:
+                self._handle.write(line)
+            except UnicodeEncodeError:  # a file name's undecodable bytes, on a stdout that refuses them
+                self._handle.write(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
         elif self._fd is None:
             self._start(line)
         else:
-            self._append(line.encode("utf-8"))
+            self._append(_encoded(line))
 
     def _start(self, first: str = "") -> None:
         """Put the header, the earlier rows and ``first`` in place, atomically."""
@@ -125,7 +144,7 @@ class RowWriter:
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
         try:
-            handle.write("".join(text).encode("utf-8"))
+            handle.write(_encoded("".join(text)))
             os.replace(temp, self.path)
         except OSError as exc:
             handle.close()
@@ -139,11 +158,17 @@ class RowWriter:
         handle.close()
 
     def _append(self, data: bytes) -> None:
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)
         try:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
         except OSError as exc:
+            try:  # a full disk took part of a row: cut it off, so that --resume finds whole rows only
+                os.ftruncate(self._fd, end)
+                os.lseek(self._fd, end, os.SEEK_SET)
+            except OSError:
+                pass
             raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
 
     def close(self) -> None:
@@ -171,13 +196,19 @@ class RowWriter:
             return []
         rows = []
         try:
-            with open(self.path, encoding="utf-8", newline="") as handle:
+            with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
                 if self.fmt == "jsonl":
                     for line in handle:
                         if line.strip():
                             rows.append(json.loads(line))
+                    if not all(isinstance(row, dict) for row in rows):
+                        raise ValueError("a line is not a row of labels")
                 else:
-                    rows.extend(csv.DictReader(handle, delimiter="\t" if self.fmt == "tsv" else ","))
+                    reader = csv.DictReader(handle, delimiter="\t" if self.fmt == "tsv" else ",")
+                    if reader.fieldnames is not None and reader.fieldnames != self.fields:
+                        raise ValueError(f"its columns are not those of {self.fmt} labels "
+                                         "(another format, or another file)")
+                    rows.extend(reader)
         except (OSError, ValueError, csv.Error) as exc:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
         self.done = {(str(r.get("source", "")), str(r.get("key", ""))) for r in rows}
