@@ -207,6 +207,10 @@ def test_learn_from_a_corrected_label_file(runner, tmp_path):
         assert store.counts() == {"partnership": 1}
     everything = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
     assert "1 added, 0 relabelled, 1 unchanged" in everything.stderr
+    # a typo in the verdict column is not taken for "no label": it is named, and the exit says so
+    labels.write_text(labels.read_text().replace(",partnership,", ",spam,"))
+    typo = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
+    assert typo.exit_code == 1 and "'spam' 1x" in typo.stderr and "the others learned" in typo.stderr
 
 
 def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):
@@ -533,6 +537,46 @@ def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path)
     assert result.exit_code == 1 and "no corrections" in result.output and precious.read_bytes() == b"keep me"
     result = runner.invoke(cli, ["train", "--personal", "--store", named, "-o", str(tmp_path)])
     assert result.exit_code == 1 and "is a folder" in result.output
+
+
+def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    with Store.open(path) as store:
+        store.learn([record(f"offer {i}", PITCH_TEXT + f"\n{i} " + "filler words " * 300) for i in range(30)], "pitch")
+    size = os.path.getsize(path)
+    assert size > 8 * 4096
+    with open(path, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xde\xad" * (size // 2 - 2048))  # the first page (header and schema) intact
+    runner = CliRunner()
+    for args in (["learned", "--store", path], ["learn", "--store", path, "--as", "other", "--no-retrain", "-"]):
+        result = runner.invoke(cli, args, input=message("new", OTHER_TEXT))
+        assert result.exit_code == 1 and path in result.stderr and "damaged" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_expiry_past_any_calendar_and_an_export_nowhere_are_one_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["senders", "block", "vendor.example", "--expires", "999999999999999"])
+    assert result.exit_code == 2 and "at most 36525 days" in result.output
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    for target in (tmp_path / "missing" / "x.jsonl", plain / "x.jsonl"):
+        result = runner.invoke(cli, ["learned", "--export", str(target)])
+        assert result.exit_code == 1 and "cannot export" in result.output and "internal error" not in result.output
+
+
+def test_learn_into_a_named_store_never_reads_the_configured_one(tmp_path, monkeypatch):
+    broken = tmp_path / "configured.sqlite3"
+    broken.write_bytes(b"not a database at all" * 100)
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", f"store = '{broken}'\n")))
+    good = str(tmp_path / "good.sqlite3")
+    result = CliRunner().invoke(cli, ["learn", "--store", good, "--as", "pitch", "--no-retrain", "-"],
+                                input=message("a", PITCH_TEXT))
+    assert result.exit_code == 0, result.output
+    with Store.open(good) as store:
+        assert len(store) == 1
 
 
 def test_nothing_is_learned_about_shared_or_list_addresses(tmp_path):

@@ -69,8 +69,9 @@ def _listed(address: str, entries: frozenset[str]) -> bool:
     return any(".".join(parts[i:]) in entries for i in range(len(parts)))
 
 
-def load_policy(config: dict | None = None, rules_option: str | None = None) -> Policy:
-    """The user's policy from the config file (and a rules file named on the command line)."""
+def load_policy(config: dict | None = None, rules_option: str | None = None, store: str | None = None) -> Policy:
+    """The user's policy from the config file (and a rules file named on the command line),
+    with the sender memory of ``store`` (else of the configured learning store)."""
     config = read_config() if config is None else config
     rules = None
     for path in filter(None, [config.get("rules"), rules_option]):
@@ -92,7 +93,7 @@ def load_policy(config: dict | None = None, rules_option: str | None = None) -> 
     from ..learning.corrections import StoreError, read_memory
 
     try:
-        memory = read_memory(None, config)
+        memory = read_memory(store, config)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
     return Policy(rules=rules, allow=_entries(config, "allow"), block=_entries(config, "block"),

@@ -530,6 +530,9 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
                 result = retrain_personal(store)
                 if not quiet:
                     click.echo(result.line(), err=True)
+    if not forget and summary.unknown:
+        raise click.ClickException(f"labels that are none of {', '.join(LABELS)}: {summary.unknown_labels()}; "
+                                   "those rows were skipped, the others learned")
 
 
 def _disagreeing(records, judge, summary):
@@ -559,8 +562,7 @@ def _judge(store, config):
     else:
         personal = personal_model_path(store.path)
         path = personal if os.path.exists(personal) else default_model_path()
-    model, policy = cached_model(path), load_policy(config)
-    policy.memory = store.memory()
+    model, policy = cached_model(path), load_policy(config, store=store.path)
     last: list = [None, None]
 
     def judge(record):  # asked twice for each record of a label file: once is enough
@@ -627,6 +629,13 @@ def learned(output, out_fmt, export, forget_keys, store_option):
 
 
 def _export(store, target: str) -> int:
+    try:
+        return _write_export(store, target)
+    except OSError as exc:
+        raise click.ClickException(f"cannot export to {target}: {exc.strerror or exc}") from None
+
+
+def _write_export(store, target: str) -> int:
     from ..atomic import atomic_file
 
     count = 0
@@ -694,6 +703,8 @@ def _expiry(value: str | None) -> float | None:
     import time as _time
 
     if value.isdigit():
+        if int(value) > 36525:
+            raise click.BadParameter("at most 36525 days (100 years); leave it out for no end", param_hint="--expires")
         return _time.time() + int(value) * 86400
     try:
         day = datetime.date.fromisoformat(value)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from ..errors import PartnercheckError
-from ..labels import LABELS, PITCH
+from ..labels import LABELS, PITCH, UNSURE
 from ..reading.mail import EmailRecord, parse_message
 from ..settings import personal_model_path, store_path  # noqa: F401  (store_path is part of this API)
 from . import memory
@@ -81,12 +81,16 @@ class LearnSummary:
     unchanged: int = 0
     unreadable: int = 0
     unlabelled: int = 0  # learning under the messages' own labels: those with none (or unsure)
+    unknown: dict[str, int] = field(default_factory=dict)  # ... and those whose label is no label (a typo)
     agreed: int = 0  # left out by the caller: partnercheck already gives them their label
     senders: list[str] = field(default_factory=list)  # sender memory changes, in words
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.relabelled)
+
+    def unknown_labels(self) -> str:
+        return ", ".join(f"{label!r} {count}x" for label, count in sorted(self.unknown.items()))
 
     def line(self) -> str:
         total = self.added + self.relabelled + self.unchanged
@@ -97,6 +101,8 @@ class LearnSummary:
             text += f"; {self.agreed} already labelled so, skipped"
         if self.unlabelled:
             text += f"; {self.unlabelled} without a label (or unsure) skipped"
+        if self.unknown:
+            text += f"; {sum(self.unknown.values())} with an unknown label skipped ({self.unknown_labels()})"
         if self.unreadable:
             text += f"; {self.unreadable} unreadable skipped"
         if len(self.senders) > 3:
@@ -250,8 +256,11 @@ class Store:
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, value, tb) -> None:
         self.close()
+        if isinstance(value, sqlite3.DatabaseError):  # damaged past what open() reads: say which store
+            raise StoreError(f"{self.path}: the learning store is damaged ({value}); "
+                             "sqlite3's .recover command can save what is left") from None
 
     # ------------------------------------------------------------------ corrections
 
@@ -280,7 +289,10 @@ class Store:
                 summary.unreadable += 1
                 continue
             if label is None and record.label not in LABELS:
-                summary.unlabelled += 1
+                if record.label in (None, "", UNSURE):
+                    summary.unlabelled += 1
+                else:
+                    summary.unknown[str(record.label)] = summary.unknown.get(str(record.label), 0) + 1
                 continue
             label_now = label or record.label
             key, message_id = content_key(record), _message_id(record)

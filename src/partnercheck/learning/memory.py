@@ -115,7 +115,10 @@ def reason(entry: Entry) -> str:
 def _iso(stamp: float | None) -> str:
     if not stamp:
         return ""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+    except (OverflowError, ValueError, OSError):  # a store edited by hand: the date is shown as a number
+        return str(stamp)
 
 
 # ------------------------------------------------------------------ database side
