@@ -120,3 +120,27 @@ def test_the_three_names_of_the_library_give_the_same_verdicts(library, monkeypa
     verdicts = partnercheck.classify(partnercheck.Source(str(folder)), partnercheck.load_model())
     assert [v.to_dict() for v in verdicts] == [verdict.to_dict() for (where, _), (_, verdict) in library.items()
                                                if where == str(folder)]
+
+
+def test_the_library_with_the_users_policy_says_what_label_says(tmp_path, monkeypatch):
+    """An allow-listed sender is never pitch, from the library as from `label`."""
+    import partnercheck
+
+    monkeypatch.setenv("PARTNERCHECK_MODEL", str(SHIPPED_MODEL))
+    folder = DATA / "pitch"
+    first = sorted(folder.glob("*.eml"))[:20]
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    for path in first:
+        (mail / path.name).write_bytes(path.read_bytes())
+    senders = {r.from_addr for r in partnercheck.Source(str(mail)) if r.from_addr}
+    config = tmp_path / "config.toml"
+    config.write_text("allow = [" + ", ".join(f'"{s}"' for s in sorted(senders)) + "]\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    verdicts = partnercheck.classify(partnercheck.Source(str(mail)), partnercheck.load_model(),
+                                     partnercheck.load_policy())
+    rows = [json.loads(line) for line in
+            CliRunner().invoke(cli, ["label", str(mail), "--nl"]).stdout.splitlines()]
+    assert [v.label for v in verdicts] == [r["verdict"] for r in rows]
+    assert "pitch" not in [v.label for v in verdicts]
+

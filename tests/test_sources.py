@@ -57,6 +57,15 @@ def test_maildir_reads_cur_and_new(tmp_path):
     assert sorted(r.subject for r in source) == ["seen", "unseen"]
 
 
+def test_a_maildir_entry_that_cannot_be_read_is_reported_not_skipped(tmp_path):
+    write(tmp_path / "md" / "cur" / "1700000000.1.host:2,S", message("seen", "old mail"))
+    (tmp_path / "md" / "new" / "1700000002.3.host").mkdir(parents=True)
+    os.symlink(tmp_path / "gone", tmp_path / "md" / "new" / "1700000001.2.host")
+    records = list(Source(str(tmp_path / "md")))
+    assert [r.subject for r in records] == ["seen", "", ""]
+    assert all(not r.readable and r.problems for r in records[1:])
+
+
 def test_empty_maildir_yields_nothing(tmp_path):
     for sub in ("cur", "new", "tmp"):
         (tmp_path / "md" / sub).mkdir(parents=True)
@@ -106,10 +115,24 @@ def test_jsonl_export(tmp_path):
     assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", None)]
 
 
-def test_bad_jsonl_is_one_clear_error(tmp_path):
-    path = write(tmp_path / "bad.jsonl", '{"text": "ok"}\nnot json\n')
-    with pytest.raises(SourceError, match="line 2 is not JSON"):
+def test_bad_jsonl_is_one_clear_error_or_one_unreadable_row(tmp_path):
+    path = write(tmp_path / "bad.jsonl", 'not json\n{"text": "ok"}\n')
+    with pytest.raises(SourceError, match="line 1 is not JSON"):
         list(Source(str(path)))
+    # after a good first line, a bad line costs only itself
+    path = write(tmp_path / "some.jsonl", '{"text": "ok"}\nnot json\n[1]\n{"text": 1' + "0" * 5000 + '}\n{"text": "last"}\n')
+    records = list(Source(str(path)))
+    assert [r.body for r in records] == ["ok", "", "", "", "last"]
+    assert [p for r in records[1:4] for p in r.problems if p.startswith("line")] == [
+        "line 2 is not JSON: Expecting value", "line 3 is not a JSON object",
+        "line 4 is JSON too deeply nested or too large to read"]
+
+
+def test_a_cp1252_export_reads_as_text(tmp_path):
+    body = "Nous proposons un atelier commun à la médiathèque, café et goûter partagés."
+    path = write(tmp_path / "old.csv", ("subject,body\nAtelier,\"" + body + "\"\n").encode("cp1252"))
+    (record,) = list(Source(str(path)))
+    assert record.body == body and record.readable
 
 
 def test_stdin_single_message_and_mbox():

@@ -25,7 +25,7 @@ from typing import IO, Iterator, NamedTuple
 
 from ..errors import PartnercheckError
 from ..labels import LABELS
-from .mail import EmailRecord, drop_if_binary, header_text, parse_message, split_reply
+from .mail import EmailRecord, decode_mixed, drop_if_binary, header_text, parse_message, split_reply
 
 FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")
 
@@ -311,7 +311,9 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     ``source`` and ``key`` columns: its messages are fetched again from their sources, with
     the (possibly corrected) ``verdict`` column as their label.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    # Bytes that are not UTF-8 stay as surrogate escapes: a raw message gets its own bytes
+    # back, and a text field reads them as cp1252 (exports from older mail programs).
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     rows = _json_rows(text, source) if fmt == "jsonl" else _csv_rows(text, fmt, source)
     first = next(rows, None)
     if first is None:
@@ -336,14 +338,14 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
             record = parse_message(value.encode("utf-8", "surrogateescape"), key=key, source=source)
         else:
             record = record_from_fields(
-                body=value,
-                subject=_cell(row.get(subject_col)) if subject_col else "",
-                sender=_cell(row.get(from_col)) if from_col else "",
+                body=_mended(value),
+                subject=_mended(_cell(row.get(subject_col))) if subject_col else "",
+                sender=_mended(_cell(row.get(from_col))) if from_col else "",
                 key=key,
                 source=source,
             )
-            record.message_id = _cell(row.get("message_id"))
-            record.date = _cell(row.get("date"))
+            record.message_id = _mended(_cell(row.get("message_id")))
+            record.date = _mended(_cell(row.get("date")))
         if label_col:
             record.label = _cell(row.get(label_col)).strip().lower() or None
         record.problems.extend(row.get(_ROW_PROBLEMS) or ())
@@ -423,18 +425,23 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
 
 
 def _json_rows(text: IO[str], source: str) -> Iterator[tuple[int, dict]]:
+    """Rows as dicts. A bad first line means the file is not JSON lines at all; a bad line
+    after it is one message that cannot be read (an empty row that says why)."""
+    first = True
     for number, line in enumerate(text, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            problem = None if isinstance(row, dict) else f"line {number} is not a JSON object"
         except json.JSONDecodeError as exc:
-            raise SourceError(f"{source}: line {number} is not JSON: {exc.msg}") from None
-        except RecursionError:
-            raise SourceError(f"{source}: line {number} is JSON nested too deeply to read") from None
-        if not isinstance(row, dict):
-            raise SourceError(f"{source}: line {number} is not a JSON object")
-        yield number, row
+            problem = f"line {number} is not JSON: {exc.msg}"
+        except (RecursionError, ValueError):  # nested past the stack, or an integer past Python's digit limit
+            problem = f"line {number} is JSON too deeply nested or too large to read"
+        if problem and first:
+            raise SourceError(f"{source}: {problem}")
+        first = False
+        yield number, ({_ROW_PROBLEMS: [problem]} if problem else row)
 
 
 def _chain(first, rest):
@@ -461,6 +468,13 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _mended(text: str) -> str:
+    """A text cell with the bytes that were not UTF-8 read as cp1252, as :func:`decode_mixed` reads mail."""
+    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    return decode_mixed(text.encode("utf-8", "surrogateescape"))
+
+
 def _with_label(record: EmailRecord, label: str) -> EmailRecord:
     record.label = label
     return record
@@ -480,8 +494,8 @@ def _open_read(path: Path) -> IO[bytes]:
 def _files(folder: Path, recursive: bool) -> list[Path]:
     if not folder.is_dir():
         return []
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not recursive:  # a Maildir's cur/ or new/: everything there is a message, readable or not
+        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

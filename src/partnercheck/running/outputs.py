@@ -81,6 +81,8 @@ class RowWriter:
             raise OutputError("--resume needs an output file (-o FILE), not stdout")
         else:
             self._handle = stdout or sys.stdout
+            if self._handle is None:
+                raise OutputError("standard output is closed; write to a file with -o FILE")
             self._handle.write(self._header())
         self._buffer = io.StringIO()
         if fmt != "jsonl":
