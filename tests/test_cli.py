@@ -89,6 +89,11 @@ def test_errors_are_one_line_without_traceback(runner, args, fragment):
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output
 
 
+def test_evaluate_with_nothing_to_score_is_an_error(runner, tmp_path):
+    result = runner.invoke(cli, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 1 and "no labelled message to score" in result.output
+
+
 def test_bad_option_exits_2(runner):
     assert runner.invoke(cli, ["label", "--format", "pst", "x"]).exit_code == 2
 

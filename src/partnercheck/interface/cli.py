@@ -445,6 +445,8 @@ def evaluate(source, given_label, as_json, fmt, model_option, rules_file, **kwar
         scores = score_model(model, reader, policy)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if not scores.total:
+        raise click.ClickException(f"{source}: no labelled message to score")
     click.echo(scores.to_json() if as_json else scores.to_text())
 
 
