@@ -458,3 +458,40 @@ def test_obfuscated_mail_gets_the_verdicts_of_the_clean_mail(shipped_model, tmp_
             same += clean == dirty
             total += 1
     assert same >= 0.9 * total, f"{same} of {total} verdicts unchanged"
+
+
+def test_the_server_never_takes_a_file_for_its_socket_and_answers_a_burst(small_model_path, tmp_path):
+    import threading
+
+    from conftest import PITCH_TEXT, message
+
+    from partnercheck.deciding.model import load_model
+    from partnercheck.interface import client, server
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    with pytest.raises(OSError, match="not a socket"):
+        server.ClassifyServer(load_model(small_model_path), None, str(precious), workers=2)
+    assert precious.read_text() == "keep me"
+    path = str(tmp_path / "s.sock")
+    srv = server.ClassifyServer(load_model(small_model_path), None, path, workers=2)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answers, failures = [], []
+
+        def ask():
+            try:
+                answers.append(client.classify_remote(message("quick question", PITCH_TEXT), path)["label"])
+            except client.ServerUnavailable as exc:  # the filter would classify cold: seconds, not milliseconds
+                failures.append(exc)
+
+        askers = [threading.Thread(target=ask) for _ in range(50)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(timeout=120)
+        assert not failures and answers == ["pitch"] * 50
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -38,6 +38,8 @@ def test_several_accounts_need_a_name_and_unknown_keys_are_refused():
     assert chosen.keywords == {"pitch": "Pitch", "unsure": "$Later"}
     with pytest.raises(ImapError, match="table of verdict"):
         account_from_config({"imap": {"work": {"keywords": {"spam": "$Spam"}}}}, "work")
+    with pytest.raises(ImapError, match="not a valid IMAP keyword"):  # IMAP keywords are ASCII atoms
+        account_from_config({"imap": {"work": {"keywords": {"pitch": "Verkäufer"}}}}, "work")
 
 
 def test_settings_that_cannot_work_are_refused_before_connecting():

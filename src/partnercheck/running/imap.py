@@ -138,7 +138,8 @@ def _keywords(value, where: str) -> dict[str, str]:
     keywords = {}
     for label, keyword in value.items():
         keyword = str(keyword)
-        if not keyword or keyword.startswith("\\") or any(c in keyword for c in ' ()[]{}%*"\\'):
+        if not keyword or not keyword.isascii() or keyword.startswith("\\") \
+                or any(c in keyword for c in ' ()[]{}%*"\\') or not keyword.isprintable():
             raise ImapError(f"{where}: {keyword!r} is not a valid IMAP keyword")
         keywords[label] = keyword
     return keywords
