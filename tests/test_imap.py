@@ -485,3 +485,114 @@ def _no_retrain(store, *args, **kwargs):
     from partnercheck.learning.corrections import RetrainSummary
 
     return RetrainSummary(path="(not retrained in this test)")
+
+
+def test_pitches_labelled_but_not_moved_are_moved_by_the_next_run(server, env, monkeypatch):
+    """A run cut off between setting $Pitch and moving (a full pitch folder, a lost
+    connection) strands nothing: the next run moves what carries our keyword."""
+    from imapclient import IMAPClient
+    from imapclient.exceptions import IMAPClientError
+
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    before = server.snapshot()
+
+    def over_quota(self, *args, **kwargs):
+        raise IMAPClientError("MOVE command error: NO [OVERQUOTA] Quota exceeded")
+
+    monkeypatch.setattr(IMAPClient, "move", over_quota)
+    out = run(server, "--move-to", "Pitch", code=1)
+    assert "cannot move message" in out and "Quota exceeded" in out
+    assert len(server.folder("Pitch")) == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PARTNERCHECK_STATE_DIR", str(env / "state"))
+    run(server, "--move-to", "Pitch")
+    assert len(server.folder("Pitch")) == verdicts.count("pitch")
+    assert not [flags for _, flags in server.folder("INBOX").values() if b"$Pitch" in flags]
+    assert server.snapshot(ignore=OURS) == before
+
+
+def test_mail_another_client_deletes_mid_run_costs_nothing_else(server, env, monkeypatch):
+    """Deleted between SEARCH and FETCH (Dovecot answers BODY[] NIL), or before the MOVE
+    (the whole UID MOVE fails with EXPUNGEISSUED)."""
+    from imapclient import IMAPClient
+
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    victims = iter([1, next(i + 1 for i, label in enumerate(verdicts) if label == "pitch" and i)])
+    originals = {"fetch": IMAPClient.fetch, "move": IMAPClient.move}
+
+    def delete_one_first(name):
+        def call(self, *args, **kwargs):
+            victim = next(victims, None)
+            if victim is not None:
+                other = server.client()
+                other.select_folder("INBOX")
+                other.delete_messages([victim])
+                other.expunge()
+                other.logout()
+            return originals[name](self, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(IMAPClient, "fetch", delete_one_first("fetch"))
+    monkeypatch.setattr(IMAPClient, "move", delete_one_first("move"))
+    out = run(server, "--move-to", "Pitch")
+    assert "internal error" not in out
+    remaining = len(server.folder("INBOX")) + len(server.folder("Pitch"))
+    assert remaining == len(messages) - 2
+
+
+def test_a_server_slow_to_come_back_is_tried_again(server, env, monkeypatch):
+    from partnercheck.running import imap
+
+    server.append(corpus_messages(2))
+    real_connect, real_run = imap.connect, imap.Labeller.run
+    calls = {"connect": 0, "run": 0}
+
+    def connect(account, password):
+        calls["connect"] += 1
+        if calls["connect"] == 2:  # the first reconnection finds the server not yet back
+            raise imap.ImapError("cannot connect to 127.0.0.1: Connection refused")
+        return real_connect(account, password)
+
+    def labeller_run(self):
+        calls["run"] += 1
+        if calls["run"] == 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real_run(self)
+
+    monkeypatch.setattr(imap, "connect", connect)
+    monkeypatch.setattr(imap.Labeller, "run", labeller_run)
+    monkeypatch.setattr("partnercheck.running.imap.time.sleep", lambda s: None)
+    out = run(server, "--move-to", "Pitch")
+    assert "connection lost (Connection reset by peer); reconnecting" in out
+    assert "Connection refused); reconnecting" in out and calls["connect"] == 3
+
+
+def test_a_cut_off_copy_is_not_taken_for_an_older_identical_copy(no_move_server, env, monkeypatch):
+    """The same bytes already filed in the pitch folder are not the copy a cut-off run made."""
+    from imapclient import IMAPClient
+
+    server = no_move_server
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    server.append([next(m for m, label in zip(messages, verdicts) if label == "pitch")], folder="Pitch")
+    before = server.snapshot()
+    original, cut = IMAPClient.copy, []
+
+    def copy(self, *args, **kwargs):
+        if not cut:  # the connection drops just before the COPY
+            cut.append(1)
+            server.restart()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "copy", copy)
+    monkeypatch.setattr("partnercheck.running.imap.time.sleep", lambda s: None)
+    out = run(server, "--move-to", "Pitch")
+    assert cut and "reconnecting" in out
+    assert server.snapshot(ignore=OURS) == before  # nothing lost: the INBOX copy went to Pitch too
+    assert len(server.folder("Pitch")) == verdicts.count("pitch") + 1

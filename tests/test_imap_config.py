@@ -47,6 +47,8 @@ def test_settings_that_cannot_work_are_refused_before_connecting():
         check_account(Account(user="sam"))
     with pytest.raises(ImapError, match="both a folder to label and the pitch"):
         check_account(Account(host="h", user="sam", pitch_folder="INBOX"))
+    with pytest.raises(ImapError, match="both a folder to label and the pitch"):  # INBOX in any case
+        check_account(Account(host="h", user="sam", pitch_folder="inbox"))
     with pytest.raises(ImapError, match="nothing to do"):
         check_account(Account(host="h", user="sam", keywords={}))
 

@@ -155,11 +155,18 @@ def check_account(account: Account) -> None:
         raise ImapError(f"security must be one of {', '.join(SECURITY)}, not {account.security!r}")
     if not account.folders:
         raise ImapError("no folder to read")
+    labelled = {_folder_key(folder) for folder in account.folders}
     for special in (account.pitch_folder, account.partnership_folder):
-        if special and special in account.folders:
+        if special and _folder_key(special) in labelled:
             raise ImapError(f"{special!r} is both a folder to label and the pitch or partnership folder")
+
     if not account.keywords and not account.pitch_folder:
         raise ImapError("nothing to do: no keywords and no pitch folder (set keywords or --move-to)")
+
+
+def _folder_key(folder: str) -> str:
+    """A folder's name as the server compares it: INBOX in any letter case is INBOX (RFC 3501)."""
+    return "INBOX" if folder.upper() == "INBOX" else folder
 
 
 def read_password(account: Account, prompt: bool = True) -> str:
@@ -248,6 +255,8 @@ def connect(account: Account, password: str):
 
 
 def _text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # "Connection reset by peer", not "104"
     text = str(exc.args[0] if exc.args else exc)
     if text.startswith(("b'", 'b"')):
         text = text[2:-1]
@@ -363,11 +372,11 @@ class Labeller:
             pending = None
             for start in range(0, len(uids), self.batch):
                 chunk = uids[start:start + self.batch]
-                todo, returned = self._fetch(folder, chunk)
+                todo, returned, stranded = self._fetch(folder, chunk)
                 job = judge.submit(todo)
                 if pending is not None:
                     self._finish(folder, uidvalidity, *pending)
-                pending = (chunk, todo, returned, job)
+                pending = (chunk, todo, returned, stranded, job)
             if pending is not None:
                 self._finish(folder, uidvalidity, *pending)
         finally:
@@ -375,8 +384,8 @@ class Labeller:
         if not uids and (known != uidvalidity):
             self._done(folder, uidvalidity, last)
 
-    def _finish(self, folder: str, uidvalidity: int, chunk: list[int], todo, returned, job) -> None:
-        self._act(folder, uidvalidity, todo, returned, job())
+    def _finish(self, folder: str, uidvalidity: int, chunk: list[int], todo, returned, stranded, job) -> None:
+        self._act(folder, uidvalidity, todo, returned, job(), stranded)
         self._done(folder, uidvalidity, chunk[-1])
 
     def _done(self, folder: str, uidvalidity: int, last_uid: int) -> None:
@@ -407,30 +416,36 @@ class Labeller:
                         f"(PERMANENTFLAGS has no \\*); turn keywords off (--no-keywords, or keywords = false) "
                         "and move pitches to a folder instead")
 
-    def _fetch(self, folder: str, uids: list[int]) -> tuple[dict[int, bytes], list[tuple[int, bytes]]]:
-        """The batch's messages to judge (UID -> bytes) and those the user moved back."""
+    def _fetch(self, folder: str, uids: list[int]) -> tuple[dict[int, bytes], list, list]:
+        """The batch's messages to judge (UID -> bytes), those the user moved back, and those
+        that carry our pitch keyword but were never moved (a run cut off between the two)."""
         fetched = self.client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS"])
-        todo, returned = {}, []
+        todo, returned, stranded = {}, [], []
         for uid in uids:
-            item = fetched.get(uid)
-            if item is None or b"BODY[]" not in item:
-                continue  # expunged since the search
-            raw = item[b"BODY[]"]
-            flags = {f.lower() for f in item.get(b"FLAGS", ())}
+            raw = _body(fetched.get(uid))
+            if raw is None:
+                continue  # expunged since the search (by another client)
+            flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
             if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
+            elif self.account.pitch_folder and self._pitch_kw and self._pitch_kw.lower() in flags:
+                stranded.append((uid, raw))  # labelled pitch, but the run was cut off before moving it
             elif flags & self._ours:
                 continue  # judged before (a folder whose UIDVALIDITY changed)
             else:
                 todo[uid] = raw
-        return todo, returned
+        return todo, returned, stranded
 
-    def _act(self, folder: str, uidvalidity: int, todo: dict[int, bytes], returned: list, judged: list) -> None:
-        """Keywords and moves for one batch, from its verdicts."""
+    def _act(self, folder: str, uidvalidity: int, todo: dict[int, bytes], returned: list, judged: list,
+             stranded: list = ()) -> None:
+        """Keywords and moves for one batch, from its verdicts, and the move of pitches an
+        earlier run labelled but did not move."""
         if returned:
             self._returned(folder, returned)
         by_label: dict[str, list[int]] = {}
-        pitches = []
+        pitches = [(uid, raw, parse_message(raw).message_id) for uid, raw in stranded]
+        if self.account.pitch_folder and (stranded or any(item.label == "pitch" for item in judged)):
+            self._ensure_destination()  # before any keyword: a folder that cannot be made strands nothing
         for item in judged:
             self.summary.verdicts[item.label] += 1
             by_label.setdefault(item.label, []).append(item.uid)
@@ -502,11 +517,10 @@ class Labeller:
             chunk = uids[start:start + self.batch]
             fetched = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS"])
             for uid in chunk:
-                item = fetched.get(uid)
-                if item is None or b"BODY[]" not in item:
+                raw = _body(fetched.get(uid))
+                if raw is None:
                     continue
-                raw = item[b"BODY[]"]
-                flags = {f.lower() for f in item.get(b"FLAGS", ())}
+                flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
                 if label == "pitch" and ((self._pitch_kw and self._pitch_kw.lower() in flags)
                                          or self.state.moved(digest(raw))):
                     continue  # moved or labelled pitch by us: the user taught nothing
@@ -535,22 +549,52 @@ class Labeller:
 
     def _move(self, folder: str, uidvalidity: int, pitches: list[tuple[int, bytes, str]]) -> None:
         self._ensure_destination()
-        self.summary.moved += len(pitches)
         if self.dry_run:
+            self.summary.moved += len(pitches)
             return
         uids = [uid for uid, _, _ in pitches]
         destination = self.account.pitch_folder
         if self._can_move:
-            self.client.move(uids, destination)
+            gone = self._move_each(uids, destination)
+            pitches = [p for p in pitches if p[0] not in gone]
         else:
             sizes = self.client.fetch(uids, [b"RFC822.SIZE"])
+            first_new = int(self.client.folder_status(destination, [b"UIDNEXT"])[b"UIDNEXT"])
             self.state.set_copying(folder, uidvalidity, {
-                uid: [mid, int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)), digest(raw)] for uid, raw, mid in pitches})
+                uid: [mid, int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)), digest(raw), first_new]
+                for uid, raw, mid in pitches})
             self.state.save()
             self.client.copy(uids, destination)
             self._delete(uids)
             self.state.set_copying(folder, uidvalidity, None)
+        self.summary.moved += len(pitches)
         self.state.add_moved(digest(raw) for _, raw, _ in pitches)
+
+    def _move_each(self, uids: list[int], destination: str) -> set[int]:
+        """MOVE the messages; returns those another client expunged first. One such message
+        fails the whole command (Dovecot: NO [EXPUNGEISSUED]), so then they go one by one;
+        one still there that will not move is an error (it keeps our keyword, and the next
+        run moves it)."""
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            self.client.move(uids, destination)
+            return set()
+        except _connection_errors():
+            raise
+        except IMAPClientError:
+            pass
+        gone = set()
+        for uid in uids:
+            try:
+                self.client.move([uid], destination)
+            except _connection_errors():
+                raise
+            except IMAPClientError as exc:
+                if self.client.search(["UID", str(uid)]):
+                    raise ImapError(f"cannot move message {uid} to {destination!r}: {_text(exc)}") from None
+                gone.add(uid)
+        return gone
 
     def _delete(self, uids: list[int]) -> None:
         """\\Deleted and UID EXPUNGE of exactly these messages, after their copy is in place."""
@@ -577,16 +621,26 @@ class Labeller:
         self.state.save()
 
     def _already_copied(self, pending: dict[int, list]) -> set[int]:
-        """Which pending messages are already in the pitch folder, by size and bytes."""
+        """Which pending messages arrived in the pitch folder, by size and bytes, among the
+        messages it received since the copy began (a copy that was there before, the same
+        bytes filed earlier, is not this one's)."""
         self._select(self.account.pitch_folder, readonly=True)
         arrived = set()
-        for uid, (_, size, fingerprint) in pending.items():
-            candidates = self.client.search(["LARGER", size - 1, "SMALLER", size + 1])
+        for uid, (_, size, fingerprint, *since) in pending.items():
+            first_new = since[0] if since else 1  # a state file from before the folder's UIDNEXT was kept
+            candidates = [u for u in self.client.search(["UID", f"{first_new}:*", "LARGER", size - 1,
+                                                         "SMALLER", size + 1]) if u >= first_new]
             if candidates:
                 bodies = self.client.fetch(candidates, [b"BODY.PEEK[]"])
-                if any(digest(item[b"BODY[]"]) == fingerprint for item in bodies.values()):
+                if any(digest(body) == fingerprint for body in map(_body, bodies.values()) if body is not None):
                     arrived.add(uid)
         return arrived
+
+
+def _body(item: dict | None) -> bytes | None:
+    """A fetched message's bytes; None when it was expunged in the meantime (no item, or
+    ``BODY[] NIL`` as Dovecot answers for a message deleted between SEARCH and FETCH)."""
+    return None if item is None else item.get(b"BODY[]")
 
 
 # ------------------------------------------------------------------------ judging
@@ -674,7 +728,12 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
     while True:
         try:
             if client is None:
-                client = connect(account, password)
+                try:
+                    client = connect(account, password)
+                except ImapError as exc:
+                    if not failures:
+                        raise  # the first connection: wrong host, port or password, said at once
+                    raise ConnectionError(str(exc)) from None  # a server coming back: tried again
             if reload is not None and passes:
                 model, policy = reload()
             labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,

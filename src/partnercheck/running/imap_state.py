@@ -86,7 +86,8 @@ class ImapState:
     # ------------------------------------------- COPY + EXPUNGE under way
 
     def copying(self, folder: str, uidvalidity: int) -> dict[int, list]:
-        """UID -> [Message-ID, size, digest] of messages a cut-off run was copying out of ``folder``."""
+        """UID -> [Message-ID, size, digest, the pitch folder's UIDNEXT before the copy] of
+        messages a cut-off run was copying out of ``folder``."""
         entry = self._entry.get("copying")
         if not entry or entry.get("folder") != folder or entry.get("uidvalidity") != uidvalidity:
             return {}
