@@ -94,6 +94,11 @@ def test_evaluate_with_nothing_to_score_is_an_error(runner, tmp_path):
     assert result.exit_code == 1 and "no labelled message to score" in result.output
 
 
+def test_explain_takes_one_message(runner, tmp_path):
+    result = runner.invoke(cli, ["explain", str(_mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT]))])
+    assert result.exit_code == 1 and "more than one message" in result.output
+
+
 def test_bad_option_exits_2(runner):
     assert runner.invoke(cli, ["label", "--format", "pst", "x"]).exit_code == 2
 

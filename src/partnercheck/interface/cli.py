@@ -213,6 +213,9 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
     record = next(records, None)
     if record is None:
         raise click.ClickException(f"{file}: no message in it")
+    if next(records, None) is not None:
+        raise click.ClickException(f"{file} holds more than one message; explain takes one "
+                                   "(classify gives a line of reasons for each)")
     verdict = classify_one(record, model, policy)
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
