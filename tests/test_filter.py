@@ -231,6 +231,18 @@ def test_body_lines_are_never_taken_for_our_header(runner, raw):
     out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
     assert out.endswith(raw) and out.count(b"X-Partnercheck:") == 2
     assert strip_our_header(out) == raw
+    assert strip_our_header(add_header(out, "other; score=0.90")) == raw  # and filtered twice
+
+
+def test_a_forged_header_behind_a_bare_cr_is_still_removed(runner):
+    """Line-based tools read lines at LF: "\\r\\r\\n" is no empty line to them, so what follows
+    is still the header block, and a forged header there must go."""
+    raw = (b"From: a@b.example\r\r\nX-Partnercheck: partnership; score=0.99\r\nSubject: hi\r\n\r\n"
+           + PITCH_TEXT.encode())
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert b"partnership; score=0.99" not in out and out.count(b"X-Partnercheck:") == 1
+    first = out.split(b"\r\n", 1)[0]
+    assert first.startswith(b"X-Partnercheck: ") and b"\r" not in first
 
 
 def test_a_preset_header_in_any_case_is_removed(runner):
@@ -266,3 +278,18 @@ def test_a_reader_that_goes_away_gets_one_line_and_a_failure(small_model_path, t
     closed = subprocess.run(f"'{sys.executable}' -m partnercheck filter --no-server >&-", shell=True, input=raw,
                             capture_output=True, env=env, timeout=60)
     assert closed.returncode == 1 and closed.stderr.decode().count("\n") == 1
+
+
+def test_many_indented_lines_cost_time_in_proportion():
+    """Stray indented lines before the headers are stepped over in one pass, not one scan of
+    the rest of the message each (that took 8.7 s for 1.9 MB of them): four times the lines,
+    about four times the time (sixteen if each line cost a scan of the rest)."""
+    timings = []
+    for lines in (50_000, 200_000):
+        raw = b" x\r" * lines + b"\n" + b" y\n" * lines + b"Subject: hi\n\nbody\n"
+        start = time.perf_counter()
+        for _ in range(3):
+            out = add_header(raw, "other; score=0.90")
+        timings.append(time.perf_counter() - start)
+        assert strip_our_header(out) == raw
+    assert timings[1] < 8 * timings[0] + 0.05

@@ -132,42 +132,38 @@ def add_header(raw: bytes, value: str) -> bytes:
     any indented line that opens a malformed header block, which would otherwise read as a
     continuation of ours), like a trace header: so the rest of the message stays byte for
     byte as it came, and removing the line gives back exactly the input. It ends as the
-    message's first line ends (LF, CRLF or a bare CR).
+    message's first line ends: CRLF or LF, or CR in mail that has no LF at all.
     """
     raw = strip_our_header(raw)
-    first_end = _next_line(raw, 0)
-    at = first_end if raw.startswith(b"From ") and raw[first_end - 1:first_end] in (b"\n", b"\r") else 0
-    head_end = _head_end(raw)
-    while at < head_end and raw[at:at + 1] in (b" ", b"\t"):
-        at = _next_line(raw, at)
-    if raw[first_end - 2:first_end] == b"\r\n":
-        newline = b"\r\n"
-    elif raw[first_end - 1:first_end] == b"\r":
-        newline = b"\r"
-    else:
-        newline = b"\n"
+    first_end = raw.find(b"\n") + 1  # 0: no LF in the message at all
+    at = first_end if raw.startswith(b"From ") else 0
+    if first_end and raw[at:at + 1] in (b" ", b"\t"):  # malformed: step over the indented lines in one scan
+        import re
+
+        indented = re.compile(rb"(?:[ \t][^\n]*\n)*").match(raw, at).end()
+        at = min(indented, max(at, _head_end(raw)))
+    if first_end:
+        newline = b"\r\n" if raw[first_end - 2:first_end] == b"\r\n" else b"\n"
+    else:  # no LF at all: CR line ends (old Mac mail), or a single line
+        newline = b"\r" if b"\r" in raw else b"\n"
     return raw[:at] + f"{HEADER}: {value}".encode("utf-8") + newline + raw[at:]
 
 
-def _next_line(raw: bytes, start: int) -> int:
-    """Where the line after the one at ``start`` begins (lines end in LF, CRLF or CR), or the
-    message's length."""
-    lf = raw.find(b"\n", start)
-    cr = raw.find(b"\r", start, len(raw) if lf == -1 else lf)
-    if cr != -1:
-        return cr + 2 if raw[cr + 1:cr + 2] == b"\n" else cr + 1
-    return lf + 1 if lf != -1 else len(raw)
-
-
 def _head_end(raw: bytes) -> int:
-    """Where the header block ends: at its first empty line, with lines split at LF, CRLF or
-    a bare CR as Python's mail parser splits them, or at the end of the message."""
-    if raw.startswith((b"\n", b"\r")):
+    """Where the header block ends: after the first empty line, as line-based mail tools
+    (procmail, maildrop, Sieve) see lines, split at LF, a lone CR before the LF belonging to
+    the line end; or the end of the message. Mail with no LF at all (CR line ends) ends its
+    header block at its first empty CR line. A bare CR inside an LF-ended line is not a line
+    end here: a tool that reads lines at LF would take what follows it for the same header."""
+    if raw.startswith((b"\n", b"\r\n")):
         return 0
-    # An empty line follows the first LF or CR that is followed by another line end
-    # ("\r\n\r\n" holds "\n\r"; "\r\n\n" holds "\n\n").
+    if b"\n" not in raw:
+        if raw.startswith(b"\r"):
+            return 0
+        at = raw.find(b"\r\r")
+        return at + 1 if at != -1 else len(raw)
     end = len(raw)
-    for pair in (b"\n\n", b"\n\r", b"\r\r"):
+    for pair in (b"\n\n", b"\n\r\n"):  # an empty line, LF or CRLF
         at = raw.find(pair, 0, end)
         if at != -1:
             end = at + 1
