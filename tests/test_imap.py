@@ -512,6 +512,10 @@ def test_pitches_labelled_but_not_moved_are_moved_by_the_next_run(server, env, m
     assert len(server.folder("Pitch")) == verdicts.count("pitch")
     assert not [flags for _, flags in server.folder("INBOX").values() if b"$Pitch" in flags]
     assert server.snapshot(ignore=OURS) == before
+    # a $Pitch the user set by hand is theirs: the message stays where it is
+    server.append([message("note to self", "Remember the invoices.")], flags=(b"$Pitch",))
+    run(server, "--move-to", "Pitch")
+    assert any(b"note to self" in body for body, _ in server.folder("INBOX").values())
 
 
 def test_mail_another_client_deletes_mid_run_costs_nothing_else(server, env, monkeypatch):

@@ -539,6 +539,18 @@ def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path)
     assert result.exit_code == 1 and "is a folder" in result.output
 
 
+def test_a_locked_store_is_not_called_damaged(tmp_path):
+    import sqlite3
+
+    from partnercheck.learning.corrections import StoreError
+
+    path = str(tmp_path / "s.sqlite3")
+    with pytest.raises(StoreError) as caught:
+        with Store.open(path):
+            raise sqlite3.OperationalError("database is locked")
+    assert str(caught.value) == f"{path}: database is locked"
+
+
 def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):
     path = str(tmp_path / "s.sqlite3")
     with Store.open(path) as store:

@@ -128,6 +128,16 @@ def test_bad_jsonl_is_one_clear_error_or_one_unreadable_row(tmp_path):
         "line 4 is JSON too deeply nested or too large to read"]
 
 
+def test_a_label_file_with_a_line_that_cannot_be_read_is_one_error(tmp_path):
+    """A corrected label file names messages to read again: a broken line names none, and
+    must not become a message source of "" (the current folder)."""
+    write(tmp_path / "m.eml", message("hello", "hi"))
+    good = json.dumps({"source": str(tmp_path / "m.eml"), "key": "m.eml", "verdict": "pitch"})
+    path = write(tmp_path / "l.jsonl", good + "\n" + good[:-1] + "\n")
+    with pytest.raises(SourceError, match="line 2 is not JSON"):
+        list(Source(str(path)))
+
+
 def test_a_cp1252_export_reads_as_text(tmp_path):
     body = "Nous proposons un atelier commun à la médiathèque, café et goûter partagés."
     path = write(tmp_path / "old.csv", ("subject,body\nAtelier,\"" + body + "\"\n").encode("cp1252"))

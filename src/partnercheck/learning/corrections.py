@@ -258,6 +258,8 @@ class Store:
 
     def __exit__(self, kind, value, tb) -> None:
         self.close()
+        if isinstance(value, sqlite3.OperationalError):  # locked by another program, a full disk
+            raise StoreError(f"{self.path}: {value}") from None
         if isinstance(value, sqlite3.DatabaseError):  # damaged past what open() reads: say which store
             raise StoreError(f"{self.path}: the learning store is damaged ({value}); "
                              "sqlite3's .recover command can save what is left") from None

@@ -373,6 +373,8 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
         raise SourceError(f"{table}: rows name their source and key but carry no label or verdict column")
     wanted: dict[str, dict[str, str]] = {}
     for number, row in rows:
+        if row.get(_ROW_PROBLEMS) and not row.get("source"):  # a line that could not be read names no message
+            raise SourceError(f"{table}: {'; '.join(row[_ROW_PROBLEMS])}")
         source, key = _cell(row.get("source")), _cell(row.get("key"))
         if source == "-":
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")

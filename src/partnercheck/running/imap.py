@@ -428,8 +428,8 @@ class Labeller:
             flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
             if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
-            elif self.account.pitch_folder and self._pitch_kw and self._pitch_kw.lower() in flags:
-                stranded.append((uid, raw))  # labelled pitch, but the run was cut off before moving it
+            elif self.account.pitch_folder and self.state.unmoved(digest(raw)):
+                stranded.append((uid, raw))  # we labelled it pitch; the run was cut off before moving it
             elif flags & self._ours:
                 continue  # judged before (a folder whose UIDVALIDITY changed)
             else:
@@ -453,6 +453,9 @@ class Labeller:
                 pitches.append((item.uid, todo[item.uid], item.message_id))
             if self.verbose:
                 self._tell(folder, item)
+        if pitches and not self.dry_run:  # noted before the keyword, so that a cut-off move is resumed
+            self.state.set_unmoved((digest(raw) for _, raw, _ in pitches), pending=True)
+            self.state.save()
         for label, label_uids in by_label.items():
             keyword = self.account.keywords.get(label)
             if keyword:
@@ -553,6 +556,7 @@ class Labeller:
             self.summary.moved += len(pitches)
             return
         uids = [uid for uid, _, _ in pitches]
+        noted = [digest(raw) for _, raw, _ in pitches]
         destination = self.account.pitch_folder
         if self._can_move:
             gone = self._move_each(uids, destination)
@@ -569,6 +573,7 @@ class Labeller:
             self.state.set_copying(folder, uidvalidity, None)
         self.summary.moved += len(pitches)
         self.state.add_moved(digest(raw) for _, raw, _ in pitches)
+        self.state.set_unmoved(noted, pending=False)  # moved, or expunged by another client
 
     def _move_each(self, uids: list[int], destination: str) -> set[int]:
         """MOVE the messages; returns those another client expunged first. One such message

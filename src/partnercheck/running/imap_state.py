@@ -83,6 +83,20 @@ class ImapState:
                 self._moved.discard(key)
             del self._moved_order[: len(self._moved_order) - MAX_MOVED]
 
+    # ----------------------------------------- labelled pitch, not yet moved
+
+    def unmoved(self, key: str) -> bool:
+        """Whether we set our pitch keyword on this message and have not moved it yet."""
+        return key in self._entry.get("unmoved", ())
+
+    def set_unmoved(self, keys, pending: bool) -> None:
+        unmoved = set(self._entry.get("unmoved", ()))
+        unmoved = unmoved | set(keys) if pending else unmoved - set(keys)
+        if unmoved:
+            self._entry["unmoved"] = sorted(unmoved)
+        else:
+            self._entry.pop("unmoved", None)
+
     # ------------------------------------------- COPY + EXPUNGE under way
 
     def copying(self, folder: str, uidvalidity: int) -> dict[int, list]:
