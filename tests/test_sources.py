@@ -86,6 +86,24 @@ def test_labelled_folder_gives_labels(tmp_path):
     assert {(r.subject, r.label) for r in Source(str(tmp_path / "set"))} == {("x", "pitch"), ("y", "other")}
 
 
+def test_a_labelled_folder_passes_no_message_over(tmp_path, small_model_path, monkeypatch):
+    """A label's folder in capitals still gives its label; a message anywhere else comes with
+    none, so that training refuses it by name instead of training on what was left."""
+    from click.testing import CliRunner
+
+    from partnercheck.interface.cli import cli
+
+    write(tmp_path / "set" / "pitch" / "x.eml", message("x", "buy"))
+    write(tmp_path / "set" / "Other" / "y.eml", message("y", "hi"))
+    write(tmp_path / "set" / "spam" / "z.eml", message("z", "cheap"))
+    write(tmp_path / "set" / "loose.eml", message("w", "hello"))
+    records = list(Source(str(tmp_path / "set")))
+    assert [(r.subject, r.label) for r in records] == [("x", "pitch"), ("y", "other"), ("w", None), ("z", None)]
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "set")])
+    assert result.exit_code == 1 and "loose.eml: has no label" in result.output
+
+
 def test_malformed_folder_reads_every_file():
     records = list(Source(str(FIXTURES / "malformed")))
     assert len(records) == len(list((FIXTURES / "malformed").iterdir()))

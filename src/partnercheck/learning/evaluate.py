@@ -132,9 +132,9 @@ class Scores:
 
 
 def score_model(model, records, policy=None, batch: int = 256) -> Scores:
+    """Classify labelled records and score the verdicts; unreadable records are counted apart."""
     from ..deciding.classify import classify
 
-    """Classify labelled records and score the verdicts; unreadable records are counted apart."""
     truth, verdicts, groups = [], [], []
     rule_hits: dict[str, Counter] = defaultdict(Counter)
     unreadable = 0
@@ -151,7 +151,8 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
 
     for record in records:
         if record.label not in LABELS:
-            raise ValueError(f"{record.source}:{record.key}: label {record.label!r} is not one of {', '.join(LABELS)}")
+            what = "has no label" if record.label is None else f"label {record.label!r} is not one of {', '.join(LABELS)}"
+            raise ValueError(f"{record.source}:{record.key}: {what}")
         if not record.readable:
             unreadable += 1
             continue

@@ -508,8 +508,18 @@ def _files(folder: Path, recursive: bool) -> list[Path]:
 
 
 def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
+    """Each message under a label's folder with that label (``Pitch/`` too), the labels in
+    their fixed order; then, with no label, the messages anywhere else in the folder, so that
+    training refuses them and labelling reads them instead of passing them over unseen."""
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     found = []
     for label in LABELS:
-        folder = root / label
-        found.extend((f, label) for f in _files(folder, recursive=True))
+        for folder in sorted((p for p in entries if p.is_dir() and p.name.lower() == label),
+                             key=lambda p: p.name != label):  # the exact name first
+            found.extend((f, label) for f in _files(folder, recursive=True))
+    for entry in entries:
+        if entry.is_dir() and entry.name.lower() not in LABELS:
+            found.extend((f, None) for f in _files(entry, recursive=True))
+        elif entry.is_file() and entry.suffix.lower() == ".eml":  # not notes (.txt, .md) kept beside the folders
+            found.append((entry, None))
     return found
