@@ -539,16 +539,25 @@ def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path)
     assert result.exit_code == 1 and "is a folder" in result.output
 
 
-def test_a_locked_store_is_not_called_damaged(tmp_path):
+def test_a_locked_store_is_not_called_damaged(tmp_path, monkeypatch):
     import sqlite3
 
-    from partnercheck.learning.corrections import StoreError
-
     path = str(tmp_path / "s.sqlite3")
-    with pytest.raises(StoreError) as caught:
-        with Store.open(path):
-            raise sqlite3.OperationalError("database is locked")
-    assert str(caught.value) == f"{path}: database is locked"
+    with Store.open(path) as store:
+        store.learn([record("offer", PITCH_TEXT)], "pitch")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, **{**k, "timeout": 0.1}))  # not 30 s
+    try:
+        for args in (["senders", "--store", path, "block", "y.example"],  # readers pass a WAL lock; writers wait
+                     ["learn", "--store", path, "--as", "other", "--no-retrain", "-"]):
+            result = CliRunner().invoke(cli, args, input=message("minutes", OTHER_TEXT))
+            assert result.exit_code == 1 and "database is locked" in result.output, result.output
+            assert "damaged" not in result.output and "not a usable" not in result.output
+    finally:
+        locker.rollback()
+        locker.close()
 
 
 def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):

@@ -154,6 +154,9 @@ def test_a_label_file_with_a_line_that_cannot_be_read_is_one_error(tmp_path):
     path = write(tmp_path / "l.jsonl", good + "\n" + good[:-1] + "\n")
     with pytest.raises(SourceError, match="line 2 is not JSON"):
         list(Source(str(path)))
+    path = write(tmp_path / "l2.jsonl", good + "\n" + json.dumps({"key": "m.eml", "verdict": "other"}) + "\n")
+    with pytest.raises(SourceError, match="row 2 names no source"):
+        list(Source(str(path)))
 
 
 def test_a_cp1252_export_reads_as_text(tmp_path):

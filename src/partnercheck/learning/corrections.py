@@ -245,6 +245,9 @@ class Store:
             if version < SCHEMA_VERSION:
                 db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\n{memory.SCHEMA}\n"
                                  f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        except sqlite3.OperationalError as exc:  # locked by another program for 30 s, a full disk
+            db.close()
+            raise StoreError(f"{path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             db.close()
             raise StoreError(f"{path}: not a usable learning store: {exc}") from None

@@ -376,6 +376,8 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
         if row.get(_ROW_PROBLEMS) and not row.get("source"):  # a line that could not be read names no message
             raise SourceError(f"{table}: {'; '.join(row[_ROW_PROBLEMS])}")
         source, key = _cell(row.get("source")), _cell(row.get("key"))
+        if not source:  # Source("") would read the current folder
+            raise SourceError(f"{table}: row {number} names no source to read its message from")
         if source == "-":
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
         wanted.setdefault(source, {})[key] = _cell(row.get(label_col)).strip().lower()

@@ -114,7 +114,7 @@ def strip_our_header(raw: bytes) -> bytes:
         _OUR_HEADER = re.compile(rb"^x-partnercheck[ \t]*:", re.I)
     kept = []
     skipping = False
-    for line in head.splitlines(keepends=True):
+    for line in _lines(head, _line_end(raw)):
         if _OUR_HEADER.match(line):
             skipping = True
             continue
@@ -132,39 +132,46 @@ def add_header(raw: bytes, value: str) -> bytes:
     any indented line that opens a malformed header block, which would otherwise read as a
     continuation of ours), like a trace header: so the rest of the message stays byte for
     byte as it came, and removing the line gives back exactly the input. It ends as the
-    message's first line ends: CRLF or LF, or CR in mail that has no LF at all.
+    message's first line ends: CRLF, LF, or CR in mail that has no LF at all.
     """
     raw = strip_our_header(raw)
-    first_end = raw.find(b"\n") + 1  # 0: no LF in the message at all
+    end = _line_end(raw)
+    first_end = raw.find(end) + 1  # 0: a message of one line
     at = first_end if raw.startswith(b"From ") else 0
     if first_end and raw[at:at + 1] in (b" ", b"\t"):  # malformed: step over the indented lines in one scan
         import re
 
-        indented = re.compile(rb"(?:[ \t][^\n]*\n)*").match(raw, at).end()
+        indented = re.compile(rb"(?:[ \t][^%s]*%s)*" % (end, end)).match(raw, at).end()
         at = min(indented, max(at, _head_end(raw)))
-    if first_end:
-        newline = b"\r\n" if raw[first_end - 2:first_end] == b"\r\n" else b"\n"
-    else:  # no LF at all: CR line ends (old Mac mail), or a single line
-        newline = b"\r" if b"\r" in raw else b"\n"
+    newline = b"\r\n" if end == b"\n" and raw[first_end - 2:first_end] == b"\r\n" else end
     return raw[:at] + f"{HEADER}: {value}".encode("utf-8") + newline + raw[at:]
 
 
+def _line_end(raw: bytes) -> bytes:
+    """Where the message's lines end: at LF (a CR before it belongs to the line end), as
+    procmail, maildrop and Sieve read lines; at CR only in mail with no LF at all."""
+    return b"\r" if b"\n" not in raw and b"\r" in raw else b"\n"
+
+
+def _lines(data: bytes, end: bytes) -> list[bytes]:
+    """``data`` split after every ``end``, nothing else (unlike ``bytes.splitlines``, which
+    also splits at a CR inside an LF-ended line: a line the mail tools read as one)."""
+    parts = data.split(end)
+    lines = [part + end for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def _head_end(raw: bytes) -> int:
-    """Where the header block ends: after the first empty line, as line-based mail tools
-    (procmail, maildrop, Sieve) see lines, split at LF, a lone CR before the LF belonging to
-    the line end; or the end of the message. Mail with no LF at all (CR line ends) ends its
-    header block at its first empty CR line. A bare CR inside an LF-ended line is not a line
-    end here: a tool that reads lines at LF would take what follows it for the same header."""
-    if raw.startswith((b"\n", b"\r\n")):
+    """Where the header block ends: after its first empty line, in the line ends its first
+    line has (CRLF: an empty CRLF line; LF: an empty LF line, so that a line holding only a
+    CR does not end it, as it does not for procmail; CR in mail with no LF), or at the end of
+    the message. A forged header the mail tools would read as one is inside the block."""
+    end = _line_end(raw)
+    first = raw.find(end)
+    blank = b"\r\n\r\n" if end == b"\n" and first > 0 and raw[first - 1:first] == b"\r" else end + end
+    if raw.startswith(blank[len(blank) // 2:]):
         return 0
-    if b"\n" not in raw:
-        if raw.startswith(b"\r"):
-            return 0
-        at = raw.find(b"\r\r")
-        return at + 1 if at != -1 else len(raw)
-    end = len(raw)
-    for pair in (b"\n\n", b"\n\r\n"):  # an empty line, LF or CRLF
-        at = raw.find(pair, 0, end)
-        if at != -1:
-            end = at + 1
-    return end
+    at = raw.find(blank)
+    return at + len(blank) // 2 if at != -1 else len(raw)
