@@ -600,3 +600,35 @@ def test_a_cut_off_copy_is_not_taken_for_an_older_identical_copy(no_move_server,
     assert cut and "reconnecting" in out
     assert server.snapshot(ignore=OURS) == before  # nothing lost: the INBOX copy went to Pitch too
     assert len(server.folder("Pitch")) == verdicts.count("pitch") + 1
+
+
+def test_a_pitch_moved_back_after_a_lost_move_reply_stays_where_the_user_put_it(server, env, monkeypatch):
+    """The MOVE went through but its reply was lost: a message the user later moves back
+    (with a new UID) is theirs, not a pitch left behind by that run."""
+    from imapclient import IMAPClient
+
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+    original, lost = IMAPClient.move, []
+
+    def move_then_drop(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if not lost:
+            lost.append(1)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return result
+
+    monkeypatch.setattr(IMAPClient, "move", move_then_drop)
+    monkeypatch.setattr("partnercheck.running.imap.time.sleep", lambda s: None)
+    run(server, "--move-to", "Pitch")
+    assert lost and len(server.folder("Pitch")) == verdicts.count("pitch")
+    monkeypatch.undo()
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PARTNERCHECK_STATE_DIR", str(env / "state"))
+    user = server.client()  # the user drags one back to INBOX
+    user.select_folder("Pitch")
+    user.move([min(user.search("ALL"))], "INBOX")
+    user.logout()
+    run(server, "--move-to", "Pitch")
+    assert len(server.folder("Pitch")) == verdicts.count("pitch") - 1

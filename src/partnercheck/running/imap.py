@@ -372,7 +372,7 @@ class Labeller:
             pending = None
             for start in range(0, len(uids), self.batch):
                 chunk = uids[start:start + self.batch]
-                todo, returned, stranded = self._fetch(folder, chunk)
+                todo, returned, stranded = self._fetch(folder, uidvalidity, chunk)
                 job = judge.submit(todo)
                 if pending is not None:
                     self._finish(folder, uidvalidity, *pending)
@@ -394,6 +394,8 @@ class Labeller:
         self._unlearned = []
         if not self.dry_run:
             self.state.set_folder(folder, uidvalidity, last_uid)
+            done = [uid for uid in self.state.unmoved(folder, uidvalidity) if uid <= last_uid]
+            self.state.set_unmoved(folder, uidvalidity, done, pending=False)  # moved, or gone by now
             self.state.save()
 
     def _select(self, folder: str, readonly: bool) -> dict:
@@ -416,11 +418,12 @@ class Labeller:
                         f"(PERMANENTFLAGS has no \\*); turn keywords off (--no-keywords, or keywords = false) "
                         "and move pitches to a folder instead")
 
-    def _fetch(self, folder: str, uids: list[int]) -> tuple[dict[int, bytes], list, list]:
+    def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> tuple[dict[int, bytes], list, list]:
         """The batch's messages to judge (UID -> bytes), those the user moved back, and those
         that carry our pitch keyword but were never moved (a run cut off between the two)."""
         fetched = self.client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS"])
         todo, returned, stranded = {}, [], []
+        unmoved = self.state.unmoved(folder, uidvalidity) if self.account.pitch_folder else set()
         for uid in uids:
             raw = _body(fetched.get(uid))
             if raw is None:
@@ -428,7 +431,7 @@ class Labeller:
             flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
             if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
-            elif self.account.pitch_folder and self.state.unmoved(digest(raw)):
+            elif uid in unmoved:
                 stranded.append((uid, raw))  # we labelled it pitch; the run was cut off before moving it
             elif flags & self._ours:
                 continue  # judged before (a folder whose UIDVALIDITY changed)
@@ -454,7 +457,7 @@ class Labeller:
             if self.verbose:
                 self._tell(folder, item)
         if pitches and not self.dry_run:  # noted before the keyword, so that a cut-off move is resumed
-            self.state.set_unmoved((digest(raw) for _, raw, _ in pitches), pending=True)
+            self.state.set_unmoved(folder, uidvalidity, (uid for uid, _, _ in pitches), pending=True)
             self.state.save()
         for label, label_uids in by_label.items():
             keyword = self.account.keywords.get(label)
@@ -556,7 +559,6 @@ class Labeller:
             self.summary.moved += len(pitches)
             return
         uids = [uid for uid, _, _ in pitches]
-        noted = [digest(raw) for _, raw, _ in pitches]
         destination = self.account.pitch_folder
         if self._can_move:
             gone = self._move_each(uids, destination)
@@ -573,7 +575,7 @@ class Labeller:
             self.state.set_copying(folder, uidvalidity, None)
         self.summary.moved += len(pitches)
         self.state.add_moved(digest(raw) for _, raw, _ in pitches)
-        self.state.set_unmoved(noted, pending=False)  # moved, or expunged by another client
+        self.state.set_unmoved(folder, uidvalidity, uids, pending=False)  # moved, or expunged by another client
 
     def _move_each(self, uids: list[int], destination: str) -> set[int]:
         """MOVE the messages; returns those another client expunged first. One such message

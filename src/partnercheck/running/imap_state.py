@@ -85,17 +85,25 @@ class ImapState:
 
     # ----------------------------------------- labelled pitch, not yet moved
 
-    def unmoved(self, key: str) -> bool:
-        """Whether we set our pitch keyword on this message and have not moved it yet."""
-        return key in self._entry.get("unmoved", ())
+    def unmoved(self, folder: str, uidvalidity: int) -> set[int]:
+        """UIDs in ``folder`` we set our pitch keyword on and had not moved when a run was cut
+        off. By UID, not by content: a message the user moves back later has a new UID."""
+        entry = self._entry.get("unmoved", {}).get(folder)
+        if not entry or entry.get("uidvalidity") != uidvalidity:
+            return set()
+        return set(entry.get("uids", ()))
 
-    def set_unmoved(self, keys, pending: bool) -> None:
-        unmoved = set(self._entry.get("unmoved", ()))
-        unmoved = unmoved | set(keys) if pending else unmoved - set(keys)
-        if unmoved:
-            self._entry["unmoved"] = sorted(unmoved)
+    def set_unmoved(self, folder: str, uidvalidity: int, uids, pending: bool) -> None:
+        uids = set(uids)
+        now = self.unmoved(folder, uidvalidity)
+        now = now | uids if pending else now - uids
+        folders = self._entry.setdefault("unmoved", {})
+        if now:
+            folders[folder] = {"uidvalidity": int(uidvalidity), "uids": sorted(now)}
         else:
-            self._entry.pop("unmoved", None)
+            folders.pop(folder, None)
+        if not folders:
+            self._entry.pop("unmoved")
 
     # ------------------------------------------- COPY + EXPUNGE under way
 
