@@ -159,6 +159,17 @@ def test_a_label_file_with_a_line_that_cannot_be_read_is_one_error(tmp_path):
         list(Source(str(path)))
 
 
+def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
+    body = "We would like to partner with you \\ud800 on a joint workshop."
+    raw = "Subject: hi\\n\\n" + body
+    fields = write(tmp_path / "fields.jsonl", '{"body": "%s"}\n' % body)
+    whole = write(tmp_path / "raw.jsonl", '{"raw": "%s"}\n' % raw)
+    records = list(Source(str(fields))) + list(Source(str(whole)))
+    assert ["joint workshop" in r.body for r in records] == [True, True]
+    for record in records:
+        (record.subject + record.body).encode("utf-8")
+
+
 def test_a_cp1252_export_reads_as_text(tmp_path):
     body = "Nous proposons un atelier commun à la médiathèque, café et goûter partagés."
     path = write(tmp_path / "old.csv", ("subject,body\nAtelier,\"" + body + "\"\n").encode("cp1252"))

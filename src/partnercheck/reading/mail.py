@@ -489,12 +489,17 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Surrogates that stand for no byte: U+DC80-U+DCFF are the bytes ``surrogateescape`` kept.
+_BYTELESS_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
-def without_lone_surrogates(text: str) -> str:
+def without_lone_surrogates(text: str, keep_bytes: bool = False) -> str:
     """``text`` with every surrogate code point (which UTF-7 and escape codecs can decode to,
-    and no UTF-8 text can hold) replaced by U+FFFD, so that it can be encoded and matched."""
-    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+    a JSON string can hold, and no UTF-8 text can) replaced by U+FFFD, so that it can be
+    encoded and matched; with ``keep_bytes``, all but the undecodable bytes that
+    ``surrogateescape`` kept, so that they can be written back as they came."""
+    pattern = _BYTELESS_SURROGATE if keep_bytes else _LONE_SURROGATE
+    return pattern.sub("\ufffd", text) if pattern.search(text) else text
 
 
 def decode_mixed(data: bytes) -> str:

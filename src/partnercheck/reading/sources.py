@@ -25,7 +25,15 @@ from typing import IO, Iterator, NamedTuple
 
 from ..errors import PartnercheckError
 from ..labels import LABELS
-from .mail import EmailRecord, decode_mixed, drop_if_binary, header_text, parse_message, split_reply
+from .mail import (
+    EmailRecord,
+    decode_mixed,
+    drop_if_binary,
+    header_text,
+    parse_message,
+    split_reply,
+    without_lone_surrogates,
+)
 
 FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")
 
@@ -335,7 +343,8 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
         key = str(row.get("key") or row.get("id") or number)
         value = _cell(row.get(body_col))
         if body_col == "raw" or (columns.body is None and value.startswith(("From:", "Received:", "Return-Path:"))):
-            record = parse_message(value.encode("utf-8", "surrogateescape"), key=key, source=source)
+            raw = without_lone_surrogates(value, keep_bytes=True).encode("utf-8", "surrogateescape")
+            record = parse_message(raw, key=key, source=source)
         else:
             record = record_from_fields(
                 body=_mended(value),
@@ -473,10 +482,12 @@ def _cell(value) -> str:
 
 
 def _mended(text: str) -> str:
-    """A text cell with the bytes that were not UTF-8 read as cp1252, as :func:`decode_mixed` reads mail."""
-    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
+    """A text cell with the bytes that were not UTF-8 read as cp1252, as :func:`decode_mixed`
+    reads mail, and a surrogate from a JSON string (``"\\ud800"``) as U+FFFD."""
+    if text.isascii():
         return text
-    return decode_mixed(text.encode("utf-8", "surrogateescape"))
+    return without_lone_surrogates(decode_mixed(without_lone_surrogates(text, keep_bytes=True)
+                                                .encode("utf-8", "surrogateescape")))
 
 
 def _with_label(record: EmailRecord, label: str) -> EmailRecord:

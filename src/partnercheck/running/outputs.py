@@ -15,12 +15,12 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 from typing import IO
 
 from ..atomic import discard, open_temp_beside
 from ..errors import PartnercheckError
+from ..reading.mail import without_lone_surrogates
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
 
@@ -40,11 +40,6 @@ def format_for(path: str | None, chosen: str | None) -> str:
         if suffix == "tsv":
             return "tsv"
     return "csv"
-
-
-#: Surrogates that stand for no byte (a file name's undecodable bytes are U+DC80-U+DCFF,
-#: written back as those bytes): U+FFFD in their place.
-_NO_BYTE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def _encoded(text: str) -> bytes:
@@ -124,8 +119,7 @@ class RowWriter:
         self._put(text)
 
     def _put(self, line: str) -> None:
-        if _NO_BYTE_SURROGATE.search(line):  # from a JSON string or a UTF-7 subject: nothing can encode it
-            line = _NO_BYTE_SURROGATE.sub("\ufffd", line)
+        line = without_lone_surrogates(line, keep_bytes=True)  # a file name's bytes are written back as they were
         if self._handle is not None:
             try:
                 self._handle.write(line)
