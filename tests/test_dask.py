@@ -63,3 +63,9 @@ def test_dask_unreachable_is_one_line(small_model_path, tmp_path, monkeypatch):
     mbox = write(tmp_path / "a.mbox", b"From x@y Mon Jan  1 00:00:00 2024\nSubject: hi\n\nhello\n")
     result = CliRunner().invoke(cli, ["label", str(mbox), "--dask", "tcp://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.output
+
+
+def test_standard_input_is_not_sent_to_a_cluster(small_model_path, monkeypatch):
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    result = CliRunner().invoke(cli, ["label", "-", "--dask", "local"], input=b"Subject: hi\n\nhello\n")
+    assert result.exit_code == 2 and "standard input stays here" in result.output

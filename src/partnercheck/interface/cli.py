@@ -287,6 +287,9 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
     from ..running.batch import ROW_FIELDS, label_source, tally
     from ..settings import model_path
 
+    if dask_address and "-" in sources:
+        raise click.UsageError("--dask labels SOURCE files the workers can read; standard input stays here "
+                               "(label it without --dask)")
     columns = _columns(kwargs)
     readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
     config = read_config()
