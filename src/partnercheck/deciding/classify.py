@@ -17,13 +17,15 @@ For each record, in order:
 
 from __future__ import annotations
 
+import functools
+
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from ..labels import UNREADABLE, UNSURE
 from ..reading.mail import EmailRecord
-from ..understanding.features import describe_token, extract
+from ..understanding.features import describe_token, extract, snowball
 from ..understanding.vectors import vectorize
 from .verdict import Clue, Verdict, decide
 
@@ -35,9 +37,21 @@ if TYPE_CHECKING:
 CLUES = 5
 
 _FUNCTION_WORDS = frozenset(
-    "a an and or but of to in on at by for with from as is are was were be been it this that these those "
-    "will would can could have has had do does did so if not than then there the".split()
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers herself him himself his how i if in into is it its itself just may me might "
+    "more most must my myself no nor not now of off on once only or other our ours ourselves out over own "
+    "same shall she should so some such than that the their theirs them themselves then there these they "
+    "this those through to too under until up upon us very was we were what when where which while who "
+    "whom whose why will with would you your yours yourself yourselves".split()
 )
+
+
+@functools.lru_cache(maxsize=1)
+def _function_stems() -> frozenset:
+    """The function words and their Snowball stems ("does" is the token "doe"): a clue of
+    them alone says nothing to a reader. Made on first use: only clues need the stemmer."""
+    return _FUNCTION_WORDS | {snowball().stem(word) for word in _FUNCTION_WORDS}
 #: A feature whose contribution to the SVM's score is under this share of the message's
 #: strongest one, or under the floor, did not carry the decision and is not shown as a clue.
 _CLUE_SHARE = 0.15
@@ -153,6 +167,6 @@ def _clue_term(model: "Model", column: int) -> tuple:
     token = names[column]
     common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
     words = token.removeprefix("subject:").split(" ")  # a word, a subject word or a word pair
-    if common or _FUNCTION_WORDS.issuperset(words):
+    if common or _function_stems().issuperset(words):
         return ()
     return token, describe_token(token, model.surface_word)
