@@ -138,3 +138,19 @@ def test_text_that_no_utf8_can_hold_and_a_date_past_any_calendar_are_read():
     record = parse_message(raw)
     (record.subject + record.body).encode("utf-8")  # no lone surrogate left to fail an encoder
     assert "joint event" in record.body and record.date_iso() == record.date
+
+
+def _alternative(*parts: tuple[str, str, bytes]) -> bytes:
+    body = b"".join(b"--b\nContent-Type: " + ctype.encode() + b"\n" + (b"Content-Transfer-Encoding: " + cte.encode() + b"\n"
+                    if cte else b"") + b"\n" + data + b"\n" for ctype, cte, data in parts)
+    return b"Subject: offer\nContent-Type: multipart/alternative; boundary=b\n\n" + body + b"--b--\n"
+
+
+@pytest.mark.parametrize("parts", [
+    [("text/plain", "base64", b"ICAK"), ("text/html", "", b"<p>Plans start at $99 a month.</p>")],  # blank, encoded
+    [("text/html", "", b"<p>Plans start at $99 a month.</p>"), ("text/plain", "", b"  ")],  # HTML first
+    [("text/plain", "", b""), ("text/html", "", b"<p>Plans start at $99 a month.</p>"),
+     ("text/calendar", "", b"BEGIN:VCALENDAR\nEND:VCALENDAR")],  # a calendar part last
+])
+def test_an_alternative_with_a_blank_plain_part_is_read_from_its_html(parts):
+    assert "Plans start at $99 a month." in parse_message(_alternative(*parts)).body

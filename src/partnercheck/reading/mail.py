@@ -463,12 +463,24 @@ def _add_text(acc: _BodyParts, ctype: str, text: str, forwarded: bool) -> None:
 
 
 def _preferred_alternative(children: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], bytes]]:
-    """From a multipart/alternative, the plain-text part when it has text, else the richest."""
+    """From a multipart/alternative, the plain-text part when it has text (once decoded: a
+    blank part in base64 is not blank bytes), else the richest: the last HTML part, else the
+    last part (a calendar part after the HTML does not hide the HTML's text)."""
+    html = []
     for first, data in children:
         ctype = (first.get("content-type") or "text/plain").split(";")[0].strip().lower()
-        if ctype == "text/plain" and data.strip():
+        if ctype == "text/plain" and _has_text(first, data):
             return [(first, data)]
-    return children[-1:]
+        if ctype == "text/html":
+            html = [(first, data)]
+    return html or children[-1:]
+
+
+def _has_text(first: dict[str, str], data: bytes) -> bool:
+    cte = (first.get("content-transfer-encoding") or "").strip().lower()
+    if cte in ("base64", "quoted-printable"):
+        data = _transfer_decode(data, cte, [])
+    return bool(data.strip())
 
 
 def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
