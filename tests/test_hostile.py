@@ -515,3 +515,18 @@ def test_a_long_run_before_a_percent_or_an_at_costs_linear_time(tail):
         extract(record, rules)
         timings.append(time.perf_counter() - start)
     assert timings[1] < 10 * timings[0] + 0.05
+
+
+def test_invisible_characters_cannot_push_the_text_out_of_reach():
+    """The body is cut to what the model reads after invisible characters are dropped, so
+    20,000 zero-width spaces before a pitch do not hide it from the rules."""
+    from conftest import PITCH_TEXT, message
+
+    from partnercheck.reading.mail import parse_message
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    rules = builtin_rules()
+    plain = {hit.id for hit in extract(parse_message(message("hi", PITCH_TEXT)), rules).hits}
+    hidden = {hit.id for hit in extract(parse_message(message("hi", "\u200b" * 20_000 + PITCH_TEXT)), rules).hits}
+    assert "PRICE_PLANS" in plain and hidden == plain

@@ -96,7 +96,10 @@ class Extracted:
 def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     """Tokens and rule hits for one record."""
     subject = untokenise(normalize(record.subject))
-    body = untokenise(normalize(record.body[:MAX_TOKEN_CHARS]))
+    body = record.body
+    if len(body) > MAX_TOKEN_CHARS:  # cut after normalising: invisible characters do not count
+        body = normalize(body[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS]
+    body = untokenise(normalize(body))
     signature = normalize(record.signature[:2000])
     hits = rules.match(subject, f"{body}\n{signature}" if signature else body)
     names = _name_stems(record)
