@@ -530,3 +530,11 @@ def test_invisible_characters_cannot_push_the_text_out_of_reach():
     plain = {hit.id for hit in extract(parse_message(message("hi", PITCH_TEXT)), rules).hits}
     hidden = {hit.id for hit in extract(parse_message(message("hi", "\u200b" * 20_000 + PITCH_TEXT)), rules).hits}
     assert "PRICE_PLANS" in plain and hidden == plain
+
+
+@pytest.mark.parametrize("html", [
+    "<!-- " + "<div " * 201 + " --><p>Plans start at $99 a month.</p>",
+    "<script>" + "if(a<b)" * 201 + "</script><p>Plans start at $99 a month.</p>",
+])
+def test_the_nesting_limit_counts_no_tag_inside_a_comment_or_a_script(html):
+    assert html_to_text(html).text == "Plans start at $99 a month."

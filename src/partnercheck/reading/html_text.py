@@ -46,6 +46,8 @@ _UNNESTED = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input
                        "optgroup", "tbody", "thead", "tfoot", "colgroup", "caption", "html", "head", "body",
                        "rb", "rt", "rp", "frame", "basefont", "bgsound", "image"})
 _TAG_NAME = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
+#: Where a "<" starts no tag: comments, and the raw text of scripts and style sheets.
+_NO_TAGS = re.compile(r"<!--.*?(?:-->|\Z)|<(script|style)\b.*?(?:</\1\s*>|\Z)", re.I | re.S)
 _PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
 _NUMBER = re.compile(r"\s*(-?[0-9]*\.?[0-9]+)\s*([a-z%]*)")
 _SIMPLE_SELECTOR = re.compile(r"[a-z0-9_-]*((?:[.#][a-z0-9_-]+)+)")
@@ -146,8 +148,16 @@ def _limit_nesting(html: str) -> str:
     depth = 0
     pieces: list[str] = []
     at = 0
+    # A "<" inside a comment, script or style sheet is no tag: cutting from it to the next ">"
+    # would eat the "-->" or "</script>" and turn what follows into hidden text.
+    quiet = [(m.start(), m.end()) for m in _NO_TAGS.finditer(html)]
+    region = 0
     for tag in _TAG_NAME.finditer(html):
         if tag.start() < at:
+            continue
+        while region < len(quiet) and quiet[region][1] <= tag.start():
+            region += 1
+        if region < len(quiet) and quiet[region][0] <= tag.start():
             continue
         name = tag.group(2).lower()
         if name in _UNNESTED:
