@@ -21,8 +21,11 @@ import struct
 
 _LENGTH = struct.Struct(">Q")
 #: How long to wait for the server to accept and to answer before falling back to the cold path.
+#: A working server answers within its time budget (5 s, spent waiting for a worker and
+#: classifying) and one more after a reload; a stopped one held the filter 30 s, as long as a
+#: Sieve filter may take in all (``sieve_filter_exec_timeout``), so the cold path came too late.
 CONNECT_TIMEOUT = 0.5
-REPLY_TIMEOUT = 30.0
+REPLY_TIMEOUT = 12.0
 
 
 class ServerUnavailable(Exception):
