@@ -263,6 +263,16 @@ def test_a_forged_header_after_a_line_of_only_cr_is_removed(runner):
     assert b"X-Partnercheck: partnership" not in out and out.count(b"X-Partnercheck:") == 1
 
 
+def test_crlf_mail_behind_an_lf_envelope_line_keeps_its_body(runner):
+    """procmail writes its From_ line in LF before mail that may be CRLF: the message's own
+    line ends decide where its header block ends, and the added header ends in CRLF."""
+    raw = (b"From x@y.example Mon Jan  1 00:00:00 2024\nSubject: x\r\nX-Partnercheck: old\r\n\r\n"
+           + PITCH_TEXT.replace("\n", "\r\n").encode() + b"\r\nX-Partnercheck: quoted in the body\r\n")
+    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
+    assert b"X-Partnercheck: old" not in out and out.endswith(b"\r\nX-Partnercheck: quoted in the body\r\n")
+    assert out.split(b"\n")[1].startswith(b"X-Partnercheck: ") and out.split(b"\n")[1].endswith(b"\r")
+
+
 def test_cr_only_mail_keeps_its_envelope_line_first(runner):
     raw = b"From x@y.example Mon Jan  1 00:00:00 2024\rSubject: a\r\r" + PITCH_TEXT.replace("\n", "\r").encode()
     out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes

@@ -136,15 +136,25 @@ def add_header(raw: bytes, value: str) -> bytes:
     """
     raw = strip_our_header(raw)
     end = _line_end(raw)
-    first_end = raw.find(end) + 1  # 0: a message of one line
-    at = first_end if raw.startswith(b"From ") else 0
-    if first_end and raw[at:at + 1] in (b" ", b"\t"):  # malformed: step over the indented lines in one scan
+    at = _message_start(raw, end)
+    if raw[at:at + 1] in (b" ", b"\t"):  # malformed: step over the indented lines in one scan
         import re
 
         indented = re.compile(rb"(?:[ \t][^%s]*%s)*" % (end, end)).match(raw, at).end()
         at = min(indented, max(at, _head_end(raw)))
-    newline = b"\r\n" if end == b"\n" and raw[first_end - 2:first_end] == b"\r\n" else end
-    return raw[:at] + f"{HEADER}: {value}".encode("utf-8") + newline + raw[at:]
+    return raw[:at] + f"{HEADER}: {value}".encode("utf-8") + _newline(raw, end) + raw[at:]
+
+
+def _message_start(raw: bytes, end: bytes) -> int:
+    """Where the message begins: after an mbox ``From `` envelope line, if it has one."""
+    return raw.find(end) + 1 if raw.startswith(b"From ") else 0
+
+
+def _newline(raw: bytes, end: bytes) -> bytes:
+    """The line end of the message's first line after any envelope line: CRLF, LF or CR
+    (an envelope line that procmail wrote in LF before CRLF mail does not count)."""
+    first = raw.find(end, _message_start(raw, end))
+    return b"\r\n" if end == b"\n" and first > 0 and raw[first - 1:first] == b"\r" else end
 
 
 def _line_end(raw: bytes) -> bytes:
@@ -165,13 +175,13 @@ def _lines(data: bytes, end: bytes) -> list[bytes]:
 
 def _head_end(raw: bytes) -> int:
     """Where the header block ends: after its first empty line, in the line ends its first
-    line has (CRLF: an empty CRLF line; LF: an empty LF line, so that a line holding only a
-    CR does not end it, as it does not for procmail; CR in mail with no LF), or at the end of
-    the message. A forged header the mail tools would read as one is inside the block."""
+    header line has (CRLF: an empty CRLF line; LF: an empty LF line, so that a line holding
+    only a CR does not end it, as it does not for procmail; CR in mail with no LF), or at the
+    end of the message. A forged header the mail tools would read as one is inside the block."""
     end = _line_end(raw)
-    first = raw.find(end)
-    blank = b"\r\n\r\n" if end == b"\n" and first > 0 and raw[first - 1:first] == b"\r" else end + end
-    if raw.startswith(blank[len(blank) // 2:]):
-        return 0
-    at = raw.find(blank)
-    return at + len(blank) // 2 if at != -1 else len(raw)
+    start = _message_start(raw, end)
+    newline = _newline(raw, end)
+    if raw.startswith(newline, start):
+        return start
+    at = raw.find(newline + newline, start)
+    return at + len(newline) if at != -1 else len(raw)
