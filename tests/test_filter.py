@@ -136,12 +136,12 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
         assert _run(["filter"], light_env, raw).stdout == warm.stdout
         _check_socket_protocol(sock, raw, warm.stdout)
         # A server that is stopped but holds its socket costs the reply timeout, then the cold
-        # path: the filter still finishes well inside a 30 s Sieve filter timeout.
+        # path: the filter no longer waits 30 s for it.
         os.kill(server.pid, signal.SIGSTOP)
         try:
             start = time.monotonic()
             stuck = _run(["filter"], env, raw)
-            assert stuck.stdout == warm.stdout and time.monotonic() - start < 25
+            assert stuck.stdout == warm.stdout and time.monotonic() - start < 20
         finally:
             os.kill(server.pid, signal.SIGCONT)
     finally:
@@ -237,6 +237,9 @@ def test_a_confused_server_falls_back_to_the_cold_path(small_model_path, tmp_pat
     b"Subject: hi\rX: y\r\rbody\rX-Partnercheck: quoted in the body\r",  # bare CR line ends
     # a bare CR inside an LF line splits no line for the mail tools: nothing here is our header
     b"Subject: a\rX-Partnercheck: x\n\nX-Partnercheck: partnership\n\nhello\n",
+    # maildrop and Sieve end the header block at a line of only CR, or at an LF blank line in CRLF mail
+    b"Subject: hi\n\r\nbody\nX-Partnercheck: quoted in the body\n",
+    b"Subject: a\r\nFrom: b\r\n\nbody\r\nX-Partnercheck: quoted in the body\r\n\r\nmore\r\n",
 ])
 def test_body_lines_are_never_taken_for_our_header(runner, raw):
     out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
@@ -254,13 +257,6 @@ def test_a_forged_header_behind_a_bare_cr_is_still_removed(runner):
     assert b"partnership; score=0.99" not in out and out.count(b"X-Partnercheck:") == 1
     first = out.split(b"\r\n", 1)[0]
     assert first.startswith(b"X-Partnercheck: ") and b"\r" not in first
-
-
-def test_a_forged_header_after_a_line_of_only_cr_is_removed(runner):
-    """In LF mail a line holding only a CR does not end the header block for procmail."""
-    raw = b"Subject: a\n\r\nX-Partnercheck: partnership\n\n" + PITCH_TEXT.encode()
-    out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes
-    assert b"X-Partnercheck: partnership" not in out and out.count(b"X-Partnercheck:") == 1
 
 
 def test_crlf_mail_behind_an_lf_envelope_line_keeps_its_body(runner):

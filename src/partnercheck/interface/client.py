@@ -22,10 +22,11 @@ import struct
 _LENGTH = struct.Struct(">Q")
 #: How long to wait for the server to accept and to answer before falling back to the cold path.
 #: A working server answers within its time budget (5 s, spent waiting for a worker and
-#: classifying) and one more after a reload; a stopped one held the filter 30 s, as long as a
-#: Sieve filter may take in all (``sieve_filter_exec_timeout``), so the cold path came too late.
+#: classifying); a stopped one held the filter 30 s, past the 10 s a Sieve filter may take by
+#: default (``sieve_filter_exec_timeout``), so the cold path came too late. A reply slowed by
+#: a reload past this falls back to the cold path, which costs about half a second more.
 CONNECT_TIMEOUT = 0.5
-REPLY_TIMEOUT = 12.0
+REPLY_TIMEOUT = 7.0
 
 
 class ServerUnavailable(Exception):

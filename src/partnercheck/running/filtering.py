@@ -174,14 +174,21 @@ def _lines(data: bytes, end: bytes) -> list[bytes]:
 
 
 def _head_end(raw: bytes) -> int:
-    """Where the header block ends: after its first empty line, in the line ends its first
-    header line has (CRLF: an empty CRLF line; LF: an empty LF line, so that a line holding
-    only a CR does not end it, as it does not for procmail; CR in mail with no LF), or at the
-    end of the message. A forged header the mail tools would read as one is inside the block."""
+    """Where the header block ends: after its first empty line, lines split at LF and a line
+    holding only a CR counted as empty, as maildrop and Sieve read mail (CR in mail with no
+    LF at all); or at the end of the message. So no line either of them reads as body is
+    ever removed. (procmail, reading LF mail, does not take a line of only CR for empty.)"""
     end = _line_end(raw)
     start = _message_start(raw, end)
-    newline = _newline(raw, end)
-    if raw.startswith(newline, start):
+    if end == b"\r":
+        blanks = (b"\r",)
+    else:
+        blanks = (b"\n", b"\r\n")
+    if raw.startswith(blanks, start):
         return start
-    at = raw.find(newline + newline, start)
-    return at + len(newline) if at != -1 else len(raw)
+    found = len(raw)
+    for blank in blanks:
+        at = raw.find(end + blank, start, found)
+        if at != -1:
+            found = at + 1
+    return found
