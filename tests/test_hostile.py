@@ -538,3 +538,29 @@ def test_invisible_characters_cannot_push_the_text_out_of_reach():
 ])
 def test_the_nesting_limit_counts_no_tag_inside_a_comment_or_a_script(html):
     assert html_to_text(html).text == "Plans start at $99 a month."
+
+
+@pytest.mark.parametrize("opener", ["<!-->", "<!--->", "<!-- x --!>", "<script>x</script x>"])
+def test_a_comment_or_script_closed_the_html5_way_keeps_the_nesting_limit(opener):
+    """Ended where the parser ends it, not at the end of the text: what follows is still
+    limited, so 30,000 nested inline tags after it parse as fast as without it."""
+    tags = "<b><i><u><s><a>" * 30_000
+    timings = []
+    for html in (tags, opener + tags):
+        start = time.perf_counter()
+        html_to_text(html)
+        timings.append(time.perf_counter() - start)
+    assert timings[1] < 5 * timings[0] + 0.2
+
+
+def test_a_long_body_is_normalised_as_a_short_one():
+    from conftest import message
+
+    from partnercheck.reading.mail import parse_message
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    text = "We would like to open a shop in İstanbul with you. "
+    short = extract(parse_message(message("x", text)), builtin_rules()).tokens
+    long = extract(parse_message(message("x", text * 500)), builtin_rules()).tokens
+    assert set(short) - {"shape:short"} <= set(long)

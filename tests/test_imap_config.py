@@ -69,3 +69,17 @@ def test_passwords_from_a_file_a_command_or_the_environment(tmp_path, monkeypatc
     monkeypatch.delenv("PARTNERCHECK_IMAP_PASSWORD", raising=False)
     with pytest.raises(ImapError, match="no password: set password_file, password_command or password_env"):
         read_password(Account(), prompt=False)
+
+
+def test_a_state_file_with_an_unknown_shape_of_pending_moves_is_read(tmp_path):
+    import json
+
+    from partnercheck.running.imap_state import ImapState
+
+    path = tmp_path / "imap.json"
+    path.write_text(json.dumps({"version": 1, "accounts": {"me": {"folders": {}, "moved": [], "unmoved": ["ab12"]}}}))
+    state = ImapState(str(path), "me")
+    assert state.unmoved("INBOX", 1) == set()
+    state.set_unmoved("INBOX", 1, [5], pending=True)
+    assert state.unmoved("INBOX", 1) == {5}
+

@@ -99,6 +99,8 @@ def test_a_labelled_folder_passes_no_message_over(tmp_path, small_model_path, mo
     write(tmp_path / "set" / "loose.eml", message("w", "hello"))
     records = list(Source(str(tmp_path / "set")))
     assert [(r.subject, r.label) for r in records] == [("x", "pitch"), ("y", "other"), ("w", None), ("z", None)]
+    write(tmp_path / "caps" / "Pitch" / "x.eml", message("x", "buy"))  # capitals only: still a labelled folder
+    assert [r.label for r in Source(str(tmp_path / "caps"))] == ["pitch"]
     monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "set")])
     assert result.exit_code == 1 and "loose.eml: has no label" in result.output

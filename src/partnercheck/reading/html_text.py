@@ -46,8 +46,12 @@ _UNNESTED = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input
                        "optgroup", "tbody", "thead", "tfoot", "colgroup", "caption", "html", "head", "body",
                        "rb", "rt", "rp", "frame", "basefont", "bgsound", "image"})
 _TAG_NAME = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
-#: Where a "<" starts no tag: comments, and the raw text of scripts and style sheets.
-_NO_TAGS = re.compile(r"<!--.*?(?:-->|\Z)|<(script|style)\b.*?(?:</\1\s*>|\Z)", re.I | re.S)
+#: Where a "<" starts no tag: comments and the raw text of scripts and style sheets, ended
+#: where an HTML5 parser ends them ("<!-->" and "<!--->" are whole comments, "--!>" closes
+#: one, "</script x>" closes a script). A region longer than the parser's would hide real
+#: tags from the nesting limit, and the parse would be quadratic again.
+_NO_TAGS = re.compile(r"<!--(?:-?>|.*?(?:--!?>|\Z))|<(script|style)\b.*?(?:</\1(?=[\s/>])[^>]*>|\Z)",
+                      re.I | re.S)
 _PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
 _NUMBER = re.compile(r"\s*(-?[0-9]*\.?[0-9]+)\s*([a-z%]*)")
 _SIMPLE_SELECTOR = re.compile(r"[a-z0-9_-]*((?:[.#][a-z0-9_-]+)+)")

@@ -227,7 +227,7 @@ def detect_format(path: str) -> str:
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
             return "maildir"
-        if any((p / label).is_dir() for label in LABELS):
+        if any(child.is_dir() and child.name.lower() in LABELS for child in p.iterdir()):
             return "labelled"
         return "folder"
     if not p.exists():

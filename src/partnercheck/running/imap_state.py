@@ -88,8 +88,9 @@ class ImapState:
     def unmoved(self, folder: str, uidvalidity: int) -> set[int]:
         """UIDs in ``folder`` we set our pitch keyword on and had not moved when a run was cut
         off. By UID, not by content: a message the user moves back later has a new UID."""
-        entry = self._entry.get("unmoved", {}).get(folder)
-        if not entry or entry.get("uidvalidity") != uidvalidity:
+        folders = self._entry.get("unmoved")
+        entry = folders.get(folder) if isinstance(folders, dict) else None
+        if not isinstance(entry, dict) or entry.get("uidvalidity") != uidvalidity:
             return set()
         return set(entry.get("uids", ()))
 
@@ -97,7 +98,9 @@ class ImapState:
         uids = set(uids)
         now = self.unmoved(folder, uidvalidity)
         now = now | uids if pending else now - uids
-        folders = self._entry.setdefault("unmoved", {})
+        folders = self._entry.get("unmoved")
+        if not isinstance(folders, dict):
+            folders = self._entry["unmoved"] = {}
         if now:
             folders[folder] = {"uidvalidity": int(uidvalidity), "uids": sorted(now)}
         else:

@@ -96,10 +96,11 @@ class Extracted:
 def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
     """Tokens and rule hits for one record."""
     subject = untokenise(normalize(record.subject))
-    body = record.body
-    if len(body) > MAX_TOKEN_CHARS:  # cut after normalising: invisible characters do not count
-        body = normalize(body[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS]
-    body = untokenise(normalize(body))
+    if len(record.body) > MAX_TOKEN_CHARS:  # cut after normalising: invisible characters do not count
+        body = normalize(record.body[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS]
+    else:
+        body = normalize(record.body)
+    body = untokenise(body)
     signature = normalize(record.signature[:2000])
     hits = rules.match(subject, f"{body}\n{signature}" if signature else body)
     names = _name_stems(record)
