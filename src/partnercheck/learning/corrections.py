@@ -418,18 +418,6 @@ class Store:
         with self._transaction():
             return memory.remove_entry(self._db, pattern)
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, value, tb):
-                db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-        return _Tx()
-
     def integrity(self) -> str:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
