@@ -420,7 +420,7 @@ class Labeller:
 
     def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> tuple[dict[int, bytes], list, list]:
         """The batch's messages to judge (UID -> bytes), those the user moved back, and those
-        that carry our pitch keyword but were never moved (a run cut off between the two)."""
+        an earlier run labelled pitch and was cut off before moving (by the UIDs it noted)."""
         fetched = self.client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS"])
         todo, returned, stranded = {}, [], []
         unmoved = self.state.unmoved(folder, uidvalidity) if self.account.pitch_folder else set()
