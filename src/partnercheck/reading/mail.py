@@ -373,9 +373,7 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
         else:
             acc.attachments += 1
             return
-    cte = (first.get("content-transfer-encoding") or "").strip().lower()
-    if cte in ("base64", "quoted-printable"):
-        data = _transfer_decode(data, cte, problems)
+    data = _payload(first, data, problems)
     charset_match = _CHARSET.search(params)
     charset = charset_match.group(1).lower() if charset_match else "us-ascii"
     _add_text(acc, ctype, _decode_bytes(data, charset, problems), forwarded)
@@ -469,18 +467,19 @@ def _preferred_alternative(children: list[tuple[dict[str, str], bytes]]) -> list
     html = []
     for first, data in children:
         ctype = (first.get("content-type") or "text/plain").split(";")[0].strip().lower()
-        if ctype == "text/plain" and _has_text(first, data):
+        if ctype == "text/plain" and _payload(first, data, []).strip():
             return [(first, data)]
         if ctype == "text/html":
             html = [(first, data)]
     return html or children[-1:]
 
 
-def _has_text(first: dict[str, str], data: bytes) -> bool:
+def _payload(first: dict[str, str], data: bytes, problems: list[str]) -> bytes:
+    """A part's body with its transfer encoding (base64, quoted-printable) undone."""
     cte = (first.get("content-transfer-encoding") or "").strip().lower()
     if cte in ("base64", "quoted-printable"):
-        data = _transfer_decode(data, cte, [])
-    return bool(data.strip())
+        return _transfer_decode(data, cte, problems)
+    return data
 
 
 def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:

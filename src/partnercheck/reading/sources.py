@@ -486,8 +486,7 @@ def _mended(text: str) -> str:
     reads mail, and a surrogate from a JSON string (``"\\ud800"``) as U+FFFD."""
     if text.isascii():
         return text
-    return without_lone_surrogates(decode_mixed(without_lone_surrogates(text, keep_bytes=True)
-                                                .encode("utf-8", "surrogateescape")))
+    return decode_mixed(without_lone_surrogates(text, keep_bytes=True).encode("utf-8", "surrogateescape"))
 
 
 def _with_label(record: EmailRecord, label: str) -> EmailRecord:

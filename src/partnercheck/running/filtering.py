@@ -180,10 +180,7 @@ def _head_end(raw: bytes) -> int:
     ever removed. (procmail, reading LF mail, does not take a line of only CR for empty.)"""
     end = _line_end(raw)
     start = _message_start(raw, end)
-    if end == b"\r":
-        blanks = (b"\r",)
-    else:
-        blanks = (b"\n", b"\r\n")
+    blanks = (end,) if end == b"\r" else (b"\n", b"\r\n")
     if raw.startswith(blanks, start):
         return start
     found = len(raw)
