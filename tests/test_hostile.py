@@ -540,6 +540,21 @@ def test_the_nesting_limit_counts_no_tag_inside_a_comment_or_a_script(html):
     assert html_to_text(html).text == "Plans start at $99 a month."
 
 
+@pytest.mark.parametrize("hiding", [
+    '<div style="display:none">', "<span hidden>", '<span aria-hidden="true">', '<font color="#ffffff">',
+    '<span class="x">', "<p id='y'>",
+])
+def test_text_hidden_behind_hundreds_of_unclosed_tags_stays_hidden(hiding):
+    """Past the nesting limit start tags are cut, but one that hides its content takes the
+    content with it: 250 unclosed <div>s do not make a hidden decoy visible."""
+    sheet = "<style>.x, #y { display: none }</style>"
+    html = sheet + "<div>" * 250 + f"Plans start at $99. {hiding}partner with us <b>as equals</b></{hiding[1:3]}> Thanks."
+    assert html_to_text(html).text == "Plans start at $99. Thanks."
+    assert html_to_text(html.replace(" Thanks.", "")).text == "Plans start at $99."  # never closed: to the end
+    shown = html.replace(hiding, '<span style="color:#cc0000">')
+    assert " ".join(html_to_text(shown).text.split()) == "Plans start at $99. partner with us as equals Thanks."
+
+
 @pytest.mark.parametrize("opener", ["<!-->", "<!--->", "<!-- x --!>", "<script>x</script x>"])
 def test_a_comment_or_script_closed_the_html5_way_keeps_the_nesting_limit(opener):
     """Ended where the parser ends it, not at the end of the text: what follows is still

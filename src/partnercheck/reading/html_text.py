@@ -146,40 +146,80 @@ def _limit_nesting(html: str) -> str:
     ``<b><i><u><s><a>`` 9 s, 100,000 ``<option>`` in a ``<select>`` 20 s. No mail nests
     elements hundreds deep, so deeper start tags are cut out (their text stays), which keeps
     the stack short. Tags that close themselves or are usually left open do not count.
+
+    A cut start tag that would have hidden its content (:func:`_hides_content`) takes that
+    content with it, up to the end tag that closes it (or the end of the document), so that
+    text hidden behind hundreds of unclosed tags stays hidden.
     """
     if html.count("<") <= MAX_NESTING and "<select" not in html.lower():
         return html
     depth = 0
     pieces: list[str] = []
     at = 0
+    hiding_above = None  # while content is being cut: the depth at which the hiding tag opened
     # A "<" inside a comment, script or style sheet is no tag: cutting from it to the next ">"
     # would eat the "-->" or "</script>" and turn what follows into hidden text.
-    quiet = [(m.start(), m.end()) for m in _NO_TAGS.finditer(html)]
+    quiet = list(_NO_TAGS.finditer(html))
+    selectors = None
     region = 0
     for tag in _TAG_NAME.finditer(html):
         if tag.start() < at:
             continue
-        while region < len(quiet) and quiet[region][1] <= tag.start():
+        while region < len(quiet) and quiet[region].end() <= tag.start():
             region += 1
-        if region < len(quiet) and quiet[region][0] <= tag.start():
+        if region < len(quiet) and quiet[region].start() <= tag.start():
             continue
         name = tag.group(2).lower()
         if name in _UNNESTED:
             continue
         if tag.group(1):
             depth = max(depth - 1, 0)
+            if hiding_above is not None and depth <= hiding_above:
+                end = html.find(">", tag.end())
+                at = len(html) if end == -1 else end + 1
+                hiding_above = None
             continue
         if name != "select":
             depth += 1
             if depth <= MAX_NESTING:
                 continue
+        if hiding_above is not None:
+            continue
         end = html.find(">", tag.end())
         pieces.append(html[at:tag.start()])
         at = len(html) if end == -1 else end + 1
+        if name != "select" and end != -1:
+            if selectors is None:
+                selectors = _hidden_selectors(_style_text(m) for m in quiet if m.group(1))
+            if _hides_content(html[tag.end():end], *selectors):
+                hiding_above = depth - 1
     if not pieces:
         return html
-    pieces.append(html[at:])
+    if hiding_above is None:
+        pieces.append(html[at:])
     return "".join(pieces)
+
+
+_ATTRIBUTE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
+
+
+def _hides_content(attributes: str, hidden_classes: frozenset, hidden_ids: frozenset) -> bool:
+    """Whether a start tag with these raw attributes hides what it holds from a reader, as
+    the tree walk of :func:`html_to_text` would judge it at the top of a white page."""
+    if "=" not in attributes and "hidden" not in attributes.lower():
+        return False
+    attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) or ""
+             for m in _ATTRIBUTE.finditer(attributes)}
+    hidden, colour, background = _judge(attrs, _DEFAULT_TEXT, _DEFAULT_BACKGROUND, hidden_classes, hidden_ids)
+    return hidden or (colour is not None and (colour == _TRANSPARENT or _same_colour(colour, background)))
+
+
+def _style_text(match: re.Match) -> str:
+    """The style sheet inside a ``<style>`` element found by :data:`_NO_TAGS`."""
+    text = match.group()
+    start = text.find(">") + 1
+    end = text.lower().rfind("</style")
+    return text[start:end if end >= start else len(text)]
 
 
 def _tidy(text: str) -> str:
@@ -350,10 +390,15 @@ def _same_colour(a, b) -> bool:
 
 def _hiding_rules(tree) -> tuple[frozenset, frozenset]:
     """The classes and ids that top-level rules in the document's <style> blocks hide."""
+    return _hidden_selectors(node.text(deep=True) or "" for node in tree.css("style"))
+
+
+def _hidden_selectors(style_texts) -> tuple[frozenset, frozenset]:
+    """The classes and ids that top-level rules in these style sheets hide (read up to
+    :data:`MAX_STYLE_CHARS` in all)."""
     styles = []
     total = 0
-    for node in tree.css("style"):
-        text = node.text(deep=True) or ""
+    for text in style_texts:
         styles.append(text[: MAX_STYLE_CHARS - total])
         total += len(styles[-1])
         if total >= MAX_STYLE_CHARS:
