@@ -30,6 +30,14 @@ def test_headers_of_an_ordinary_message():
     assert record.raw == raw and record.problems == []
 
 
+def test_recipients_display_names_are_kept_beside_their_addresses():
+    raw = (b"From: ana@fernhollow.example\nTo: Sam Carter <SCarter@quill.test>, \"Doe, Jo\" <jo@x.test>, "
+           b"bare@y.test\nSubject: hi\n\nHello\n")
+    record = parse_message(raw)
+    assert record.to == ("scarter@quill.test", "jo@x.test", "bare@y.test")
+    assert record.to_names == ("Sam Carter", "Doe, Jo", "")
+
+
 def test_bad_base64_keeps_what_decodes_and_notes_it():
     record = read("bad-base64.eml")
     assert "joint workshop" in record.body

@@ -153,3 +153,17 @@ def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs(mon
     monkeypatch.setattr(pipeline, "BATCH", 7)
     batched = ours.transform(docs[100:])
     assert (batched != whole).nnz == 0 and np.array_equal(batched.indptr, whole.indptr)
+
+
+def test_names_of_sender_and_recipients_are_not_tokens_but_words_of_a_role_are():
+    """"Hi Sam" to Sam Carter says who reads the mail, not what it asks; "partnerships" in a
+    mailbox's name ("Partnerships <partnerships@...>") is a word the text still counts."""
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    raw = (b"From: Nina Falk <nina@a.example>\nTo: Sam Carter <scarter@b.example>, "
+           b"Partnerships Team <partnerships@b.example>\nSubject: Sam, a partnership\n\n"
+           b"Hi Sam and the partnerships team, Nina here: a partnership for your team?\n")
+    tokens = set(extract(parse_message(raw), builtin_rules()).tokens)
+    assert not {"sam", "carter", "nina", "falk", "subject:sam"} & tokens
+    assert {"partnership", "team", "subject:partnership"} <= tokens

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..labels import UNREADABLE, UNSURE
 from ..reading.mail import EmailRecord
-from ..understanding.features import describe_token, extract, snowball
+from ..understanding.features import FUNCTION_WORDS, describe_token, extract, snowball
 from ..understanding.vectors import vectorize
 from .verdict import Clue, Verdict, decide
 
@@ -36,22 +36,12 @@ if TYPE_CHECKING:
 #: How many clues for and against a verdict are reported.
 CLUES = 5
 
-_FUNCTION_WORDS = frozenset(
-    "a about above after again against all am an and any are as at be because been before being below "
-    "between both but by can could did do does doing down during each few for from further had has have "
-    "having he her here hers herself him himself his how i if in into is it its itself just may me might "
-    "more most must my myself no nor not now of off on once only or other our ours ourselves out over own "
-    "same shall she should so some such than that the their theirs them themselves then there these they "
-    "this those through to too under until up upon us very was we were what when where which while who "
-    "whom whose why will with would you your yours yourself yourselves".split()
-)
-
 
 @functools.lru_cache(maxsize=1)
 def _function_stems() -> frozenset:
     """The function words and their Snowball stems ("does" is the token "doe"): a clue of
     them alone says nothing to a reader. Made on first use: only clues need the stemmer."""
-    return _FUNCTION_WORDS | {snowball().stem(word) for word in _FUNCTION_WORDS}
+    return FUNCTION_WORDS | {snowball().stem(word) for word in FUNCTION_WORDS}
 #: A feature whose contribution to the SVM's score is under this share of the message's
 #: strongest one, or under the floor, did not carry the decision and is not shown as a clue.
 _CLUE_SHARE = 0.15

@@ -29,6 +29,8 @@ import sqlite3
 import time
 import zlib
 from dataclasses import dataclass, field
+from email.utils import formataddr
+from itertools import zip_longest
 from typing import Callable, Iterable, Iterator
 
 from ..errors import PartnercheckError
@@ -187,7 +189,8 @@ def reduced_message(record: EmailRecord) -> bytes:
 
     add("From", f"{record.from_name} <{record.from_addr}>" if record.from_name and record.from_addr
         else record.from_addr)
-    add("To", ", ".join(record.to))
+    add("To", ", ".join(formataddr((name, address)) for name, address
+                        in zip_longest(record.to_names, record.to, fillvalue="")))
     add("Cc", ", ".join(record.cc))
     add("Reply-To", record.reply_to)
     add("Subject", record.subject)

@@ -91,6 +91,7 @@ class EmailRecord:
     from_addr: str = ""
     reply_to: str = ""
     to: tuple[str, ...] = ()
+    to_names: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     subject: str = ""
     date: str = ""
@@ -239,8 +240,10 @@ def _read_headers(items: list[tuple[str, str]], record: EmailRecord) -> dict[str
         first.setdefault(name, value)
     record.from_name, record.from_addr = _address(header_text(first.get("from"), problems))
     record.reply_to = _address(header_text(first.get("reply-to"), problems))[1]
-    record.to = _addresses(recipients["to"], problems)
-    record.cc = _addresses(recipients["cc"], problems)
+    to = _mailboxes(recipients["to"], problems)
+    record.to = tuple(address for _, address in to)
+    record.to_names = tuple(name for name, _ in to)
+    record.cc = tuple(address for _, address in _mailboxes(recipients["cc"], problems))
     record.subject = header_text(first.get("subject"), problems)
     record.date = header_text(first.get("date"), problems)
     record.message_id = header_text(first.get("message-id"), problems)
@@ -273,14 +276,15 @@ def _address(value: str) -> tuple[str, str]:
     return name, addr.lower() if "@" in addr else ""
 
 
-def _addresses(values: list[str], problems: list[str]) -> tuple[str, ...]:
+def _mailboxes(values: list[str], problems: list[str]) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) of each mailbox with an address in a To or Cc header."""
     if not values:
-        return ()
+        return []
     decoded = [header_text(v, problems) for v in values]
     if len(decoded) == 1 and "," not in decoded[0]:
-        address = _address(decoded[0])[1]
-        return (address,) if address else ()
-    return tuple(addr.lower() for _, addr in getaddresses(decoded) if "@" in addr)
+        name, address = _address(decoded[0])
+        return [(name, address)] if address else []
+    return [(name, addr.lower()) for name, addr in getaddresses(decoded) if "@" in addr]
 
 
 class _BodyParts:

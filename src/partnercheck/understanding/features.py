@@ -37,6 +37,34 @@ from ..reading.mail import EmailRecord
 from ..reading.normalize import normalize
 from .rules import RuleHit, RuleSet
 
+#: Words that carry no content on their own; clues never consist of them alone, and a name
+#: made of them ("All of Us") is not a name.
+FUNCTION_WORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers herself him himself his how i if in into is it its itself just may me might "
+    "more most must my myself no nor not now of off on once only or other our ours ourselves out over own "
+    "same shall she should so some such than that the their theirs them themselves then there these they "
+    "this those through to too under until up upon us very was we were what when where which while who "
+    "whom whose why will with would you your yours yourself yourselves".split()
+)
+#: Words of display names and mailbox names that say what a mailbox is for, not who reads
+#: it ("Partnerships Team <partnerships@...>", "Trading Desk"): they stay tokens where the
+#: text uses them. Every other word of a sender's or recipient's name is a name.
+_ROLE_WORDS = frozenset(
+    "accounts admin administrator assistant billing board business care committee community "
+    "company contact council crew customer customers department deputy desk dev developers "
+    "development director editor editorial editors engineering enquiries events everyone executive "
+    "finance folks founder founders general group head hello help hq hr inbox info information "
+    "investors jobs leadership legal list mail maintainers management manager managers marketing "
+    "media members news newsletter office officer operations ops organisers organizers owner "
+    "owners partner partners partnership partnerships people practice press procurement product "
+    "program programme projects reader readers registered relations research sales secretary "
+    "service services site sponsors sponsorship staff student students subscriber subscribers "
+    "support team teams user users volunteers webmaster".split()
+)
+_NOT_NAMES = FUNCTION_WORDS | _ROLE_WORDS
+
 _stemmer = None
 _STEMS: dict[str, str] = {}
 _MAX_STEM_CACHE = 200_000
@@ -153,8 +181,9 @@ def _name_stems(record: EmailRecord) -> frozenset[str]:
     corpus, never what a message asks of its reader, so it is not a token."""
     parts = [record.from_name, record.from_addr.partition("@")[0]]
     parts.extend(address.partition("@")[0] for address in record.to[:5])
+    parts.extend(record.to_names[:5])
     words = _TOKEN.findall(normalize(" ".join(parts).replace(".", " ").replace("_", " ")))
-    return frozenset(_STEMS.get(w) or _stem(w) for w in words)
+    return frozenset(_STEMS.get(w) or _stem(w) for w in words if w not in _NOT_NAMES)
 
 
 def _words(text: str) -> list[str]:
