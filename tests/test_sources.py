@@ -43,6 +43,22 @@ def test_mbox_with_crlf_line_endings(tmp_path):
     assert records[1].body == "Invoice attached."
 
 
+def test_an_empty_mbox_message_is_split_off_wherever_a_read_block_ends(tmp_path, monkeypatch):
+    """A separator line straight after another is an empty message of its own, whether the
+    block boundary falls before it, inside it or after it (and for the first message too)."""
+    from partnercheck.reading import sources
+
+    separator = b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    data = (separator + separator + message("one", "hello") + b"\n" + separator + separator
+            + message("three", "bye"))
+    path = write(tmp_path / "inbox.mbox", data)
+    for block in range(1, len(data) + 2):
+        monkeypatch.setattr(sources, "_BLOCK", block)
+        records = list(Source(str(path)))
+        assert [(r.key, r.subject, r.body) for r in records] == [
+            ("1", "", ""), ("2", "one", "hello"), ("3", "", ""), ("4", "three", "bye")], block
+
+
 def test_mbox_detected_by_content_without_suffix(tmp_path):
     path = write(tmp_path / "Takeout-All-mail", MBOX)
     assert detect_format(str(path)) == "mbox"
