@@ -279,6 +279,100 @@ def test_train_with_given_labels(runner, tmp_path):
     assert wrong.exit_code == 2 and "one per source" in wrong.output
 
 
+@pytest.fixture
+def pipe_of():
+    """``pipe_of(data)``: a pipe's read end named /dev/fd/N, as bash's ``<(cat file)`` names
+    one, holding ``data`` with its writer gone (under the 64 KiB a pipe holds)."""
+    ends = []
+
+    def make(data: bytes) -> str:
+        assert len(data) < 65536
+        read_end, write_end = os.pipe()
+        ends.append(read_end)
+        os.write(write_end, data)
+        os.close(write_end)
+        return f"/dev/fd/{read_end}"
+
+    yield make
+    for end in ends:
+        os.close(end)
+
+
+@pytest.fixture
+def fifo_of(tmp_path):
+    """``fifo_of(data, name)``: the FIFO ``name`` in tmp_path (made if new), which a `cat` of
+    its own writes ``data`` into once a reader opens it."""
+    import subprocess
+
+    writers = []
+
+    def make(data: bytes, name: str = "fifo") -> str:
+        fifo = tmp_path / name
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        fed = write(tmp_path / f"{name}.{len(writers)}.data", data)
+        writers.append(subprocess.Popen(["sh", "-c", 'exec cat "$1" > "$2"', "sh", str(fed), str(fifo)]))
+        return str(fifo)
+
+    yield make
+    for writer in writers:
+        if writer.poll() is None:  # no reader came: it still waits to open the FIFO
+            writer.kill()
+        writer.wait()
+
+
+def _rows(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("how", ["pipe", "fifo"])
+@pytest.mark.parametrize("kind", ["mbox", "eml"])
+def test_label_reads_a_pipe_or_fifo_as_it_reads_the_same_file(runner, tmp_path, pipe_of, fifo_of, how, kind):
+    """`label <(zcat inbox.mbox.gz)` and `label FIFO`: read once, as standard input is, the
+    format guessed from the first bytes; the rows are those of the file but for its name."""
+    if kind == "mbox":
+        data = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT]).read_bytes()
+    else:
+        data = message("quick question", PITCH_TEXT)
+    plain = write(tmp_path / "plain", data)
+    stream = pipe_of(data) if how == "pipe" else fifo_of(data)
+    expected = _rows(runner.invoke(cli, ["label", str(plain), "--nl"]))
+    rows = _rows(runner.invoke(cli, ["label", stream, "--nl"]))
+    assert len(rows) == (3 if kind == "mbox" else 1)
+    assert {r.pop("source") for r in rows} == {os.path.abspath(stream)}
+    assert {r.pop("source") for r in expected} == {str(plain)}
+    if kind == "eml":  # one message is known by the name it was read from
+        assert [r.pop("key") for r in expected + rows] == ["plain", os.path.basename(stream)]
+    assert rows == expected
+
+
+def test_evaluate_and_train_read_a_pipe_once(runner, tmp_path, pipe_of, fifo_of):
+    """A pipe is read once: evaluate and train take one as they take a file. A label file
+    whose rows came from a FIFO names nothing that can be read again: one line, no wait."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    on_file = runner.invoke(cli, ["evaluate", "--label", "pitch", "--json", str(mbox)])
+    on_pipe = runner.invoke(cli, ["evaluate", "--label", "pitch", "--json", pipe_of(mbox.read_bytes())])
+    assert on_pipe.exit_code == 0, on_pipe.output
+    assert json.loads(on_pipe.output) == json.loads(on_file.output)
+    args = ["train"]
+    for label in ("partnership", "pitch", "other"):
+        files = sorted((DATA / label).glob("*.eml"))[:12]
+        args += ["--label", label, pipe_of(b"".join(
+            b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n" for p in files))]
+    trained = runner.invoke(cli, args + ["-o", str(tmp_path / "m.model")])
+    assert trained.exit_code == 0, trained.output
+    assert "messages: 36" in trained.output
+    labels = tmp_path / "labels.csv"
+    fifo = fifo_of(mbox.read_bytes())
+    assert runner.invoke(cli, ["label", fifo, "-o", str(labels)]).exit_code == 0
+    fifo_of(mbox.read_bytes())  # a writer again, so that reading the FIFO twice would not wait forever
+    for command in (["train", str(labels), "-o", str(tmp_path / "n.model")], ["evaluate", str(labels)]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 1
+        assert result.output.strip() == f"Error: {labels}: row 1 came from the pipe {fifo} and cannot be read again"
+
+
 def test_progress_bar_on_a_terminal_only(small_model_path, tmp_path):
     """With stderr on a terminal, `label` draws a progress bar there and nothing else changes;
     with stderr piped, it stays silent but for the summary."""

@@ -202,6 +202,27 @@ def test_stdin_single_message_and_mbox():
     assert [r.subject for r in many] == ["first", "second"]
 
 
+def test_a_fifo_is_opened_once_and_only_when_read(tmp_path):
+    """Making a Source of a FIFO opens nothing, so no writer is needed yet; reading it opens
+    it once, waiting for a writer as `cat` does, and guesses the format as for stdin."""
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    made = []
+    maker = threading.Thread(target=lambda: made.append(Source(str(fifo))), daemon=True)
+    maker.start()
+    maker.join(10)
+    if maker.is_alive():  # it opened the FIFO and waits for a writer: give it one that writes nothing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        maker.join()
+    assert made[0].format == "stream" and made[0].is_stream
+    writer = threading.Thread(target=fifo.write_bytes, args=(MBOX,), daemon=True)
+    writer.start()
+    assert [r.subject for r in made[0]] == ["first", "second"]
+    writer.join()
+
+
 def test_forced_format(tmp_path):
     path = write(tmp_path / "mail.txt", MBOX)
     assert len(list(Source(str(path), fmt="eml"))) == 1

@@ -287,11 +287,11 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
     from ..running.batch import ROW_FIELDS, label_source, tally
     from ..settings import model_path
 
-    if dask_address and "-" in sources:
-        raise click.UsageError("--dask labels SOURCE files the workers can read; standard input stays here "
-                               "(label it without --dask)")
     columns = _columns(kwargs)
     readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
+    if dask_address and any(reader.is_stream for reader in readers):
+        raise click.UsageError("--dask labels SOURCE files the workers can read; standard input stays here, "
+                               "and so does a pipe (label them without --dask)")
     config = read_config()
     path, policy = model_path(model_option, config), load_policy(config, rules_file)
     if not os.path.exists(path):

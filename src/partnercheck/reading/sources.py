@@ -1,8 +1,9 @@
 """Streaming readers for every form in which people export mail.
 
 A :class:`Source` names where mail comes from (``-`` for stdin, an .eml file, a folder of
-.eml files, an mbox, a Maildir, a CSV/TSV or JSON-lines export, or a folder whose
-sub-folders are named after labels) and yields :class:`~partnercheck.reading.mail.EmailRecord`
+.eml files, an mbox, a Maildir, a CSV/TSV or JSON-lines export, a folder whose
+sub-folders are named after labels, or a pipe or FIFO such as ``<(zcat inbox.mbox.gz)``,
+read once as stdin is) and yields :class:`~partnercheck.reading.mail.EmailRecord`
 objects one at a time. Nothing is loaded whole and nothing is ever written to a source:
 every file is opened read-only, and no lock is taken.
 
@@ -18,7 +19,9 @@ import io
 import json
 import os
 import re
+import stat
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
@@ -36,6 +39,10 @@ from .mail import (
 )
 
 FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")
+#: The format of standard input, or of a pipe whose name tells none, until it is read: an
+#: mbox if it begins with a ``From `` line, else one message. A stream can be read only
+#: once, so its first bytes are looked at as it is read, not beforehand.
+STREAM = "stream"
 
 #: A line that opens a new message in an mbox: ``From `` then an address, then a ctime
 #: date. Asking for the weekday or the time keeps body lines such as "From here on..."
@@ -86,7 +93,8 @@ class Source:
     messages for folders) so that a caller can draw a progress bar without a second pass.
     Iterating yields parsed :class:`EmailRecord` objects; for message formats (everything
     but tables) :meth:`messages` yields the raw bytes instead, so that parsing can happen
-    in another process.
+    in another process. ``is_stream`` says whether it is standard input or a pipe or FIFO,
+    which can be read only once.
     """
 
     def __init__(
@@ -108,8 +116,9 @@ class Source:
         self.position = 0
         self.total: int | None = None
         self.unit = "bytes"
+        self.is_stream = path == "-" or _is_pipe(path)
         if path == "-":
-            self.format = fmt or "stdin"
+            self.format = fmt or STREAM
             self.name = "-"
         else:
             self.format = fmt or detect_format(path)
@@ -132,8 +141,8 @@ class Source:
         """Raw messages, unparsed, for every format but tables."""
         if self.is_table:
             raise SourceError(f"{self.path}: a {self.format} export holds fields, not raw messages")
-        if self.path == "-":
-            return self._stdin_messages()
+        if self.is_stream:
+            return self._stream_messages()
         path = self._existing()
         if self.format in ("eml", "mbox"):
             if not path.is_file():
@@ -159,19 +168,18 @@ class Source:
 
     def _file_messages(self, handle: IO[bytes]) -> Iterator[RawMessage]:
         with handle:
-            if self.format == "mbox":
-                for key, raw in read_mbox(handle):
-                    self.position += len(raw)
-                    yield RawMessage(key, raw)
-            else:
-                raw = handle.read()
-                self.position = len(raw)
-                yield RawMessage(os.path.basename(self.name), raw)
+            yield from self._read_messages(handle)
 
-    def _stdin_messages(self) -> Iterator[RawMessage]:
-        stream = self._stdin or sys.stdin.buffer
+    def _stream_messages(self) -> Iterator[RawMessage]:
+        if self.format not in (STREAM, "eml", "mbox"):
+            what = "standard input" if self.path == "-" else f"{self.path}: a pipe, so it"
+            raise SourceError(f"{what} cannot be read as {self.format}")
+        with self._stream() as stream:
+            yield from self._read_messages(stream)
+
+    def _read_messages(self, stream: IO[bytes]) -> Iterator[RawMessage]:
         fmt = self.format
-        if fmt == "stdin":
+        if fmt == STREAM:
             if not hasattr(stream, "peek"):
                 stream = io.BytesIO(stream.read())
                 first = stream.getvalue()[:5]
@@ -180,11 +188,23 @@ class Source:
             fmt = "mbox" if first == b"From " else "eml"
         if fmt == "mbox":
             for key, raw in read_mbox(stream):
+                self.position += len(raw)
                 yield RawMessage(key, raw)
-        elif fmt == "eml":
-            yield RawMessage("-", stream.read())
         else:
-            raise SourceError(f"standard input cannot be read as {fmt}")
+            raw = stream.read()
+            self.position = len(raw)
+            yield RawMessage(os.path.basename(self.name), raw)
+
+    @contextmanager
+    def _stream(self) -> Iterator[IO[bytes]]:
+        """Standard input, or the pipe or FIFO named, opened once and read from start to end
+        (what was read from a pipe is gone). A FIFO is opened only now, not when the source
+        is made, and waits for a writer as ``cat`` does."""
+        if self.path == "-":
+            yield self._stdin or sys.stdin.buffer
+        else:
+            with _open_read(Path(self.path)) as stream:
+                yield stream
 
     def _folder_messages(self, root: Path, files: list[tuple[Path, str | None]]) -> Iterator[RawMessage]:
         for file, label in files:
@@ -197,8 +217,9 @@ class Source:
                 yield RawMessage(key, b"", label, str(exc))
 
     def _table_records(self) -> Iterator[EmailRecord]:
-        if self.path == "-":
-            yield from read_table(self._stdin or sys.stdin.buffer, self.format, self.columns, "-")
+        if self.is_stream:
+            with self._stream() as stream:
+                yield from read_table(stream, self.format, self.columns, self.name)
             return
         path = self._existing()
         if not path.is_file():
@@ -222,7 +243,8 @@ def to_record(message: RawMessage, source: str) -> EmailRecord:
 
 
 def detect_format(path: str) -> str:
-    """Recognise a source's format from its path and, for files, its first bytes."""
+    """Recognise a source's format from its path and, for files, its first bytes; a pipe
+    whose name says nothing is :data:`STREAM`, looked at only as it is read."""
     p = Path(path)
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
@@ -239,6 +261,8 @@ def detect_format(path: str) -> str:
         return "jsonl"
     if suffix in (".mbox", ".mbx"):
         return "mbox"
+    if _is_pipe(path):
+        return STREAM
     with _open_read(p) as handle:
         first = handle.read(5)
     return "mbox" if first == b"From " else "eml"
@@ -393,6 +417,8 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: row {number} names no source to read its message from")
         if source == "-":
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
+        if _is_pipe(source):  # opening it would wait for a writer, and what was written is gone
+            raise SourceError(f"{table}: row {number} came from the pipe {source} and cannot be read again")
         wanted.setdefault(source, {})[key] = _cell(row.get(label_col)).strip().lower()
     for path, labels in wanted.items():
         if os.path.abspath(path) == os.path.abspath(table):
@@ -496,6 +522,15 @@ def _mended(text: str) -> str:
 def _with_label(record: EmailRecord, label: str) -> EmailRecord:
     record.label = label
     return record
+
+
+def _is_pipe(path: str) -> bool:
+    """Whether ``path`` names a pipe or FIFO (bash's ``<(...)`` names one /dev/fd/63): asked of
+    its status, which, unlike opening a FIFO, never waits for a writer."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _open_read(path: Path) -> IO[bytes]:

@@ -143,7 +143,7 @@ def _worker_setup() -> None:
 
 
 def _large(source: Source) -> bool:
-    if source.path == "-":
+    if source.is_stream:  # its size is not known beforehand
         return True
     if source.format in ("eml", "mbox"):
         return os.path.getsize(source.path) >= PARALLEL_FROM_BYTES
