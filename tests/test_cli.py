@@ -56,6 +56,26 @@ def test_classify_json(runner, tmp_path):
     assert data["verdict"] == "partnership" and data["message"] == "m.eml" and "scores" in data
 
 
+def test_classify_escapes_names_with_control_characters_and_prints_others_as_they_are(runner, tmp_path):
+    """One line per message and four columns per line, whatever the file names hold: a name
+    with a newline, a tab or an escape is printed as a Python string literal."""
+    import ast
+
+    names = ["plain.eml", "with space.eml", "two\nlines.eml", "tab\there.eml", "esc\x1b[31m.eml", "nel\x85.eml"]
+    for name in names:
+        write(tmp_path / "mail" / name, message("quick question", PITCH_TEXT))
+    result = runner.invoke(cli, ["classify", str(tmp_path / "mail"), str(tmp_path / "mail" / "two\nlines.eml")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.split("\n")
+    assert lines.pop() == "" and len(lines) == len(names) + 1
+    assert all(len(line.split("\t")) == 4 for line in lines)
+    printed = [line.split("\t")[0] for line in lines]
+    assert "mail:plain.eml" in printed and "mail:with space.eml" in printed  # as they always were
+    assert "'mail:two\\nlines.eml'" in printed and "'two\\nlines.eml'" in printed
+    shown = sorted(ast.literal_eval(name) if name.startswith("'") else name for name in printed)
+    assert shown == sorted([f"mail:{name}" for name in names] + ["two\nlines.eml"])
+
+
 def test_explain_in_plain_words(runner, tmp_path):
     path = write(tmp_path / "m.eml", message("quick question", PITCH_TEXT))
     result = runner.invoke(cli, ["explain", str(path)])

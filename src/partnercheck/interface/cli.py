@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import PartnercheckError
 from ..labels import LABELS
 from ..reading.sources import FORMATS, Columns, Source
-from ..running.outputs import RowWriter, format_for
+from ..running.outputs import RowWriter, format_for, line_safe_name
 from ..settings import read_config
 
 
@@ -167,7 +167,9 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
     """Classify messages and print one verdict per line.
 
     SOURCES are files or folders in any format `inspect` reads; none, or -, reads one
-    message (or an mbox) from standard input.
+    message (or an mbox) from standard input. A message's name that holds a control
+    character or a line break (a newline, a tab) is printed as a Python string literal,
+    quoted and escaped, so that each line is one message; other names as they are.
 
     \b
     Examples:
@@ -187,7 +189,7 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
             if as_json:
                 click.echo(json.dumps({"message": name, **verdict.to_dict()}, ensure_ascii=False))
             else:
-                click.echo(f"{name}\t{verdict.label}\t{verdict.score:.2f}\t{verdict.summary()}")
+                click.echo(f"{line_safe_name(name)}\t{verdict.label}\t{verdict.score:.2f}\t{verdict.summary()}")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from typing import IO
 
@@ -40,6 +41,21 @@ def format_for(path: str | None, chosen: str | None) -> str:
         if suffix == "tsv":
             return "tsv"
     return "csv"
+
+
+#: What a name printed on a line of its own may not hold as it is: control characters (C0,
+#: DEL, C1: a newline, a tab, an escape sequence's ESC) and the Unicode line and paragraph
+#: separators.
+_UNPRINTABLE_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def line_safe_name(name: str) -> str:
+    """``name`` as it is, or, if it holds a control character or a line break, as Python
+    writes it in a string literal (``repr``, quotes included), so that a line of output
+    still stands for one message and a tab still ends a column; ``ast.literal_eval`` gives
+    the name back. Every other name, undecodable bytes and all, is printed unchanged, so
+    that what scripts matched before still matches."""
+    return repr(name) if _UNPRINTABLE_IN_A_LINE.search(name) else name
 
 
 def _encoded(text: str) -> bytes:
