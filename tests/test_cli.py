@@ -76,6 +76,16 @@ def test_classify_escapes_names_with_control_characters_and_prints_others_as_the
     assert shown == sorted([f"mail:{name}" for name in names] + ["two\nlines.eml"])
 
 
+def test_inspect_prints_one_line_of_five_columns_per_message_whatever_its_name_holds(runner, tmp_path):
+    write(tmp_path / "mail" / "two\nlines.eml", message("quick question", PITCH_TEXT))
+    write(tmp_path / "mail" / "plain.eml", message("quick question", PITCH_TEXT))
+    result = runner.invoke(cli, ["inspect", str(tmp_path / "mail")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.split("\n") if "\t" in line]
+    assert len(lines) == 2 and all(len(line.split("\t")) == 5 for line in lines)
+    assert {line.split("\t")[0] for line in lines} == {"'two\\nlines.eml'", "plain.eml"}
+
+
 def test_explain_in_plain_words(runner, tmp_path):
     path = write(tmp_path / "m.eml", message("quick question", PITCH_TEXT))
     result = runner.invoke(cli, ["explain", str(path)])

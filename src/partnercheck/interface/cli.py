@@ -129,7 +129,8 @@ def inspect(source, fmt, as_json, **kwargs):
 
     SOURCE is an .eml file, a folder of them, an mbox, a Maildir, a CSV, TSV or
     JSON-lines export, a folder with partnership/, pitch/ and other/ sub-folders, or -
-    for standard input. Nothing is classified; no model is needed.
+    for standard input. Nothing is classified; no model is needed. Names and subjects
+    are printed as `classify` prints names.
 
     \b
     Examples:
@@ -151,8 +152,8 @@ def inspect(source, fmt, as_json, **kwargs):
             click.echo(json.dumps(item, ensure_ascii=False))
         else:
             note = f"  [{'; '.join(record.problems)}]" if record.problems else ""
-            click.echo(f"{record.key}\t{record.message_id or '-'}\t{record.from_addr or '-'}\t"
-                       f"{record.subject or '-'}\t{len(record.body)} chars{note}")
+            fields = (record.key, record.message_id or "-", record.from_addr or "-", record.subject or "-")
+            click.echo("\t".join(map(line_safe_name, fields)) + f"\t{len(record.body)} chars{note}")
     click.echo(f"{count} messages, {problems} with parse problems", err=True)
 
 
