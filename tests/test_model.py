@@ -7,6 +7,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -160,6 +162,56 @@ def test_a_failed_save_leaves_the_old_model(small_model_path, tmp_path, monkeypa
         model.save(str(target))
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.model"]
+
+
+# Saves the file named by its argument, stopping half-way until a line comes on its input.
+_WRITER = """
+import sys
+from partnercheck.atomic import atomic_file
+with atomic_file(sys.argv[1]) as handle:
+    handle.write(b"half")
+    handle.flush()
+    print("writing", flush=True)
+    sys.stdin.readline()
+    handle.write(b" and the rest")
+"""
+
+
+def _writer_at_half_way(target):
+    import partnercheck
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(partnercheck.__file__)))
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=env)
+    assert writer.stdout.readline() == b"writing\n"
+    return writer
+
+
+def _partial(folder) -> set[str]:
+    return {name for name in os.listdir(folder) if name.endswith(".partial")}
+
+
+def test_a_save_removes_what_killed_saves_left_and_keeps_what_live_ones_are_writing(small_model_path, tmp_path):
+    """``kill -9`` during a save leaves its temporary file behind; the next save removes it,
+    but never the file of a writer that is still alive (two runs may save the same model)."""
+    target = tmp_path / "model.model"
+    unknown = tmp_path / ".model.model.ab12cd34.partial"  # named before writers said who they were
+    unknown.write_bytes(b"half")
+    live = _writer_at_half_way(target)
+    try:
+        live_temp = _partial(tmp_path) - {unknown.name}
+        killed = _writer_at_half_way(target)
+        killed.kill()
+        killed.wait()
+        assert len(_partial(tmp_path)) == 3
+        load_model(small_model_path).save(str(target))
+        assert _partial(tmp_path) == live_temp | {unknown.name}
+        live.communicate(b"go on\n", timeout=30)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 0 and target.read_bytes() == b"half and the rest"
+    assert _partial(tmp_path) == {unknown.name}
 
 
 def test_clues_are_never_function_words_or_names(shipped_model):

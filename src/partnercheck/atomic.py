@@ -8,6 +8,8 @@ file or the new one, never a torn mix.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -31,7 +33,12 @@ def atomic_file(path: str, mode: str = "wb", **open_args) -> Iterator[IO]:
 def open_temp_beside(path: str, mode: str = "wb", **open_args) -> tuple[IO, str]:
     """A new temporary file in ``path``'s folder (so that renaming it is atomic), and its name."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
+    place = _place()
+    if folder not in _swept:
+        _swept.add(folder)
+        _remove_dead_writers_files(folder, place)
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{place}.{os.getpid()}.", suffix=".partial",
+                                dir=folder)
     try:
         try:  # the file it replaces keeps its mode; mkstemp makes 0600, a new file gets the usual one
             os.fchmod(fd, os.stat(path).st_mode & 0o7777)
@@ -49,6 +56,44 @@ def discard(temp: str) -> None:
         os.unlink(temp)
     except FileNotFoundError:
         pass
+
+
+#: Folders this process has already cleared of dead writers' temporary files: once is
+#: enough (an export writes thousands of files into one folder, each would list it again).
+_swept: set[str] = set()
+
+
+def _place() -> str:
+    """Where this process runs, as one dot-free word: the host name (folders can be shared
+    between machines) and, on Linux, the PID namespace (a container can share the host name
+    but not the host's PIDs)."""
+    place = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
+    try:
+        return f"{place}-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return place
+
+
+def _remove_dead_writers_files(folder: str, place: str) -> None:
+    """Remove the temporary files in ``folder`` that writers at ``place`` left when they were
+    killed: those whose PID no longer exists. Nothing here can fail a write."""
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(".partial")]
+    except OSError:
+        return
+    for name in names:
+        fields = name[: -len(".partial")].rsplit(".", 3)  # ".{target}", place, pid, random
+        if len(fields) != 4 or not fields[0].startswith(".") or fields[1] != place or not fields[2].isdigit():
+            continue
+        try:
+            os.kill(int(fields[2]), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+        except (OSError, OverflowError):  # alive under another user, or no PID at all: left alone
+            pass
 
 
 def _umask() -> int:
