@@ -14,6 +14,7 @@ from partnercheck.reading.normalize import normalize
     ("par\u200btner\u00ad", "partner"),  # zero-width space, soft hyphen
     ("It\u2019s \u201cgreat\u201d", "it's \"great\""),
     ("A good day to all of you", "a good day to all of you"),
+    ("PARTNERSH\u0130P in \u0130stanbul", "partnership in istanbul"),  # \u0130 lower-cases to i and U+0307
 ])
 def test_normalize(text, expected):
     assert normalize(text) == expected
