@@ -164,6 +164,16 @@ def test_normalize_is_linear():
     _check_linear(normalize, benign, hostile)
 
 
+def test_undoing_right_to_left_overrides_is_linear():
+    """Four times the text takes about four times as long, however its controls nest."""
+    from partnercheck.reading.normalize import normalize
+
+    for piece in ("\u202eolleh\u202c ", "\u202e\u202ax", "\u202e\u202a\u2067x\u202c", "\u202e\u2066\u2069a", "\u202ea\n",
+                  "\u202e\u202d" * 62 + "a" + "\u202c" * 124):
+        small, large = (_seconds(normalize, _fill(piece, size)) for size in (50_000, 200_000))
+        assert large < 8 * small + 0.05, f"{piece!r}: {small:.3f} s, then {large:.3f} s for 4 times the text"
+
+
 def test_mail_reading_is_linear():
     from partnercheck.reading.mail import parse_message, split_reply
 

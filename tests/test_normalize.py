@@ -18,3 +18,18 @@ from partnercheck.reading.normalize import normalize
 ])
 def test_normalize(text, expected):
     assert normalize(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("\u202epihsrentrap", "partnership"),  # a right-to-left override, shown backwards
+    ("We'd love a \u202epihsrentrap\u202c with you", "we'd love a partnership with you"),
+    ("\u202epihs\u202c\u202erentrap\u202c", "partnership"),  # two overrides side by side show as one
+    ("\u202eeno\nowt", "one\nowt"),  # an override ends with its line
+    ("\u202e!cba\u202dxyz\u202cfed", "defxyzabc!"),  # a left-to-right one inside shows forwards
+    ("\u202ee\u0301fac", "caf\u00e9"),  # an accent stays on its letter
+    ("\u202a" * 62 + "\u202epihsrentrap", "partnership"),  # at level 125, the deepest there is
+    ("\u202a" * 63 + "\u202epihsrentrap", "pihsrentrap"),  # past it: ignored, as clients ignore it
+    ("\u202dpart\u202c\u202ane\u202b\u202cr\u2066ship\u2069", "partnership"),  # other controls: dropped
+], ids=["override", "closed", "side by side", "line", "nested", "accent", "level 125", "past 125", "others"])
+def test_text_under_a_right_to_left_override_reads_as_shown(text, expected):
+    assert normalize(text) == expected

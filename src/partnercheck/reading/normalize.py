@@ -3,9 +3,11 @@
 Senders who know filters exist write ``p.a.r.t.n.e.r``, ``раrtner`` with Cyrillic
 letters, ``ɑ`` or ``ʙ`` for a and b, fullwidth letters, or hide invisible characters
 (U+200B, U+200E, U+2062, U+034F, variation selectors, tag characters) and stray combining
-marks inside words. Rules and the model both read text only after :func:`normalize`:
+marks inside words, or write ``\u202epihsrentrap``, which a right-to-left override shows
+as "partnership". Rules and the model both read text only after :func:`normalize`:
 
 * NFKC folding (fullwidth and mathematical letters, compatibility spaces);
+* text under a right-to-left override put in the order it is shown (:func:`_as_displayed`);
 * every character a reader does not see removed: format characters (Cf), Unicode's
   default-ignorable set and combining marks left over after composition;
 * every character that Unicode's confusables list as a look-alike of a Latin letter
@@ -78,6 +80,8 @@ def normalize(text: str) -> str:
     """Lower-cased text with obfuscation undone; cheap for plain ASCII text."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
+        if "\u202e" in text:
+            text = _as_displayed(text)
         for fancy, plain in _QUOTES:
             if fancy in text:
                 text = text.replace(fancy, plain)
@@ -99,6 +103,144 @@ def normalize(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate, which RE2 (UTF-8) cannot read: the full regex does
         pass
     return _SPELLED_OUT.sub(_join_letters, text)
+
+
+# The explicit formatting characters of the Unicode Bidirectional Algorithm (LRE, RLE, PDF,
+# LRO, RLO; LRI, RLI, FSI, PDI), and the line breaks that str.splitlines knows.
+_BIDI_CONTROL = "\u202a-\u202e\u2066-\u2069"
+_LINE_BREAK = "\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
+_LINES = re.compile(f"([^{_LINE_BREAK}]*)(\r\n|[{_LINE_BREAK}]|\\Z)")
+_CONTROL_OR_BREAK = re.compile(f"(\r\n|[{_LINE_BREAK}{_BIDI_CONTROL}])")
+_MAX_BIDI_LEVEL = 125  # deeper embeddings are ignored by the algorithm, so by every client
+
+
+def _as_displayed(text: str) -> str:
+    """``text`` with each line that holds a right-to-left override (U+202E) in the order a
+    reader sees it, and that line's embedding and override controls dropped.
+
+    The rule is the Unicode Bidirectional Algorithm's (UAX #9) for a left-to-right paragraph
+    of Latin text: an override (U+202D, U+202E) or embedding (U+202A, U+202B) runs to the
+    POP DIRECTIONAL FORMATTING (U+202C) that closes it or to the end of its line, an isolate
+    (U+2066-U+2068) to its U+2069; they nest, and one nested past level 125 is ignored, as
+    clients ignore it. Each character gets its level: inside an override, the override's;
+    elsewhere that of a left-to-right letter (the level of what holds it, or one more if that
+    is odd). Then every run of characters at a level or higher is reversed, from the
+    highest level down to 1, as rule L2 does, so a run under a right-to-left override reads
+    backwards and two such runs side by side read as one. Not modelled, as no Latin word
+    changes with them: the order of right-to-left letters (Hebrew, Arabic, read in the order
+    written) and of the words in a right-to-left embedding or isolate, mirrored brackets,
+    trailing spaces. It runs after NFKC folding, so a ligature (``ﬁ``) that folding splits
+    is reversed letter by letter. Linear in the length of the text.
+    """
+    shown: list[str] = []
+    overridden: list[str] = []  # consecutive lines that hold an override, with their line breaks
+    for line in _LINES.finditer(text):
+        if "\u202e" in line.group(1):
+            overridden.append(line.group())
+            continue
+        if overridden:
+            shown.append(_in_display_order(_levelled_runs("".join(overridden))))
+            overridden = []
+        shown.append(line.group())
+    if overridden:
+        shown.append(_in_display_order(_levelled_runs("".join(overridden))))
+    return "".join(shown)
+
+
+def _levelled_runs(lines: str) -> list[tuple[int, str]]:
+    """Rules X1-X9 over each line: the text as runs of characters at one level, in order.
+
+    A line break is a run at level 0, so that no reversal reaches across it. An isolate's
+    controls stay (the table drops them later) at the level that X5a and X6a give them,
+    where they part runs; the other controls go, as X9 says.
+    """
+    parts = _CONTROL_OR_BREAK.split(lines)
+    runs: list[tuple[int, list[str]]] = [(0, [parts[0]])]
+
+    def add(piece: str, level: int) -> None:
+        if runs[-1][0] == level:
+            runs[-1][1].append(piece)
+        else:
+            runs.append((level, [piece]))
+
+    open_levels = [(0, 0, False)]  # each: level, level of a character there, is an isolate
+    overflow_isolates = overflow_embeddings = valid_isolates = 0
+    for control, text in zip(parts[1::2], parts[2::2]):
+        if control == "\u202c":
+            if overflow_embeddings and not overflow_isolates:
+                overflow_embeddings -= 1
+            elif not overflow_isolates and len(open_levels) > 1 and not open_levels[-1][2]:
+                open_levels.pop()
+        elif control == "\u2069":
+            if overflow_isolates:
+                overflow_isolates -= 1
+            elif valid_isolates:
+                overflow_embeddings = 0
+                while not open_levels.pop()[2]:
+                    pass
+                valid_isolates -= 1
+            add(control, open_levels[-1][0])
+        elif "\u202a" <= control[0] <= "\u2068":
+            isolate = control >= "\u2066"
+            level = open_levels[-1][0]
+            if isolate:
+                add(control, level)
+            level = level + 1 | 1 if control in "\u202b\u202e\u2067" else level + 2 & ~1
+            if level <= _MAX_BIDI_LEVEL and not overflow_isolates and not overflow_embeddings:
+                open_levels.append((level, level if control in "\u202d\u202e" else level + (level & 1), isolate))
+                valid_isolates += isolate
+            elif isolate:
+                overflow_isolates += 1
+            elif not overflow_isolates:
+                overflow_embeddings += 1
+        else:  # a line break: the next line starts afresh
+            add(control, 0)
+            open_levels = [(0, 0, False)]
+            overflow_isolates = overflow_embeddings = valid_isolates = 0
+        if text:
+            add(text, open_levels[-1][1])
+    return [(level, "".join(pieces)) for level, pieces in runs]
+
+
+def _in_display_order(runs: list[tuple[int, str]]) -> str:
+    """Rule L2 in one pass: a tree whose nodes are the maximal spans at a level or higher
+    (each: that level and its parts in order), read with a node's parts backwards where an
+    odd number of reversals applies to it."""
+    tree: list = [0, []]
+    path = [tree]
+    for level, text in runs:
+        while path[-1][0] > level:
+            done = path.pop()
+            if path[-1][0] < level:
+                path.append([level, []])
+            path[-1][1].append(done)
+        if path[-1][0] < level:
+            path.append([level, []])
+        path[-1][1].append(text)
+    for done, holder in zip(reversed(path[1:]), reversed(path[:-1])):
+        holder[1].append(done)
+    shown = []
+    reading = [(iter(tree[1]), 0, False)]  # the parts of each node being read, its level, whether backwards
+    while reading:
+        parts, level, backwards = reading[-1]
+        for part in parts:
+            if isinstance(part, str):
+                shown.append(_backwards(part) if backwards else part)
+                continue
+            inner = backwards ^ bool((part[0] - level) & 1)
+            reading.append((reversed(part[1]) if inner else iter(part[1]), part[0], inner))
+            break
+        else:
+            reading.pop()
+    return "".join(shown)
+
+
+def _backwards(text: str) -> str:
+    """The characters of ``text`` in reverse order, each combining mark still after its letter."""
+    if text.isascii():
+        return text[::-1]
+    starts = [at for at, char in enumerate(text) if at == 0 or not unicodedata.category(char).startswith("M")]
+    return "".join(text[start:end] for start, end in zip(reversed(starts), [len(text), *reversed(starts)]))
 
 
 def _join_letters(match: re.Match) -> str:
