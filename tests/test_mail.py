@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from conftest import FIXTURES, message
 
@@ -162,3 +164,24 @@ def _alternative(*parts: tuple[str, str, bytes]) -> bytes:
 ])
 def test_an_alternative_with_a_blank_plain_part_is_read_from_its_html(parts):
     assert "Plans start at $99 a month." in parse_message(_alternative(*parts)).body
+
+
+@pytest.mark.parametrize("cte", ["base64", "8bit"])
+@pytest.mark.parametrize("charset, codec", [
+    ("utf-16", "utf-16"),  # with a byte order mark
+    ("utf-16", "utf-16-be"),  # without one, big-endian
+    ("UTF-16LE", "utf-16-le"),
+    ("utf-32", "utf-32"),
+])
+def test_a_part_in_utf16_or_utf32_is_text_not_binary_data(charset, codec, cte):
+    text = "We'd love to partner with you on a joint workshop in May.\n"
+    data = text.encode(codec)
+    record = parse_message(_alternative((f"text/plain; charset={charset}", cte,
+                                         base64.encodebytes(data) if cte == "base64" else data)))
+    assert record.body == text.strip() and record.problems == []
+
+
+def test_a_part_declared_utf16_that_is_not_stays_binary_data():
+    not_utf16 = b"\x00\xd8\xd8\x00" * 100  # a high surrogate followed by no low one, in either byte order
+    record = parse_message(_alternative(("text/plain; charset=utf-16", "base64", base64.encodebytes(not_utf16))))
+    assert record.body == "" and "binary data, not text" in record.problems

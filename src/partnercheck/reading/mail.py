@@ -16,6 +16,7 @@ a header with undeclared 8-bit bytes, a missing boundary, absurd nesting) is wri
 from __future__ import annotations
 
 import binascii
+import codecs
 import re
 from dataclasses import dataclass, field
 from email.errors import MessageError
@@ -487,10 +488,14 @@ def _payload(first: dict[str, str], data: bytes, problems: list[str]) -> bytes:
 
 
 def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
-    if len(data) > 4 * MAX_TEXT_CHARS:
+    whole = len(data) <= 4 * MAX_TEXT_CHARS
+    if not whole:
         data = data[: 4 * MAX_TEXT_CHARS]
     if charset in ("us-ascii", "utf-8", "utf8", "ascii") and data.isascii():
         return data.decode("ascii")
+    wide = _decode_wide(data, charset, whole)
+    if wide is not None:
+        return wide
     sample = data[:_SAMPLE_CHARS]
     if len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > MAX_NOT_TEXT_SHARE * len(sample):
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
@@ -501,6 +506,47 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     except (LookupError, ValueError, UnicodeError, TypeError):  # no such codec, or a name no codec can have
         problems.append(f"unknown charset {charset!r}; read as UTF-8")
     return decode_mixed(data)
+
+
+#: The byte order marks of each Unicode encoding whose units are wider than a byte.
+_WIDE_BOMS = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+              "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
+
+
+def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
+    """Text declared UTF-16 or UTF-32 (any byte order), decoded as declared; None for any
+    other charset, or bytes that are not valid in it.
+
+    Checked before anything looks for binary data: half the bytes of English in UTF-16 are
+    NUL. A byte order mark decides the order and is dropped. Without one, plain ``utf-16``
+    or ``utf-32`` is read in the order whose high bytes are zero more often (Latin text), or
+    else little-endian, as Windows writes it and mail clients read it. A transport's line
+    break after the last whole unit is dropped; so is a unit cut in half where the part was
+    cut (``whole`` false).
+    """
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, ValueError):  # no such codec, or a name no codec can have
+        return None
+    family = name[:6]
+    if family not in _WIDE_BOMS or name not in (family, family + "-le", family + "-be"):
+        return None
+    width = 2 if family == "utf-16" else 4
+    little, big = _WIDE_BOMS[family]
+    if data.startswith(little):
+        name, data = family + "-le", data[len(little):]
+    elif data.startswith(big):
+        name, data = family + "-be", data[len(big):]
+    elif name == family:
+        sample = data[:_SAMPLE_CHARS]
+        name += "-be" if sample[::width].count(0) > sample[width - 1::width].count(0) else "-le"
+    extra = len(data) % width
+    if extra and not data[-extra:].strip(b"\r\n"):
+        data = data[:-extra]
+    try:
+        return codecs.getincrementaldecoder(name)().decode(data, final=whole)
+    except UnicodeDecodeError:
+        return None
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
