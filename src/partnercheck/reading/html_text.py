@@ -16,9 +16,6 @@ where a reader could see it. Dropped:
 * text coloured like its background (a ``color`` set in the mail against the
   ``background``/``bgcolor`` inherited down the tree, white by default).
 
-Text that ``<bdo dir="rtl">`` or a ``bidi-override`` style shows backwards is marked with
-the override characters that plain text would use, so that normalisation reads it as shown.
-
 It also collects every visible link's URL and notes a tracking pixel (an image 0 or 1
 pixel wide or high). Every step is linear in the input: the parser, the single walk, and
 the style-block scan (capped at :data:`MAX_STYLE_CHARS`).
@@ -136,9 +133,6 @@ def html_to_text(html: str) -> HtmlText:
         if tag in _BLOCK:
             out.append("\n")
             stack.append("\n")
-        if attrs and _overrides_right_to_left(tag, attrs):
-            out.append(_RIGHT_TO_LEFT_OVERRIDE)
-            stack.append(_POP_DIRECTIONAL_FORMATTING)
         stack.append((node.child, colour, background))
     return HtmlText(_tidy("".join(out)), links, pixel)
 
@@ -243,22 +237,6 @@ def _tidy(text: str) -> str:
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines)
-
-
-#: What ``<bdo dir="rtl">`` and ``unicode-bidi: bidi-override; direction: rtl`` do, as the
-#: characters :func:`~partnercheck.reading.normalize.normalize` reads in the order shown.
-_RIGHT_TO_LEFT_OVERRIDE, _POP_DIRECTIONAL_FORMATTING = "\u202e", "\u202c"
-
-
-def _overrides_right_to_left(tag: str, attrs: dict) -> bool:
-    """Whether the element shows its text backwards, as U+202E does in plain text
-    (``<bdo dir="rtl">pihsrentrap</bdo>`` shows "partnership")."""
-    style = attrs.get("style")
-    if style and "bidi-override" in style.lower():
-        declarations = _declarations(style)
-        if declarations.get("unicode-bidi") == "bidi-override":
-            return declarations.get("direction") == "rtl"
-    return tag == "bdo" and (attrs.get("dir") or "").strip().lower() == "rtl"
 
 
 def _tiny_image(attrs: dict) -> bool:
