@@ -123,6 +123,32 @@ def _folder(tmp_path, count=3):
     return folder
 
 
+@pytest.mark.parametrize("to", [
+    "Jörg Brandt <jörg@beispiel.example>, info@bücher.example",
+    '"Doe, Jo" <jd@x.example>, =?iso-8859-1?Q?M=FCller=2C_Hans?= <hans@x.example>',
+    '"John \\"JJ\\" Smith" <j@x.example>',
+])
+def test_a_large_message_is_stored_reduced_with_its_recipients_and_reads_back_the_same(tmp_path, to):
+    """Past 64 KB the store keeps a plain-text message of what partnercheck reads; its To
+    header must hold any name or address and give back the same recipients and tokens."""
+    from partnercheck.learning.corrections import reduced_message
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    raw = (f"From: Ana <ana@a.example>\nTo: {to}\nSubject: Hi Jo\nMIME-Version: 1.0\n"
+           "Content-Type: text/plain; charset=utf-8\n\nHi Jörg, Hans and Jo, shall we run the meetup together?\n"
+           + "x" * 70_000 + "\n").encode()
+    record = parse_message(raw)
+    again = parse_message(reduced_message(record))
+    assert (again.to, again.to_names) == (record.to, record.to_names) and len(record.to) >= 1
+    assert extract(again, builtin_rules()).tokens == extract(record, builtin_rules()).tokens
+    store = tmp_path / "store.sqlite3"
+    path = tmp_path / "big.eml"
+    path.write_bytes(raw)
+    result = CliRunner().invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "--store", str(store), str(path)])
+    assert result.exit_code == 0 and "learned 1 message as pitch" in result.output, result.output
+
+
 def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
     folder = _folder(tmp_path)
     first = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])

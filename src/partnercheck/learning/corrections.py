@@ -29,7 +29,6 @@ import sqlite3
 import time
 import zlib
 from dataclasses import dataclass, field
-from email.utils import formataddr
 from itertools import zip_longest
 from typing import Callable, Iterable, Iterator
 
@@ -189,8 +188,8 @@ def reduced_message(record: EmailRecord) -> bytes:
 
     add("From", f"{record.from_name} <{record.from_addr}>" if record.from_name and record.from_addr
         else record.from_addr)
-    add("To", ", ".join(formataddr((name, address)) for name, address
-                        in zip_longest(record.to_names, record.to, fillvalue="")))
+    add("To", ", ".join(f'"{_quoted(name)}" <{address}>' if name else address
+                        for name, address in zip_longest(record.to_names, record.to, fillvalue="")))
     add("Cc", ", ".join(record.cc))
     add("Reply-To", record.reply_to)
     add("Subject", record.subject)
@@ -205,6 +204,11 @@ def reduced_message(record: EmailRecord) -> bytes:
     if record.signature:
         body += "\n\n-- \n" + record.signature
     return ("\n".join(lines) + "\n\n" + body + "\n").encode("utf-8", "surrogatepass")
+
+
+def _quoted(name: str) -> str:
+    """A display name inside an RFC 5322 quoted string, as UTF-8 (the message is 8-bit)."""
+    return name.replace("\\", "\\\\").replace('"', '\\"')
 
 
 @dataclass

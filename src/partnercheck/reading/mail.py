@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.header import decode_header, make_header
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime, unquote
 
 from .html_text import html_to_text
 
@@ -268,8 +268,10 @@ def _address(value: str) -> tuple[str, str]:
     """
     angle = _ANGLE_ADDRESS.search(value)
     if angle:
-        name = value[: angle.start()].strip().strip('"').strip()
-        return name, angle.group(1).lower()
+        name = value[: angle.start()].strip()
+        if len(name) > 1 and name[0] == name[-1] == '"':
+            name = unquote(name)  # also undoes quoted pairs: "John \"JJ\" Smith"
+        return name.strip('"').strip(), angle.group(1).lower()
     bare = _BARE_ADDRESS.fullmatch(value)
     if bare:
         return "", bare.group(1).lower()
@@ -281,11 +283,12 @@ def _mailboxes(values: list[str], problems: list[str]) -> list[tuple[str, str]]:
     """(display name, lower-cased address) of each mailbox with an address in a To or Cc header."""
     if not values:
         return []
-    decoded = [header_text(v, problems) for v in values]
-    if len(decoded) == 1 and "," not in decoded[0]:
-        name, address = _address(decoded[0])
+    if len(values) == 1 and "," not in values[0]:
+        name, address = _address(header_text(values[0], problems))
         return [(name, address)] if address else []
-    return [(name, addr.lower()) for name, addr in getaddresses(decoded) if "@" in addr]
+    # Split before decoding: an encoded word may hold a comma ("=?...?Q?M=FCller=2C_Hans?=").
+    return [(header_text(name, problems), header_text(addr).lower()) for name, addr in getaddresses(values)
+            if "@" in addr]
 
 
 class _BodyParts:
