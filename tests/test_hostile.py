@@ -556,14 +556,25 @@ def test_the_nesting_limit_counts_no_tag_inside_a_comment_or_a_script(html):
     '<span class="x">', "<p id='y'>",
 ])
 def test_text_hidden_behind_hundreds_of_unclosed_tags_stays_hidden(hiding):
-    """Past the nesting limit start tags are cut, but one that hides its content takes the
-    content with it: 250 unclosed <div>s do not make a hidden decoy visible."""
+    """Past the nesting limit start tags are cut, but not one that may hide its content:
+    250 unclosed <div>s do not make a hidden decoy visible."""
     sheet = "<style>.x, #y { display: none }</style>"
-    html = sheet + "<div>" * 250 + f"Plans start at $99. {hiding}partner with us <b>as equals</b></{hiding[1:3]}> Thanks."
+    name = hiding[1:].split()[0].rstrip(">")
+    html = sheet + "<div>" * 250 + f"Plans start at $99. {hiding}partner with us <b>as equals</b></{name}> Thanks."
     assert html_to_text(html).text == "Plans start at $99. Thanks."
     assert html_to_text(html.replace(" Thanks.", "")).text == "Plans start at $99."  # never closed: to the end
     shown = html.replace(hiding, '<span style="color:#cc0000">')
     assert " ".join(html_to_text(shown).text.split()) == "Plans start at $99. partner with us as equals Thanks."
+
+
+@pytest.mark.parametrize("html, shown", [
+    ("<div hidden><b>decoy</div> Plans start at $99.", "Plans start at $99."),  # an unclosed tag inside
+    ("<div hidden></b>decoy</div> Plans start at $99.", "Plans start at $99."),  # a stray end tag inside
+    ("<div style='background:#000'><span style='color:#fff'>Plans start at $99.</span></div>",
+     "Plans start at $99."),  # white on black is seen
+])
+def test_past_the_nesting_limit_the_parser_still_decides_what_is_hidden(html, shown):
+    assert html_to_text("<div>" * 250 + html).text == shown
 
 
 @pytest.mark.parametrize("opener", ["<!-->", "<!--->", "<!-- x --!>", "<script>x</script x>"])

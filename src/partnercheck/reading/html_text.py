@@ -31,6 +31,8 @@ from selectolax.lexbor import LexborHTMLParser
 MAX_STYLE_CHARS = 200_000
 #: Block elements nested deeper than this are read as spans (see :func:`_limit_nesting`).
 MAX_NESTING = 200
+#: Start tags past :data:`MAX_NESTING` kept because they may hide their content.
+MAX_KEPT_PAST_NESTING = 100
 #: Two colours closer than this on every channel count as the same (white on #fefefe).
 _SAME_COLOUR = 24
 
@@ -52,6 +54,8 @@ _TAG_NAME = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
 #: tags from the nesting limit, and the parse would be quadratic again.
 _NO_TAGS = re.compile(r"<!--(?:-?>|.*?(?:--!?>|\Z))|<(script|style)\b.*?(?:</\1(?=[\s/>])[^>]*>|\Z)",
                       re.I | re.S)
+#: An attribute through which a start tag can hide its content (see :func:`_judge`).
+_MAY_HIDE = re.compile(r"\b(?:hidden|aria-hidden|style|class|id|color|bgcolor)\b", re.I)
 _PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
 _NUMBER = re.compile(r"\s*(-?[0-9]*\.?[0-9]+)\s*([a-z%]*)")
 _SIMPLE_SELECTOR = re.compile(r"[a-z0-9_-]*((?:[.#][a-z0-9_-]+)+)")
@@ -147,79 +151,47 @@ def _limit_nesting(html: str) -> str:
     elements hundreds deep, so deeper start tags are cut out (their text stays), which keeps
     the stack short. Tags that close themselves or are usually left open do not count.
 
-    A cut start tag that would have hidden its content (:func:`_hides_content`) takes that
-    content with it, up to the end tag that closes it (or the end of the document), so that
-    text hidden behind hundreds of unclosed tags stays hidden.
+    Past the limit, a start tag with an attribute that can hide what it holds (``hidden``,
+    ``style``, ``class``, ...) is kept, up to :data:`MAX_KEPT_PAST_NESTING` of them, so that
+    the parser closes it where a browser would and its content stays hidden when it is:
+    cut, it let 250 unclosed tags turn a hidden decoy into visible text.
     """
     if html.count("<") <= MAX_NESTING and "<select" not in html.lower():
         return html
-    depth = 0
+    depth = kept = 0
     pieces: list[str] = []
     at = 0
-    hiding_above = None  # while content is being cut: the depth at which the hiding tag opened
     # A "<" inside a comment, script or style sheet is no tag: cutting from it to the next ">"
     # would eat the "-->" or "</script>" and turn what follows into hidden text.
-    quiet = list(_NO_TAGS.finditer(html))
-    selectors = None
+    quiet = [(m.start(), m.end()) for m in _NO_TAGS.finditer(html)]
     region = 0
     for tag in _TAG_NAME.finditer(html):
         if tag.start() < at:
             continue
-        while region < len(quiet) and quiet[region].end() <= tag.start():
+        while region < len(quiet) and quiet[region][1] <= tag.start():
             region += 1
-        if region < len(quiet) and quiet[region].start() <= tag.start():
+        if region < len(quiet) and quiet[region][0] <= tag.start():
             continue
         name = tag.group(2).lower()
         if name in _UNNESTED:
             continue
         if tag.group(1):
             depth = max(depth - 1, 0)
-            if hiding_above is not None and depth <= hiding_above:
-                end = html.find(">", tag.end())
-                at = len(html) if end == -1 else end + 1
-                hiding_above = None
             continue
         if name != "select":
             depth += 1
             if depth <= MAX_NESTING:
                 continue
-        if hiding_above is not None:
-            continue
         end = html.find(">", tag.end())
+        if name != "select" and kept < MAX_KEPT_PAST_NESTING and _MAY_HIDE.search(html, tag.end(), end):
+            kept += 1
+            continue
         pieces.append(html[at:tag.start()])
         at = len(html) if end == -1 else end + 1
-        if name != "select" and end != -1:
-            if selectors is None:
-                selectors = _hidden_selectors(_style_text(m) for m in quiet if m.group(1))
-            if _hides_content(html[tag.end():end], *selectors):
-                hiding_above = depth - 1
     if not pieces:
         return html
-    if hiding_above is None:
-        pieces.append(html[at:])
+    pieces.append(html[at:])
     return "".join(pieces)
-
-
-_ATTRIBUTE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
-
-
-def _hides_content(attributes: str, hidden_classes: frozenset, hidden_ids: frozenset) -> bool:
-    """Whether a start tag with these raw attributes hides what it holds from a reader, as
-    the tree walk of :func:`html_to_text` would judge it at the top of a white page."""
-    if "=" not in attributes and "hidden" not in attributes.lower():
-        return False
-    attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) or ""
-             for m in _ATTRIBUTE.finditer(attributes)}
-    hidden, colour, background = _judge(attrs, _DEFAULT_TEXT, _DEFAULT_BACKGROUND, hidden_classes, hidden_ids)
-    return hidden or (colour is not None and (colour == _TRANSPARENT or _same_colour(colour, background)))
-
-
-def _style_text(match: re.Match) -> str:
-    """The style sheet inside a ``<style>`` element found by :data:`_NO_TAGS`."""
-    text = match.group()
-    start = text.find(">") + 1
-    end = text.lower().rfind("</style")
-    return text[start:end if end >= start else len(text)]
 
 
 def _tidy(text: str) -> str:
@@ -390,15 +362,10 @@ def _same_colour(a, b) -> bool:
 
 def _hiding_rules(tree) -> tuple[frozenset, frozenset]:
     """The classes and ids that top-level rules in the document's <style> blocks hide."""
-    return _hidden_selectors(node.text(deep=True) or "" for node in tree.css("style"))
-
-
-def _hidden_selectors(style_texts) -> tuple[frozenset, frozenset]:
-    """The classes and ids that top-level rules in these style sheets hide (read up to
-    :data:`MAX_STYLE_CHARS` in all)."""
     styles = []
     total = 0
-    for text in style_texts:
+    for node in tree.css("style"):
+        text = node.text(deep=True) or ""
         styles.append(text[: MAX_STYLE_CHARS - total])
         total += len(styles[-1])
         if total >= MAX_STYLE_CHARS:
