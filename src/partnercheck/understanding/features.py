@@ -27,6 +27,7 @@ as terms of the matrix, with a corpus two and a half times as large and far more
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import re
 import sys
@@ -49,21 +50,28 @@ FUNCTION_WORDS = frozenset(
     "whom whose why will with would you your yours yourself yourselves".split()
 )
 #: Words of display names and mailbox names that say what a mailbox is for, not who reads
-#: it ("Partnerships Team <partnerships@...>", "Trading Desk"): they stay tokens where the
-#: text uses them. Every other word of a sender's or recipient's name is a name.
+#: it ("Partnerships Team <partnerships@...>", "Brand Collaborations", "Trading Desk"),
+#: compared by stem, so plurals count too: they stay tokens where the text uses them. Every
+#: other word of a sender's or recipient's name is a name.
 _ROLE_WORDS = frozenset(
-    "accounts admin administrator assistant billing board business care committee community "
-    "company contact council crew customer customers department deputy desk dev developers "
-    "development director editor editorial editors engineering enquiries events everyone executive "
-    "finance folks founder founders general group head hello help hq hr inbox info information "
-    "investors jobs leadership legal list mail maintainers management manager managers marketing "
-    "media members news newsletter office officer operations ops organisers organizers owner "
-    "owners partner partners partnership partnerships people practice press procurement product "
-    "program programme projects reader readers registered relations research sales secretary "
-    "service services site sponsors sponsorship staff student students subscriber subscribers "
-    "support team teams user users volunteers webmaster".split()
+    "accounts admin administrator ads advertising affiliate agency alerts alliances assistant "
+    "billing bizdev board brand business care careers collab collaboration committee community "
+    "company compliance contact content council creator crew customer department deputy desk dev "
+    "developer development director distribution editor editorial engineering enquiries enquiry "
+    "events everyone executive finance folks founder general group growth head hello help hiring "
+    "hq hr inbox influencer info information inquiries investor invoices jobs leadership legal "
+    "licensing list mail maintainer management manager marketing media member news newsletter "
+    "noreply notifications office officer operations opportunities ops orders organiser organizer "
+    "outreach owner partner partnership payments people practice press privacy procurement product "
+    "program programme project purchasing reader recruiting registered relations research reseller "
+    "sales secretary security service site sponsor sponsorship staff student subscriber success "
+    "supplier support talent team user vendor volunteer webmaster".split()
 )
-_NOT_NAMES = FUNCTION_WORDS | _ROLE_WORDS
+
+
+@functools.lru_cache(maxsize=1)
+def _role_stems() -> frozenset[str]:
+    return frozenset(_STEMS.get(w) or _stem(w) for w in _ROLE_WORDS)
 
 _stemmer = None
 _STEMS: dict[str, str] = {}
@@ -183,7 +191,8 @@ def _name_stems(record: EmailRecord) -> frozenset[str]:
     parts.extend(address.partition("@")[0] for address in record.to[:5])
     parts.extend(record.to_names[:5])
     words = _TOKEN.findall(normalize(" ".join(parts).replace(".", " ").replace("_", " ")))
-    return frozenset(_STEMS.get(w) or _stem(w) for w in words if w not in _NOT_NAMES)
+    stems = {_STEMS.get(w) or _stem(w) for w in words if w not in FUNCTION_WORDS}
+    return frozenset(stems - _role_stems())
 
 
 def _words(text: str) -> list[str]:
