@@ -170,6 +170,7 @@ def test_an_alternative_with_a_blank_plain_part_is_read_from_its_html(parts):
 @pytest.mark.parametrize("charset, codec", [
     ("utf-16", "utf-16"),  # with a byte order mark
     ("utf-16", "utf-16-be"),  # without one, big-endian
+    ("utf-16", "utf-16-le"),  # without one, little-endian: its zero bytes tell
     ("UTF-16LE", "utf-16-le"),
     ("utf-32", "utf-32"),
 ])
@@ -185,3 +186,13 @@ def test_a_part_declared_utf16_that_is_not_stays_binary_data():
     not_utf16 = b"\x00\xd8\xd8\x00" * 100  # a high surrogate followed by no low one, in either byte order
     record = parse_message(_alternative(("text/plain; charset=utf-16", "base64", base64.encodebytes(not_utf16))))
     assert record.body == "" and "binary data, not text" in record.problems
+
+
+def test_a_part_labelled_utf16_without_a_bom_reads_as_the_ascii_it_is_or_as_rfc_2781_big_endian():
+    ascii_text = b"We would love to partner with you on this.\n"  # odd length, no zero byte
+    record = parse_message(_alternative(("text/plain; charset=utf-16", "8bit", ascii_text)))
+    assert record.body == "We would love to partner with you on this."
+    cjk = "合作伙伴计划：我们一起举办活动。\n"
+    record = parse_message(_alternative(("text/plain; charset=utf-16", "base64",
+                                         base64.encodebytes(cjk.encode("utf-16-be")))))
+    assert record.body == cjk.strip()

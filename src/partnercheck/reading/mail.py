@@ -523,7 +523,8 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
     Checked before anything looks for binary data: half the bytes of English in UTF-16 are
     NUL. A byte order mark decides the order and is dropped. Without one, plain ``utf-16``
     or ``utf-32`` is read in the order whose high bytes are zero more often (Latin text), or
-    else little-endian, as Windows writes it and mail clients read it. A transport's line
+    else big-endian, as RFC 2781 says; ASCII text with no zero byte at all is not UTF-16
+    whatever its label says, and is left to the ordinary path. A transport's line
     break after the last whole unit is dropped; so is a unit cut in half where the part was
     cut (``whole`` false).
     """
@@ -542,7 +543,9 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
         name, data = family + "-be", data[len(big):]
     elif name == family:
         sample = data[:_SAMPLE_CHARS]
-        name += "-be" if sample[::width].count(0) > sample[width - 1::width].count(0) else "-le"
+        if 0 not in sample and data.isascii():
+            return None  # plain ASCII under a wrong label: read as it is
+        name += "-le" if sample[width - 1::width].count(0) > sample[::width].count(0) else "-be"
     extra = len(data) % width
     if extra and not data[-extra:].strip(b"\r\n"):
         data = data[:-extra]
