@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -212,6 +213,31 @@ def test_a_save_removes_what_killed_saves_left_and_keeps_what_live_ones_are_writ
         live.wait()
     assert live.returncode == 0 and target.read_bytes() == b"half and the rest"
     assert _partial(tmp_path) == {unknown.name}
+
+
+def test_a_writer_on_another_host_keeps_its_temporary_file_whatever_the_host_names(tmp_path, monkeypatch):
+    """Hosts sharing a folder check no PID of each other's: "node.1" and "node-1", or two
+    hosts both called "localhost", are told apart (by a hash of the name and the boot)."""
+    from partnercheck import atomic
+
+    places = set()
+    for host, boot in (("node.1", "b1"), ("node-1", "b1"), ("localhost", "b2"), ("localhost", "b3")):
+        monkeypatch.setattr(atomic.socket, "gethostname", lambda host=host: host)
+        real_open = open
+        monkeypatch.setattr("builtins.open", lambda path, *a, boot=boot, **k: io.StringIO(boot)
+                            if path == "/proc/sys/kernel/random/boot_id" else real_open(path, *a, **k))
+        atomic._place.cache_clear()
+        places.add(atomic._place())
+    monkeypatch.undo()
+    atomic._place.cache_clear()
+    assert len(places) == 4
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    other = tmp_path / f".out.csv.{sorted(places)[0]}.{int(dead.stdout)}.x1.partial"
+    other.write_bytes(b"half")
+    atomic._swept.discard(str(tmp_path))
+    with atomic.atomic_file(str(tmp_path / "out.csv")) as handle:
+        handle.write(b"done")
+    assert other.exists() and (tmp_path / "out.csv").read_bytes() == b"done"
 
 
 def test_clues_are_never_function_words_or_names(shipped_model):

@@ -7,8 +7,9 @@ file or the new one, never a torn mix.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
-import re
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -63,15 +64,20 @@ def discard(temp: str) -> None:
 _swept: set[str] = set()
 
 
+@functools.lru_cache(maxsize=1)
 def _place() -> str:
-    """Where this process runs, as one dot-free word: the host name (folders can be shared
-    between machines) and, on Linux, the PID namespace (a container can share the host name
-    but not the host's PIDs)."""
-    place = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
+    """Where this process runs, as 16 hex digits: a hash of the host name (folders can be
+    shared between machines), this boot of it (two hosts can share a name) and, on Linux,
+    the PID namespace (a container can share the host name but not the host's PIDs). A PID
+    is checked for life only against files written from the same place."""
+    parts = [socket.gethostname()]
     try:
-        return f"{place}-{os.stat('/proc/self/ns/pid').st_ino}"
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            parts.append(handle.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
     except OSError:
-        return place
+        pass
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _remove_dead_writers_files(folder: str, place: str) -> None:
