@@ -223,6 +223,35 @@ def test_a_fifo_is_opened_once_and_only_when_read(tmp_path):
     writer.join()
 
 
+def test_a_stream_whose_first_bytes_come_in_pieces_is_still_read_as_an_mbox(tmp_path):
+    """The format of a pipe is told from its first five bytes, however the writer splits them."""
+    import threading
+    import time
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write_slowly():
+        with open(fifo, "wb", buffering=0) as handle:
+            handle.write(MBOX[:2])
+            time.sleep(0.3)
+            handle.write(MBOX[2:])
+
+    writer = threading.Thread(target=write_slowly, daemon=True)
+    writer.start()
+    assert [r.subject for r in Source(str(fifo))] == ["first", "second"]
+    writer.join()
+
+
+def test_a_fifo_or_device_inside_a_folder_is_reported_not_waited_on(tmp_path):
+    write(tmp_path / "mail" / "a.eml", MBOX.split(b"\n", 1)[1])
+    os.mkfifo(tmp_path / "mail" / "stuck.eml")
+    os.symlink("/dev/zero", tmp_path / "mail" / "zero.eml")
+    records = {r.key: r for r in Source(str(tmp_path / "mail"))}
+    assert records["a.eml"].readable
+    assert all("not a regular file" in records[k].problems[0] for k in ("stuck.eml", "zero.eml"))
+
+
 def test_forced_format(tmp_path):
     path = write(tmp_path / "mail.txt", MBOX)
     assert len(list(Source(str(path), fmt="eml"))) == 1

@@ -180,12 +180,11 @@ class Source:
     def _read_messages(self, stream: IO[bytes]) -> Iterator[RawMessage]:
         fmt = self.format
         if fmt == STREAM:
-            if not hasattr(stream, "peek"):
-                stream = io.BytesIO(stream.read())
-                first = stream.getvalue()[:5]
-            else:
-                first = stream.peek(5)[:5]
+            first = stream.read(5)  # a pipe may deliver fewer bytes a read: read until 5 or the end
+            while 0 < len(first) < 5 and (more := stream.read(5 - len(first))):
+                first += more
             fmt = "mbox" if first == b"From " else "eml"
+            stream = _Prefixed(first, stream)
         if fmt == "mbox":
             for key, raw in read_mbox(stream):
                 self.position += len(raw)
@@ -210,6 +209,9 @@ class Source:
         for file, label in files:
             key = file.relative_to(root).as_posix()
             self.position += 1
+            if _special(file):  # opening or reading it could wait for ever
+                yield RawMessage(key, b"", label, f"{file}: not a regular file, so not read")
+                continue
             try:
                 with _open_read(file) as handle:
                     yield RawMessage(key, handle.read(), label)
@@ -531,6 +533,32 @@ def _is_pipe(path: str) -> bool:
         return stat.S_ISFIFO(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` is a FIFO, a device or a socket: in a folder of messages, one that
+    may never end or never answer, where only a regular file is a message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
+
+
+class _Prefixed:
+    """A stream whose first bytes were read to tell its format, with them put back."""
+
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self.prefix, self.stream = prefix, stream
+
+    def read(self, size: int = -1) -> bytes:
+        prefix, self.prefix = self.prefix, b""
+        if size is None or size < 0:
+            return prefix + self.stream.read()
+        if len(prefix) >= size:
+            self.prefix = prefix[size:]
+            return prefix[:size]
+        return prefix + self.stream.read(size - len(prefix))
 
 
 def _open_read(path: Path) -> IO[bytes]:
