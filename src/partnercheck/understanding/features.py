@@ -50,22 +50,22 @@ FUNCTION_WORDS = frozenset(
     "whom whose why will with would you your yours yourself yourselves".split()
 )
 #: Words of display names and mailbox names that say what a mailbox is for, not who reads
-#: it ("Partnerships Team <partnerships@...>", "Brand Collaborations", "Trading Desk"),
-#: compared by stem, so plurals count too: they stay tokens where the text uses them. Every
-#: other word of a sender's or recipient's name is a name.
+#: it ("Partnerships Team <partnerships@...>", "Trading Desk"), compared by stem, so plurals
+#: count too: they stay tokens where the text uses them. Every other word of a sender's or
+#: recipient's name is a name. A longer list (brand, collaboration, affiliate, advertising,
+#: growth, influencer, agency, vendor, talent and 40 more) lowered real-mail macro-F1 over
+#: training seeds 0-3 from 0.912 to 0.899 on average (0.895-0.908 against 0.908-0.917).
 _ROLE_WORDS = frozenset(
-    "accounts admin administrator ads advertising affiliate agency alerts alliances assistant "
-    "billing bizdev board brand business care careers collab collaboration committee community "
-    "company compliance contact content council creator crew customer department deputy desk dev "
-    "developer development director distribution editor editorial engineering enquiries enquiry "
-    "events everyone executive finance folks founder general group growth head hello help hiring "
-    "hq hr inbox influencer info information inquiries investor invoices jobs leadership legal "
-    "licensing list mail maintainer management manager marketing media member news newsletter "
-    "noreply notifications office officer operations opportunities ops orders organiser organizer "
-    "outreach owner partner partnership payments people practice press privacy procurement product "
-    "program programme project purchasing reader recruiting registered relations research reseller "
-    "sales secretary security service site sponsor sponsorship staff student subscriber success "
-    "supplier support talent team user vendor volunteer webmaster".split()
+    "accounts admin administrator assistant billing board business care committee community "
+    "company contact council crew customer customers department deputy desk dev developers "
+    "development director editor editorial editors engineering enquiries events everyone executive "
+    "finance folks founder founders general group head hello help hq hr inbox info information "
+    "investors jobs leadership legal list mail maintainers management manager managers marketing "
+    "media members news newsletter office officer operations ops organisers organizers owner "
+    "owners partner partners partnership partnerships people practice press procurement product "
+    "program programme projects reader readers registered relations research sales secretary "
+    "service services site sponsors sponsorship staff student students subscriber subscribers "
+    "support team teams user users volunteers webmaster".split()
 )
 
 
