@@ -32,6 +32,21 @@ def test_headers_of_an_ordinary_message():
     assert record.raw == raw and record.problems == []
 
 
+@pytest.mark.parametrize("header, name, address", [
+    ('"Boss <ceo@bank.example>" <x@elsewhere.example>', "Boss <ceo@bank.example>", "x@elsewhere.example"),
+    ("=?utf-8?q?Boss_=3Cceo=40bank.example=3E?= <x@elsewhere.example>", "Boss <ceo@bank.example>",
+     "x@elsewhere.example"),
+    ('"Ann \\"Q\\"" <a@x.example>', 'Ann "Q"', "a@x.example"),
+    ("Jas @ Velvet Reach <jas@velvet.example>", "Jas @ Velvet Reach", "jas@velvet.example"),
+])
+def test_the_sender_is_the_last_address_in_angle_brackets_not_one_in_the_name(header, name, address):
+    """An allow or block list matches the address the mail came from, never one written into
+    the display name, plain or encoded."""
+    record = parse_message(f"From: {header}\nTo: {header}\n\nhi\n".encode())
+    assert (record.from_name, record.from_addr) == (name, address)
+    assert (record.to_names, record.to) == ((name,), (address,))
+
+
 def test_recipients_display_names_are_kept_beside_their_addresses():
     raw = (b"From: ana@fernhollow.example\nTo: Sam Carter <SCarter@quill.test>, \"Doe, Jo\" <jo@x.test>, "
            b"bare@y.test\nSubject: hi\n\nHello\n")
@@ -188,11 +203,16 @@ def test_a_part_declared_utf16_that_is_not_stays_binary_data():
     assert record.body == "" and "binary data, not text" in record.problems
 
 
-def test_a_part_labelled_utf16_without_a_bom_reads_as_the_ascii_it_is_or_as_rfc_2781_big_endian():
-    ascii_text = b"We would love to partner with you on this.\n"  # odd length, no zero byte
-    record = parse_message(_alternative(("text/plain; charset=utf-16", "8bit", ascii_text)))
-    assert record.body == "We would love to partner with you on this."
-    cjk = "合作伙伴计划：我们一起举办活动。\n"
-    record = parse_message(_alternative(("text/plain; charset=utf-16", "base64",
-                                         base64.encodebytes(cjk.encode("utf-16-be")))))
-    assert record.body == cjk.strip()
+@pytest.mark.parametrize("data, text", [
+    (b"We would love to partner with you on this.\n", "We would love to partner with you on this."),  # odd length
+    (b"Hello there, friend!\n", "Hello there, friend!"),  # even length
+    ("Café crème, à bientôt.\n".encode("latin-1"), "Café crème, à bientôt."),
+    ("Café crème, à bientôt.\n".encode("utf-8"), "Café crème, à bientôt."),
+    ("合作伙伴计划：我们一起举办活动。\n".encode("utf-16-be"), "合作伙伴计划：我们一起举办活动。"),
+    ("我们希望与贵公司合作举办活动。请回复。".encode("utf-16-le"), "我们希望与贵公司合作举办活动。请回复。"),
+])
+def test_a_part_labelled_utf16_without_a_bom_reads_as_what_it_is(data, text):
+    """No byte order mark: 8-bit text under a wrong label is read as 8-bit text, and text
+    with no Latin letter in the byte order whose characters Unicode assigns."""
+    record = parse_message(_alternative(("text/plain; charset=utf-16", "base64", base64.encodebytes(data))))
+    assert record.body == text

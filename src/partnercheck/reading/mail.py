@@ -18,6 +18,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.header import decode_header, make_header
@@ -264,14 +265,17 @@ def _address(value: str) -> tuple[str, str]:
 
     An address in angle brackets wins, whatever the display name holds: real mail has
     unquoted commas and "@" in names ("Jas @ Velvet Reach <jas@...>"), which the standard
-    parser splits into several wrong addresses.
+    parser splits into several wrong addresses. The last one wins: one in the display name
+    (``"Boss <ceo@bank.example>" <x@elsewhere.example>``) is not where the mail came from.
     """
-    angle = _ANGLE_ADDRESS.search(value)
+    angle = None
+    for angle in _ANGLE_ADDRESS.finditer(value):
+        pass
     if angle:
         name = value[: angle.start()].strip()
         if len(name) > 1 and name[0] == name[-1] == '"':
-            name = unquote(name)  # also undoes quoted pairs: "John \"JJ\" Smith"
-        return name.strip('"').strip(), angle.group(1).lower()
+            name = unquote(name).strip()  # also undoes quoted pairs: "John \"JJ\" Smith"
+        return name, angle.group(1).lower()
     bare = _BARE_ADDRESS.fullmatch(value)
     if bare:
         return "", bare.group(1).lower()
@@ -522,9 +526,11 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
 
     Checked before anything looks for binary data: half the bytes of English in UTF-16 are
     NUL. A byte order mark decides the order and is dropped. Without one, plain ``utf-16``
-    or ``utf-32`` is read in the order whose high bytes are zero more often (Latin text), or
-    else big-endian, as RFC 2781 says; ASCII text with no zero byte at all is not UTF-16
-    whatever its label says, and is left to the ordinary path. A transport's line
+    or ``utf-32`` is read in the order whose high bytes are zero more often (Latin text), or,
+    with no zero byte at all, in the order that gives characters Unicode assigns, big-endian
+    on a tie (RFC 2781). Bytes with neither a zero byte nor a control byte are 8-bit text
+    whatever the label says (a UTF-16 character's low byte is a control byte one time in
+    nine), and are read as :func:`decode_mixed` reads it. A transport's line
     break after the last whole unit is dropped; so is a unit cut in half where the part was
     cut (``whole`` false).
     """
@@ -543,9 +549,19 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
         name, data = family + "-be", data[len(big):]
     elif name == family:
         sample = data[:_SAMPLE_CHARS]
-        if 0 not in sample and data.isascii():
-            return None  # plain ASCII under a wrong label: read as it is
-        name += "-le" if sample[width - 1::width].count(0) > sample[::width].count(0) else "-be"
+        if 0 not in sample and len(sample.translate(None, _CONTROL_BYTES)) == len(sample):
+            return decode_mixed(data)  # 8-bit text (ASCII, UTF-8, Latin-1) under a wrong label
+        if 0 in sample:
+            name += "-le" if sample[width - 1::width].count(0) > sample[::width].count(0) else "-be"
+        else:  # text with no Latin letter: the order whose characters Unicode assigns, else big-endian
+            return min((_decoded(family + order, data, width, whole) for order in ("-be", "-le")),
+                       key=_unassigned)
+    return _decoded(name, data, width, whole)
+
+
+def _decoded(name: str, data: bytes, width: int, whole: bool) -> str | None:
+    """``data`` decoded by the codec ``name``, or None when it is not valid there; a
+    transport's line break after the last whole unit is dropped."""
     extra = len(data) % width
     if extra and not data[-extra:].strip(b"\r\n"):
         data = data[:-extra]
@@ -553,6 +569,13 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
         return codecs.getincrementaldecoder(name)().decode(data, final=whole)
     except UnicodeDecodeError:
         return None
+
+
+def _unassigned(text: str | None) -> float:
+    """How many of the first characters of ``text`` Unicode leaves unassigned or private."""
+    if text is None:
+        return float("inf")
+    return sum(unicodedata.category(char) in ("Cn", "Co", "Cs") for char in text[:_SAMPLE_CHARS])
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
