@@ -572,6 +572,10 @@ def test_text_hidden_behind_hundreds_of_unclosed_tags_stays_hidden(hiding):
     ("<div hidden></b>decoy</div> Plans start at $99.", "Plans start at $99."),  # a stray end tag inside
     ("<div style='background:#000'><span style='color:#fff'>Plans start at $99.</span></div>",
      "Plans start at $99."),  # white on black is seen
+    ('<b class="a">x</b>' * 150 + "<div hidden>decoy</div> Plans start at $99.",
+     "x" * 150 + " Plans start at $99."),  # closed tags do not use up what may be kept
+    ('<div title=">" style="display:none">decoy</div> Plans start at $99.', "Plans start at $99."),
+    ("<div title=O'Reilly>Plans start at $99.</div>", "Plans start at $99."),
 ])
 def test_past_the_nesting_limit_the_parser_still_decides_what_is_hidden(html, shown):
     assert html_to_text("<div>" * 250 + html).text == shown

@@ -31,7 +31,7 @@ from selectolax.lexbor import LexborHTMLParser
 MAX_STYLE_CHARS = 200_000
 #: Block elements nested deeper than this are read as spans (see :func:`_limit_nesting`).
 MAX_NESTING = 200
-#: Start tags past :data:`MAX_NESTING` kept because they may hide their content.
+#: Start tags past :data:`MAX_NESTING` kept open at once because they may hide their content.
 MAX_KEPT_PAST_NESTING = 100
 #: Two colours closer than this on every channel count as the same (white on #fefefe).
 _SAME_COLOUR = 24
@@ -54,6 +54,9 @@ _TAG_NAME = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
 #: tags from the nesting limit, and the parse would be quadratic again.
 _NO_TAGS = re.compile(r"<!--(?:-?>|.*?(?:--!?>|\Z))|<(script|style)\b.*?(?:</\1(?=[\s/>])[^>]*>|\Z)",
                       re.I | re.S)
+#: The rest of a start tag up to its ">", quoted attribute values skipped as a parser skips
+#: them; possessive, so that a tag that never ends costs one pass.
+_TAG_REST = re.compile(r"""(?:[^>=]++|=\s*+"[^"]*+"|=\s*+'[^']*+'|=[^\s>]*+)*+>""")
 #: An attribute through which a start tag can hide its content (see :func:`_judge`).
 _MAY_HIDE = re.compile(r"\b(?:hidden|aria-hidden|style|class|id|color|bgcolor)\b", re.I)
 _PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
@@ -152,13 +155,15 @@ def _limit_nesting(html: str) -> str:
     the stack short. Tags that close themselves or are usually left open do not count.
 
     Past the limit, a start tag with an attribute that can hide what it holds (``hidden``,
-    ``style``, ``class``, ...) is kept, up to :data:`MAX_KEPT_PAST_NESTING` of them, so that
-    the parser closes it where a browser would and its content stays hidden when it is:
-    cut, it let 250 unclosed tags turn a hidden decoy into visible text.
+    ``style``, ``class``, ...) is kept, up to :data:`MAX_KEPT_PAST_NESTING` of them open at
+    once (those closed again do not count), so that the parser closes it where a browser
+    would and its content stays hidden when it is: cut, it let 250 unclosed tags turn a
+    hidden decoy into visible text. A tag ends at the first ">" outside a quoted value.
     """
     if html.count("<") <= MAX_NESTING and "<select" not in html.lower():
         return html
-    depth = kept = 0
+    depth = 0
+    kept: list[int] = []  # the depths of the kept start tags still open
     pieces: list[str] = []
     at = 0
     # A "<" inside a comment, script or style sheet is no tag: cutting from it to the next ">"
@@ -177,14 +182,17 @@ def _limit_nesting(html: str) -> str:
             continue
         if tag.group(1):
             depth = max(depth - 1, 0)
+            while kept and kept[-1] > depth:
+                kept.pop()
             continue
         if name != "select":
             depth += 1
             if depth <= MAX_NESTING:
                 continue
-        end = html.find(">", tag.end())
-        if name != "select" and kept < MAX_KEPT_PAST_NESTING and _MAY_HIDE.search(html, tag.end(), end):
-            kept += 1
+        rest = _TAG_REST.match(html, tag.end())
+        end = rest.end() - 1 if rest else -1
+        if name != "select" and len(kept) < MAX_KEPT_PAST_NESTING and _MAY_HIDE.search(html, tag.end(), end):
+            kept.append(depth)
             continue
         pieces.append(html[at:tag.start()])
         at = len(html) if end == -1 else end + 1
