@@ -74,6 +74,9 @@ def _place() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
             parts.append(handle.read().strip())
+    except OSError:
+        parts.append("")
+    try:
         parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
     except OSError:
         pass
