@@ -530,9 +530,9 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
     with no zero byte at all, in the order that gives characters Unicode assigns, big-endian
     on a tie (RFC 2781). Bytes with neither a zero byte nor a control byte are 8-bit text
     whatever the label says (a UTF-16 character's low byte is a control byte one time in
-    nine), and are read as :func:`decode_mixed` reads it. A transport's line
-    break after the last whole unit is dropped; so is a unit cut in half where the part was
-    cut (``whole`` false).
+    nine), and are read as :func:`decode_mixed` reads it. A transport's line break after
+    the last whole unit is dropped; so is a unit cut in half where the part was cut
+    (``whole`` false).
     """
     try:
         name = codecs.lookup(charset).name

@@ -529,20 +529,22 @@ def _with_label(record: EmailRecord, label: str) -> EmailRecord:
 def _is_pipe(path: str) -> bool:
     """Whether ``path`` names a pipe or FIFO (bash's ``<(...)`` names one /dev/fd/63): asked of
     its status, which, unlike opening a FIFO, never waits for a writer."""
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    return stat.S_ISFIFO(_mode(path))
 
 
 def _special(path: Path) -> bool:
     """Whether ``path`` is a FIFO, a device or a socket: in a folder of messages, one that
     may never end or never answer, where only a regular file is a message."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
+    mode = _mode(path)
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
+
+
+def _mode(path) -> int:
+    """The file type and mode bits of ``path`` (0 when it cannot be asked)."""
+    try:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):
+        return 0
 
 
 class _Prefixed:

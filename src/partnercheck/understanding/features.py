@@ -71,6 +71,7 @@ _ROLE_WORDS = frozenset(
 
 @functools.lru_cache(maxsize=1)
 def _role_stems() -> frozenset[str]:
+    """The stems of :data:`_ROLE_WORDS`, made on first use (stemming loads nltk)."""
     return frozenset(_STEMS.get(w) or _stem(w) for w in _ROLE_WORDS)
 
 _stemmer = None
