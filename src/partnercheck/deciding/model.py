@@ -122,7 +122,7 @@ def _shown_stems(vocabulary: dict[str, int]) -> dict[str, str]:
             shown.add(term[8:])
         elif term.startswith("act:"):
             shown.add(term.partition("-")[2])
-    return {word: stem for word, stem in known_stems().items() if stem in shown}
+    return {word: stem for word, stem in sorted(known_stems().items()) if stem in shown}  # sorted: the same file
 
 
 class Model:

@@ -71,8 +71,9 @@ _ROLE_WORDS = frozenset(
 
 @functools.lru_cache(maxsize=1)
 def _role_stems() -> frozenset[str]:
-    """The stems of :data:`_ROLE_WORDS`, made on first use (stemming loads nltk)."""
-    return frozenset(_STEMS.get(w) or _stem(w) for w in _ROLE_WORDS)
+    """The stems of :data:`_ROLE_WORDS`, made on first use (stemming loads nltk), outside
+    the cache of words met in mail, which a model keeps (:func:`known_stems`)."""
+    return frozenset(map(snowball().stem, _ROLE_WORDS))
 
 _stemmer = None
 _STEMS: dict[str, str] = {}
