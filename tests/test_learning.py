@@ -127,6 +127,7 @@ def _folder(tmp_path, count=3):
     "Jörg Brandt <jörg@beispiel.example>, info@bücher.example",
     '"Doe, Jo" <jd@x.example>, =?iso-8859-1?Q?M=FCller=2C_Hans?= <hans@x.example>',
     '"John \\"JJ\\" Smith" <j@x.example>',
+    "=?utf-8?q?=3D=3Futf-8=3Fq=3FJo=3F=3D?= <jo@x.example>, b@x.example",  # a name that reads '=?utf-8?q?Jo?='
 ])
 def test_a_large_message_is_stored_reduced_with_its_recipients_and_reads_back_the_same(tmp_path, to):
     """Past 64 KB the store keeps a plain-text message of what partnercheck reads; its To

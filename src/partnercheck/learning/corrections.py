@@ -29,6 +29,7 @@ import sqlite3
 import time
 import zlib
 from dataclasses import dataclass, field
+from email.header import Header
 from itertools import zip_longest
 from typing import Callable, Iterable, Iterator
 
@@ -188,7 +189,7 @@ def reduced_message(record: EmailRecord) -> bytes:
 
     add("From", f"{record.from_name} <{record.from_addr}>" if record.from_name and record.from_addr
         else record.from_addr)
-    add("To", ", ".join(f'"{_quoted(name)}" <{address}>' if name else address
+    add("To", ", ".join(f"{_display_name(name)} <{address}>" if name else address
                         for name, address in zip_longest(record.to_names, record.to, fillvalue="")))
     add("Cc", ", ".join(record.cc))
     add("Reply-To", record.reply_to)
@@ -206,9 +207,13 @@ def reduced_message(record: EmailRecord) -> bytes:
     return ("\n".join(lines) + "\n\n" + body + "\n").encode("utf-8", "surrogatepass")
 
 
-def _quoted(name: str) -> str:
-    """A display name inside an RFC 5322 quoted string, as UTF-8 (the message is 8-bit)."""
-    return name.replace("\\", "\\\\").replace('"', '\\"')
+def _display_name(name: str) -> str:
+    """A display name as an RFC 5322 quoted string in UTF-8 (the message is 8-bit), or, when
+    it holds what reads as an encoded word ("=?...?="), as an encoded word itself, so that
+    reading the copy back does not decode it a second time."""
+    if "=?" in name:
+        return Header(name, "utf-8").encode()
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass
