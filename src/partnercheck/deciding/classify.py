@@ -18,7 +18,6 @@ For each record, in order:
 from __future__ import annotations
 
 import functools
-
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
@@ -42,6 +41,8 @@ def _function_stems() -> frozenset:
     """The function words and their Snowball stems ("does" is the token "doe"): a clue of
     them alone says nothing to a reader. Made on first use: only clues need the stemmer."""
     return FUNCTION_WORDS | {snowball().stem(word) for word in FUNCTION_WORDS}
+
+
 #: A feature whose contribution to the SVM's score is under this share of the message's
 #: strongest one, or under the floor, did not carry the decision and is not shown as a clue.
 _CLUE_SHARE = 0.15

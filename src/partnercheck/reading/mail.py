@@ -340,6 +340,11 @@ _SAMPLE_CHARS = 20_000
 _CONTROL_BYTES = bytes([*range(0, 9), 11, *range(14, 32), 127])
 
 
+def _controls(sample: bytes) -> int:
+    """How many bytes of ``sample`` are control characters that text does not hold."""
+    return len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+
+
 def drop_if_binary(record: EmailRecord) -> None:
     """Empty the body of a record whose text is binary data (random bytes, a misdeclared
     attachment), noting the problem: there is nothing in it to judge, so it is unreadable
@@ -504,7 +509,7 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     if wide is not None:
         return wide
     sample = data[:_SAMPLE_CHARS]
-    if len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > MAX_NOT_TEXT_SHARE * len(sample):
+    if _controls(sample) > MAX_NOT_TEXT_SHARE * len(sample):
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     try:
         return without_lone_surrogates(data.decode(charset))
@@ -549,7 +554,7 @@ def _decode_wide(data: bytes, charset: str, whole: bool) -> str | None:
         name, data = family + "-be", data[len(big):]
     elif name == family:
         sample = data[:_SAMPLE_CHARS]
-        if 0 not in sample and len(sample.translate(None, _CONTROL_BYTES)) == len(sample):
+        if 0 not in sample and not _controls(sample):
             return decode_mixed(data)  # 8-bit text (ASCII, UTF-8, Latin-1) under a wrong label
         if 0 in sample:
             name += "-le" if sample[width - 1::width].count(0) > sample[::width].count(0) else "-be"

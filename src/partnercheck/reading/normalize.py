@@ -109,7 +109,6 @@ def normalize(text: str) -> str:
 # LRO, RLO; LRI, RLI, FSI, PDI), and the line breaks that str.splitlines knows.
 _BIDI_CONTROL = "\u202a-\u202e\u2066-\u2069"
 _LINE_BREAK = "\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
-_LINES = re.compile(f"([^{_LINE_BREAK}]*)(\r\n|[{_LINE_BREAK}]|\\Z)")
 _CONTROL_OR_BREAK = re.compile(f"(\r\n|[{_LINE_BREAK}{_BIDI_CONTROL}])")
 _MAX_BIDI_LEVEL = 125  # deeper embeddings are ignored by the algorithm, so by every client
 
@@ -134,14 +133,14 @@ def _as_displayed(text: str) -> str:
     """
     shown: list[str] = []
     overridden: list[str] = []  # consecutive lines that hold an override, with their line breaks
-    for line in _LINES.finditer(text):
-        if "\u202e" in line.group(1):
-            overridden.append(line.group())
+    for line in text.splitlines(keepends=True):
+        if "\u202e" in line:
+            overridden.append(line)
             continue
         if overridden:
             shown.append(_in_display_order(_levelled_runs("".join(overridden))))
             overridden = []
-        shown.append(line.group())
+        shown.append(line)
     if overridden:
         shown.append(_in_display_order(_levelled_runs("".join(overridden))))
     return "".join(shown)
