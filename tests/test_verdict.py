@@ -155,6 +155,37 @@ def test_the_feature_matrix_is_scikit_learns_tfidf_over_words_and_word_pairs(mon
     assert (batched != whole).nnz == 0 and np.array_equal(batched.indptr, whole.indptr)
 
 
+def test_tokens_kept_as_numbers_learn_and_make_the_same_matrix_as_strings(monkeypatch):
+    """Training keeps tokens as numbers (kept_tokens) and counts and looks them up as
+    numbers: the vocabulary, its order, the idf weights, the cut at a tie and every value of
+    the matrix are those of the same messages' string tokens."""
+    import numpy as np
+    from conftest import DATA
+
+    from partnercheck.learning import kept_tokens, pipeline
+    from partnercheck.reading.sources import Source
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    rules = builtin_rules()
+    docs = [extract(record, rules) for label in ("partnership", "pitch")
+            for record in list(Source(str(DATA / label)))[:120]]
+    store = kept_tokens.TokenStore()
+    kept = [store.keep(doc) for doc in docs]
+    assert [doc.tokens for doc in kept] == [doc.tokens for doc in docs]
+    monkeypatch.setattr(kept_tokens, "CHUNK", 17)  # counts merged across chunks
+    for settings in ({}, {"max_features": 300}, {"min_df": 3, "max_df": 0.5}):
+        strings = pipeline.MailVectorizer(**settings).fit(docs[:180])
+        numbers = pipeline.MailVectorizer(**settings).fit(kept[:180])
+        assert list(numbers.vocabulary_.items()) == list(strings.vocabulary_.items())
+        assert np.array_equal(numbers.idf_, strings.idf_) and numbers.rule_index_ == strings.rule_index_
+        ours, theirs = numbers.transform(kept[180:]), strings.transform(docs[180:])
+        assert ours.dtype == theirs.dtype and (ours != theirs).nnz == 0
+        assert np.array_equal(ours.indptr, theirs.indptr) and np.array_equal(ours.indices, theirs.indices)
+    mixed = kept[180:200] + docs[200:]  # corrections beside the kept corpus: looked up as strings
+    assert (numbers.transform(mixed) != strings.transform(docs[180:])).nnz == 0
+
+
 def test_names_of_sender_and_recipients_are_not_tokens_but_words_of_a_role_are():
     """"Hi Sam" to Sam Carter says who reads the mail, not what it asks; "partnerships" in a
     mailbox's name ("Partnerships <partnerships@...>") is a word the text still counts."""

@@ -69,10 +69,10 @@ class Weights:
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "Weights":
-        steps = pipeline.named_steps
-        vectorizer, classifier = steps["vectorize"], steps["classify"]
+        step = pipeline.named_steps["classify"]
+        vectorizer, classifier = step.vectorizer_, step.calibrated_
         (calibrated,) = classifier.calibrated_classifiers_
-        svm = calibrated.estimator
+        svm = calibrated.estimator.svm_
         order = [list(classifier.classes_).index(c) for c in svm.classes_]
         if order != list(range(len(order))):
             raise ModelError("the classifier's classes are not in the calibrator's order")

@@ -540,6 +540,7 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
              start: float) -> RetrainSummary:
     from ..deciding.model import Model, load_model
     from ..settings import default_corpus, default_model_path
+    from .kept_tokens import TokenStore
     from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
     from .pipeline import build_pipeline
     from .training import compared_text
@@ -558,7 +559,8 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
     docs, labels, keys = corpus_features(corpus)
     taken = {content_key(r) for r in corrections}
     keep = [i for i, key in enumerate(keys) if key not in taken]
-    all_docs = [docs[i] for i in keep] + extract.transform(corrections)
+    numbered = TokenStore()  # looked up as numbers by every fit of the calibration
+    all_docs = [numbered.keep(doc) for doc in [docs[i] for i in keep] + extract.transform(corrections)]
     all_labels = [labels[i] for i in keep] + [r.label for r in corrections]
     weight = correction_weight(len(keep), len(corrections), weight)
     weights = [1.0] * len(keep) + [weight] * len(corrections)

@@ -1,18 +1,20 @@
-"""The scikit-learn pipeline that partnercheck trains: three steps.
+"""The scikit-learn pipeline that partnercheck trains: two steps.
 
 ``extract``
     :class:`MailTokenizer`: records to tagged tokens and rule hits (:mod:`features`).
-``vectorize``
-    :class:`MailVectorizer`: TF-IDF over the tokens and word pairs (sublinear term
+``classify``
+    :class:`CalibratedSVM`: the vectorizer and a calibrated linear SVM, fitted on tokens.
+
+    :class:`MailVectorizer` makes TF-IDF over the tokens and word pairs (sublinear term
     frequency, terms seen in at least two training messages, at most 60,000), next to one
     column per rule whose value is the rule's weight when it fired. Rule columns sit beside
     L2-normalised TF-IDF values of about 0.05 to 0.3, so a weight of 1 to 1.5 makes a rule
     hit count like a strong word.
-``classify``
-    a linear SVM wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV`
-    (sigmoid, 5 folds, one final estimator): calibrated probabilities and, through the
-    SVM's coefficients, the terms that pushed hardest for and against each verdict.
-    Training gives the calibration folds that keep near-copies together
+
+    A linear SVM wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV` (sigmoid,
+    5 folds, one final estimator) gives calibrated probabilities and, through the SVM's
+    coefficients, the terms that pushed hardest for and against each verdict. Training
+    gives the calibration folds that keep near-copies together
     (:class:`~partnercheck.learning.near_duplicates.NearCopyFolds`) when it knows them.
 
 C = 0.3 was chosen on the fourth corpus round (3,624 messages). Leave-one-style-out macro-F1
@@ -30,21 +32,22 @@ numpy alone, so that a mail filter does not pay for importing scikit-learn.
 
 from __future__ import annotations
 
-from collections import Counter
 from numbers import Integral
 from typing import Iterable
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from ..reading.mail import EmailRecord
 from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
-from ..understanding.vectors import TermTable, terms, vectorize
+from ..understanding.vectors import TermTable, counted_terms, vectorize
+from .kept_tokens import counted_terms as counted_as_numbers, numbered
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
@@ -76,28 +79,22 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
 
     def fit(self, docs: list[Extracted], y=None):
         """The vocabulary and idf weights ``TfidfVectorizer(min_df, max_df, max_features,
-        sublinear_tf=True, dtype=np.float32)`` learns over :func:`terms`, computed from two
-        counters instead of its matrix of every term of every message. Fitted on 52,043
+        sublinear_tf=True, dtype=np.float32)`` learns over :func:`terms`, computed from
+        counts of each term (:func:`counted_terms`, or as numbers for tokens training keeps
+        as numbers) instead of its matrix of every term of every message. Fitted on 52,043
         messages (ten perturbed copies of the corpus), it raised the process's peak memory by
-        289 MB, these by 47 MB. One difference, on purpose: terms tied in frequency at the
+        289 MB, two counters of strings by 47 MB. One difference, on purpose: terms tied in frequency at the
         ``max_features`` cut are kept in alphabetical order, where scikit-learn keeps what
         numpy's unstable sort leaves first, which can differ with the CPU's vector width (a
         test checks both learn the same otherwise)."""
-        doc_freq, term_freq = Counter(), Counter()
-        for doc in docs:
-            found = terms(doc)
-            term_freq.update(found)
-            doc_freq.update(set(found))
         n_docs = len(docs)
         most = self.max_df if isinstance(self.max_df, Integral) else self.max_df * n_docs
         least = self.min_df if isinstance(self.min_df, Integral) else self.min_df * n_docs
         if most < least:
             raise ValueError("max_df corresponds to fewer messages than min_df")
-        names = sorted(doc_freq)
-        df = np.fromiter(map(doc_freq.__getitem__, names), dtype=np.int64, count=len(names))
-        keep = (df <= most) & (df >= least)
+        names, df, tf = counted_as_numbers(docs, least) or counted_terms(docs, least)
+        keep = df <= most
         if self.max_features is not None and keep.sum() > self.max_features:
-            tf = np.fromiter(map(term_freq.__getitem__, names), dtype=np.int64, count=len(names))
             chosen = np.flatnonzero(keep)[np.argsort(-tf[keep], kind="stable")[:self.max_features]]
             keep = np.zeros(len(names), dtype=bool)
             keep[chosen] = True
@@ -117,20 +114,74 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, docs: list[Extracted]):
-        if len(docs) <= BATCH:
-            return vectorize(docs, self.table_, self.idf_, self.rule_index_)
-        return sparse.vstack([vectorize(docs[start:start + BATCH], self.table_, self.idf_, self.rule_index_)
-                              for start in range(0, len(docs), BATCH)], format="csr")
+        batches = [docs[start:start + BATCH] for start in range(0, len(docs), BATCH)] or [docs]
+        matrices = [vectorize(batch, self.table_, self.idf_, self.rule_index_, numbered(batch, self.table_))
+                    for batch in batches]
+        return matrices[0] if len(matrices) == 1 else sparse.vstack(matrices, format="csr")
 
     def get_feature_names_out(self, input_features=None):
         return self.feature_names_
 
 
+class CalibratedSVM(ClassifierMixin, BaseEstimator):
+    """The vectorizer and the calibrated SVM as one step that is fitted on tokens.
+
+    The vectorizer is fitted once, on all the messages; the calibration then fits the SVM on
+    each of its folds' tokens (:class:`VectorizedSVM`), so that a fold's matrix is built,
+    fitted and freed in turn. Given the whole matrix, as it was when the vectorizer was a
+    step of its own, the calibration held it in float32 while it fitted each fold on a
+    float64 copy of its rows, which liblinear copied again into its own nodes. On ten
+    perturbed copies of the corpus (53,434 messages), with the tokens kept as numbers
+    (:mod:`~partnercheck.learning.kept_tokens`), training peaked at 687-698 MB against
+    788-800 MB, with the same model byte for byte; the price is building each fold's matrix
+    again, about 14% more CPU in a paired run there (216 against 190 s), none on the corpus
+    itself. What is left at the peak is the final fit: the float64 matrix (131 MB) and
+    liblinear's copy (176 MB), on top of what reading the mail left (about 290 MB).
+    """
+
+    def __init__(self, c: float = C, seed: int = 0, cv=5) -> None:
+        self.c = c
+        self.seed = seed
+        self.cv = cv
+
+    def fit(self, docs: list[Extracted], y, sample_weight=None):
+        self.vectorizer_ = MailVectorizer().fit(docs)
+        svm = VectorizedSVM(FrozenEstimator(self.vectorizer_),
+                            LinearSVC(C=self.c, class_weight="balanced", random_state=self.seed))
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=self.cv, ensemble=False)
+        self.calibrated_.fit(docs, y, sample_weight=sample_weight)
+        self.classes_ = self.calibrated_.classes_
+        return self
+
+    def predict_proba(self, docs: list[Extracted]) -> np.ndarray:
+        return self.calibrated_.predict_proba(docs)
+
+    def predict(self, docs: list[Extracted]) -> np.ndarray:
+        return self.calibrated_.predict(docs)
+
+
+class VectorizedSVM(ClassifierMixin, BaseEstimator):
+    """A linear SVM on the matrix a fitted vectorizer makes of tokens. The matrix is handed
+    to the SVM in float64, which scikit-learn would otherwise copy it to while holding the
+    float32 original."""
+
+    def __init__(self, vectorizer: FrozenEstimator, svm: LinearSVC) -> None:
+        self.vectorizer = vectorizer
+        self.svm = svm
+
+    def fit(self, docs: list[Extracted], y, sample_weight=None):
+        matrix = self.vectorizer.transform(docs).astype(np.float64)
+        self.svm_ = clone(self.svm).fit(matrix, y, sample_weight=sample_weight)
+        self.classes_ = self.svm_.classes_
+        return self
+
+    def decision_function(self, docs: list[Extracted]) -> np.ndarray:
+        return self.svm_.decision_function(self.vectorizer.transform(docs))
+
+    def predict(self, docs: list[Extracted]) -> np.ndarray:
+        return self.svm_.predict(self.vectorizer.transform(docs))
+
+
 def build_pipeline(c: float = C, seed: int = 0) -> Pipeline:
     """An unfitted pipeline with the default settings (see the module docstring)."""
-    svm = LinearSVC(C=c, class_weight="balanced", random_state=seed)
-    return Pipeline([
-        ("extract", MailTokenizer()),
-        ("vectorize", MailVectorizer()),
-        ("classify", CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)),
-    ])
+    return Pipeline([("extract", MailTokenizer()), ("classify", CalibratedSVM(c=c, seed=seed))])

@@ -23,6 +23,7 @@ verdict or a rounded score.
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import islice, repeat
 
 import numpy as np
@@ -44,6 +45,19 @@ def terms(doc) -> list[str]:
     """What TF-IDF counts for one :class:`~partnercheck.understanding.features.Extracted`:
     its tokens, then its word pairs."""
     return doc.tokens + word_pairs(doc.tokens)
+
+
+def counted_terms(docs, least: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The :func:`terms` found in at least ``least`` of ``docs``, sorted, with the number of
+    messages each is in and its number of occurrences in all of them."""
+    doc_freq, term_freq = Counter(), Counter()
+    for doc in docs:
+        found = terms(doc)
+        term_freq.update(found)
+        doc_freq.update(set(found))
+    names = sorted(term for term, count in doc_freq.items() if count >= least)
+    return (names, np.fromiter(map(doc_freq.__getitem__, names), dtype=np.int64, count=len(names)),
+            np.fromiter(map(term_freq.__getitem__, names), dtype=np.int64, count=len(names)))
 
 
 class TermTable:
@@ -100,25 +114,31 @@ class TermTable:
         return rows[:-1][adjacent][found], self.columns[positions[found]]
 
 
-def vectorize(docs, table: TermTable, idf: np.ndarray, rule_index: dict[str, int]):
+def vectorize(docs, table: TermTable, idf: np.ndarray, rule_index: dict[str, int], numbered=None):
     """A CSR matrix: TF-IDF columns in the vocabulary's order (``table`` is its
-    :class:`TermTable`), then one column per rule."""
+    :class:`TermTable`), then one column per rule. ``numbered``, when the caller has the
+    tokens as numbers already, is every token's id in ``table`` and each message's count of
+    tokens (:func:`~partnercheck.learning.kept_tokens.numbered`)."""
     size = table.size
     lookup, unknown = table.index.get, repeat(table.unknown)
     ids: list[int] = []
     tokens_per_row = []
     rows, cols, weights = [], [], []
     for row, doc in enumerate(docs):
-        tokens = doc.tokens
-        ids.extend(map(lookup, tokens, unknown))
-        tokens_per_row.append(len(tokens))
+        if numbered is None:
+            tokens = doc.tokens
+            ids.extend(map(lookup, tokens, unknown))
+            tokens_per_row.append(len(tokens))
         for hit in doc.hits:
             col = rule_index.get(hit.id)
             if col is not None:
                 rows.append(row)
                 cols.append(col)
                 weights.append(hit.rule.weight)
-    token_ids = np.asarray(ids, dtype=np.int64)
+    if numbered is None:
+        token_ids = np.asarray(ids, dtype=np.int64)
+    else:
+        token_ids, tokens_per_row = numbered
     n_rows = len(docs)
     token_rows = np.repeat(np.arange(n_rows), tokens_per_row)
     pair_rows, pair_columns = table.pairs(token_ids, token_rows)
