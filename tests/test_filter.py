@@ -219,6 +219,17 @@ def test_the_filter_reads_every_reply_the_server_can_write_as_json_would():
     assert decode_reply(three) == json.loads(three)
 
 
+def test_without_unix_sockets_the_filter_classifies_in_process(runner, monkeypatch, tmp_path):
+    from partnercheck.interface import client
+
+    monkeypatch.delattr(client._sockets, "AF_UNIX")
+    sock = tmp_path / "pc.sock"
+    sock.write_bytes(b"")
+    monkeypatch.setenv("PARTNERCHECK_SOCKET", str(sock))
+    result = runner.invoke(cli, ["filter"], input=message("quick question", PITCH_TEXT))
+    assert result.exit_code == 11 and result.stdout_bytes.startswith(b"X-Partnercheck: pitch;")
+
+
 def test_old_header_is_removed_cleanly_from_crlf_mail(runner):
     raw = b"From: a@b.example\r\nSubject: hi\r\nX-Partnercheck: partnership\r\n\r\nHello\r\n"
     out = runner.invoke(cli, ["filter"], input=raw).stdout_bytes

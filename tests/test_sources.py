@@ -202,6 +202,36 @@ def test_stdin_single_message_and_mbox():
     assert [r.subject for r in many] == ["first", "second"]
 
 
+TABLES = {
+    "csv": "\ufeffSubject,From,Body,Label\nHello,ana@x.example,\"Shall we, perhaps, co-host?\nYes.\",partnership\n"
+           "Plans,sales@y.example,Our plans start at $99.,pitch\n",
+    "tsv": "subject\ttext\nHello\tShall we co-host?\nPlans\tOur plans start at $99.\n",
+    "jsonl": json.dumps({"subject": "Hello", "body": "x" * 100_000}) + "\n" + json.dumps({"body": "second"}) + "\n",
+    "label": "source,key,verdict\n" + "{mbox},1,other\n{mbox},2,pitch\n",  # as `label` writes it, corrected
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TABLES))
+def test_a_table_export_piped_in_is_read_as_the_file_is(tmp_path, kind):
+    """`cat export.csv | partnercheck label -` gives the export's rows, as the file does, not
+    one message made of the whole table: a stream's first line tells a table (a JSON object,
+    or a header naming a body column, or source and key) from mail, and is read again."""
+    mbox = write(tmp_path / "in.mbox", MBOX)
+    text = TABLES[kind].replace("{mbox}", str(mbox))
+    path = write(tmp_path / f"export.{'csv' if kind == 'label' else kind}", text.encode())
+    from_file = [(r.key, r.subject, r.body, r.label) for r in Source(str(path))]
+    piped = Source("-", stdin=io.BytesIO(text.encode()))
+    assert [(r.key, r.subject, r.body, r.label) for r in piped] == from_file and len(from_file) == 2
+    assert piped.is_table
+
+
+def test_text_with_a_comma_piped_in_is_still_one_message():
+    """A first line with commas but no column a table is read by is the start of a message."""
+    for text in (b"Hi Sam, we would love to partner, truly.\n", b"Subject: a, b\n\nbody, text\n", b"{not json\n", b""):
+        records = list(Source("-", stdin=io.BytesIO(text)))
+        assert len(records) == 1 and records[0].key == "-"
+
+
 def test_a_fifo_is_opened_once_and_only_when_read(tmp_path):
     """Making a Source of a FIFO opens nothing, so no writer is needed yet; reading it opens
     it once, waiting for a writer as `cat` does, and guesses the format as for stdin."""
@@ -224,7 +254,7 @@ def test_a_fifo_is_opened_once_and_only_when_read(tmp_path):
 
 
 def test_a_stream_whose_first_bytes_come_in_pieces_is_still_read_as_an_mbox(tmp_path):
-    """The format of a pipe is told from its first five bytes, however the writer splits them."""
+    """The format of a pipe is told from its first line, however the writer splits it."""
     import threading
     import time
 

@@ -174,7 +174,7 @@ def test_tokens_kept_as_numbers_learn_and_make_the_same_matrix_as_strings(monkey
     kept = [store.keep(doc) for doc in docs]
     assert [doc.tokens for doc in kept] == [doc.tokens for doc in docs]
     monkeypatch.setattr(kept_tokens, "CHUNK", 17)  # counts merged across chunks
-    for settings in ({}, {"max_features": 300}, {"min_df": 3, "max_df": 0.5}):
+    for settings in ({}, {"max_features": 300}, {"min_df": 3, "max_df": 0.5}, {"min_df": 0}):
         strings = pipeline.MailVectorizer(**settings).fit(docs[:180])
         numbers = pipeline.MailVectorizer(**settings).fit(kept[:180])
         assert list(numbers.vocabulary_.items()) == list(strings.vocabulary_.items())

@@ -18,9 +18,9 @@ from __future__ import annotations
 import struct
 
 try:  # the C module alone: socket.py, with the enum and selectors it imports, took 16 ms of the filter's start
-    from _socket import AF_UNIX, SOCK_STREAM, socket as _stream_socket
-except ImportError:  # a Python without it
-    from socket import AF_UNIX, SOCK_STREAM, socket as _stream_socket
+    import _socket as _sockets
+except ImportError:  # a Python whose sockets are not that module
+    import socket as _sockets
 
 _LENGTH = struct.Struct(">Q")
 #: How long to wait for the server to accept and to answer before falling back to the cold path.
@@ -81,7 +81,9 @@ def _read_exact(sock, size: int) -> bytes:
 
 def classify_remote(raw: bytes, path: str) -> dict:
     """The server's verdict for ``raw``; :class:`ServerUnavailable` if none is listening."""
-    sock = _stream_socket(AF_UNIX, SOCK_STREAM)
+    if not hasattr(_sockets, "AF_UNIX"):
+        raise ServerUnavailable("this system has no Unix sockets")
+    sock = _sockets.socket(_sockets.AF_UNIX, _sockets.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         try:

@@ -42,14 +42,14 @@ class TokenStore:
 
     def keep(self, doc: Extracted) -> "KeptDoc":
         """``doc`` as a :class:`KeptDoc`: its tokens numbered, its rule hits without the
-        words and sentences that matched them (an explanation's, not a fit's)."""
+        sentences around their matches (an explanation's, not a fit's)."""
         numbers, words = self.numbers, self.words
         new = [token for token in dict.fromkeys(doc.tokens) if token not in numbers]
         numbers.update(zip(new, range(len(words), len(words) + len(new))))
         words.extend(new)
         start = len(self.ids)
         self.ids.extend(map(numbers.__getitem__, doc.tokens))
-        hits = tuple(dataclasses.replace(hit, matches=(), sentences=()) for hit in doc.hits)
+        hits = tuple(dataclasses.replace(hit, sentences=()) for hit in doc.hits)
         return KeptDoc(self, start, len(self.ids), hits)
 
 
@@ -79,10 +79,11 @@ def _of_one_store(docs) -> TokenStore | None:
 def _gathered(store: TokenStore, docs) -> tuple[np.ndarray, np.ndarray]:
     """The tokens of ``docs`` as store numbers, in order, and each one's count of them."""
     everything = np.frombuffer(store.ids, dtype=np.int32)
-    lengths = np.fromiter((doc.end - doc.start for doc in docs), dtype=np.int64, count=len(docs))
-    ids = np.concatenate([everything[doc.start:doc.end] for doc in docs]).astype(np.int64)
-    del everything  # the array cannot grow while a view of it lives
-    return ids, lengths
+    try:
+        lengths = np.fromiter((doc.end - doc.start for doc in docs), dtype=np.int64, count=len(docs))
+        return np.concatenate([everything[doc.start:doc.end] for doc in docs]).astype(np.int64), lengths
+    finally:
+        del everything  # the array cannot grow while a view of it lives, even in a traceback
 
 
 def numbered(docs, table: TermTable) -> tuple[np.ndarray, np.ndarray] | None:
@@ -133,7 +134,7 @@ def counted_terms(docs, least: int) -> tuple[list[str], np.ndarray, np.ndarray] 
     keys, where = np.unique(np.concatenate(pair_keys or [np.zeros(0, np.int64)]), return_inverse=True)
     df = np.bincount(where, weights=np.concatenate(pair_df or [np.zeros(0)]), minlength=len(keys)).astype(np.int64)
     tf = np.bincount(where, weights=np.concatenate(pair_tf or [np.zeros(0)]), minlength=len(keys)).astype(np.int64)
-    tokens = np.flatnonzero(token_df >= least)
+    tokens = np.flatnonzero((token_df >= least) & (token_df > 0))  # the store may hold words these docs lack
     pairs = np.flatnonzero(df >= least)
     words = store.words
     names = [words[i] for i in tokens.tolist()]

@@ -39,9 +39,10 @@ from .mail import (
 )
 
 FORMATS = ("eml", "folder", "mbox", "maildir", "csv", "tsv", "jsonl", "labelled")
-#: The format of standard input, or of a pipe whose name tells none, until it is read: an
-#: mbox if it begins with a ``From `` line, else one message. A stream can be read only
-#: once, so its first bytes are looked at as it is read, not beforehand.
+#: The format of standard input, or of a pipe whose name tells none, until its first line
+#: is read (:func:`_stream_format`): an mbox, a table export or one message. A stream can be
+#: read only once, so that line is read when the source is first asked what it holds, and
+#: kept for the reading.
 STREAM = "stream"
 
 #: A line that opens a new message in an mbox: ``From `` then an address, then a ctime
@@ -113,6 +114,7 @@ class Source:
         self.columns = columns or Columns()
         self.label = label
         self._stdin = stdin
+        self._opened: tuple[IO[bytes], IO[bytes]] | None = None  # a stream and its reader, first line kept
         self.position = 0
         self.total: int | None = None
         self.unit = "bytes"
@@ -126,7 +128,16 @@ class Source:
 
     @property
     def is_table(self) -> bool:
+        if self.format == STREAM:
+            self._read_first_line()
         return self.format in ("csv", "tsv", "jsonl")
+
+    def _read_first_line(self) -> None:
+        """Tell a stream's format from its first line, which is kept to be read again."""
+        stream = self._stdin or sys.stdin.buffer if self.path == "-" else _open_read(Path(self.path))
+        first = stream.readline(_FIRST_LINE_LIMIT)
+        self.format = _stream_format(first, self.columns)
+        self._opened = (stream, io.BufferedReader(_Prefixed(first, stream)))
 
     def __iter__(self) -> Iterator[EmailRecord]:
         if self.is_table:
@@ -178,14 +189,7 @@ class Source:
             yield from self._read_messages(stream)
 
     def _read_messages(self, stream: IO[bytes]) -> Iterator[RawMessage]:
-        fmt = self.format
-        if fmt == STREAM:
-            first = stream.read(5)  # a pipe may deliver fewer bytes a read: read until 5 or the end
-            while 0 < len(first) < 5 and (more := stream.read(5 - len(first))):
-                first += more
-            fmt = "mbox" if first == b"From " else "eml"
-            stream = _Prefixed(first, stream)
-        if fmt == "mbox":
+        if self.format == "mbox":
             for key, raw in read_mbox(stream):
                 self.position += len(raw)
                 yield RawMessage(key, raw)
@@ -199,7 +203,15 @@ class Source:
         """Standard input, or the pipe or FIFO named, opened once and read from start to end
         (what was read from a pipe is gone). A FIFO is opened only now, not when the source
         is made, and waits for a writer as ``cat`` does."""
-        if self.path == "-":
+        if self._opened is not None:  # its first line was read to tell its format
+            stream, reader = self._opened
+            self._opened = None
+            try:
+                yield reader
+            finally:
+                if self.path != "-":
+                    stream.close()
+        elif self.path == "-":
             yield self._stdin or sys.stdin.buffer
         else:
             with _open_read(Path(self.path)) as stream:
@@ -246,7 +258,7 @@ def to_record(message: RawMessage, source: str) -> EmailRecord:
 
 def detect_format(path: str) -> str:
     """Recognise a source's format from its path and, for files, its first bytes; a pipe
-    whose name says nothing is :data:`STREAM`, looked at only as it is read."""
+    whose name says nothing is :data:`STREAM` until its first line is read."""
     p = Path(path)
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
@@ -547,20 +559,55 @@ def _mode(path) -> int:
         return 0
 
 
-class _Prefixed:
-    """A stream whose first bytes were read to tell its format, with them put back."""
+#: At most this much of a stream is read to find its first line.
+_FIRST_LINE_LIMIT = 1 << 16
+#: A header field's name and its colon (RFC 5322, with obsolete spaces before the colon).
+_HEADER_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
+#: The start of a JSON object with a first key, or of an empty one.
+_JSON_OBJECT = re.compile(rb"[ \t]*\{[ \t]*[\"}]")
+
+
+def _stream_format(first: bytes, columns: Columns) -> str:
+    """The format of a stream that begins with the line ``first``: an mbox after a ``From ``
+    line; a table export when the line is a JSON object, or a CSV or TSV header naming a
+    column a table is read by (a body, or ``source`` and ``key`` as ``label`` writes them);
+    else one message, as a line of text with a comma, and no header above it, still is."""
+    if first.startswith(b"From "):
+        return "mbox"
+    first = first.removeprefix(b"\xef\xbb\xbf")
+    if _JSON_OBJECT.match(first):  # before header fields, which '{"body":' looks like; read whole or not
+        return "jsonl"
+    if _HEADER_FIELD.match(first):
+        return "eml"
+    line = first.decode("utf-8", "surrogateescape").rstrip("\r\n")
+    for fmt, delimiter in (("tsv", "\t"), ("csv", ",")):
+        if delimiter in line:
+            names = {name.strip().lower() for name in next(csv.reader([line], delimiter=delimiter))}
+            wanted = {columns.body.lower()} if columns.body else set(BODY_COLUMNS)
+            if names & wanted or {"source", "key"} <= names:
+                return fmt
+    return "eml"
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first line was read to tell its format, with it put back (read it
+    through :class:`io.BufferedReader`)."""
 
     def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        super().__init__()
         self.prefix, self.stream = prefix, stream
 
-    def read(self, size: int = -1) -> bytes:
-        prefix, self.prefix = self.prefix, b""
-        if size is None or size < 0:
-            return prefix + self.stream.read()
-        if len(prefix) >= size:
-            self.prefix = prefix[size:]
-            return prefix[:size]
-        return prefix + self.stream.read(size - len(prefix))
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.prefix:
+            data, self.prefix = self.prefix[:len(buffer)], self.prefix[len(buffer):]
+        else:
+            read = getattr(self.stream, "read1", self.stream.read)  # what is there now, as a pipe gives it
+            data = read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _open_read(path: Path) -> IO[bytes]:
