@@ -124,10 +124,11 @@ def counted_terms(docs, least: int) -> tuple[list[str], np.ndarray, np.ndarray] 
         keys = ids[:-1][adjacent] * width + ids[1:][adjacent]
         pair_rows = rows[:-1][adjacent]
         unique, tf = np.unique(keys, return_counts=True)
-        order = np.lexsort((keys, pair_rows))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (keys[order][1:] != keys[order][:-1]) | (pair_rows[order][1:] != pair_rows[order][:-1])
-        df = np.bincount(np.searchsorted(unique, keys[order][first]), minlength=len(unique))
+        order = np.lexsort((keys, pair_rows))  # by message, then pair: each message's pairs counted once
+        keys, pair_rows = keys[order], pair_rows[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (pair_rows[1:] != pair_rows[:-1])
+        df = np.bincount(np.searchsorted(unique, keys[first]), minlength=len(unique))
         pair_keys.append(unique)
         pair_tf.append(tf)
         pair_df.append(df)

@@ -571,7 +571,7 @@ def _stream_format(first: bytes, columns: Columns) -> str:
     """The format of a stream that begins with the line ``first``: an mbox after a ``From ``
     line; a table export when the line is a JSON object, or a CSV or TSV header naming a
     column a table is read by (a body, or ``source`` and ``key`` as ``label`` writes them);
-    else one message, as a line of text with a comma, and no header above it, still is."""
+    else one message (text piped in without headers is one, commas or not)."""
     if first.startswith(b"From "):
         return "mbox"
     first = first.removeprefix(b"\xef\xbb\xbf")
