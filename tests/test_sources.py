@@ -208,6 +208,9 @@ TABLES = {
     "tsv": "subject\ttext\nHello\tShall we co-host?\nPlans\tOur plans start at $99.\n",
     "jsonl": json.dumps({"subject": "Hello", "body": "x" * 100_000}) + "\n" + json.dumps({"body": "second"}) + "\n",
     "label": "source,key,verdict\n" + "{mbox},1,other\n{mbox},2,pitch\n",  # as `label` writes it, corrected
+    "outlook": '"Subject","Body","From: (Name)","From: (Address)",""\r\n"Hi","Shall we co-host?","Ana","a@x",""\r\n'
+               '"Plans","Our plans start at $99","S","s@y",""\r\n',
+    "blank-jsonl": "\n" + json.dumps({"body": "first"}) + "\n" + json.dumps({"body": "second"}) + "\n",
 }
 
 
@@ -218,7 +221,8 @@ def test_a_table_export_piped_in_is_read_as_the_file_is(tmp_path, kind):
     or a header naming a body column, or source and key) from mail, and is read again."""
     mbox = write(tmp_path / "in.mbox", MBOX)
     text = TABLES[kind].replace("{mbox}", str(mbox))
-    path = write(tmp_path / f"export.{'csv' if kind == 'label' else kind}", text.encode())
+    suffix = {"label": "csv", "outlook": "csv", "blank-jsonl": "jsonl"}.get(kind, kind)
+    path = write(tmp_path / f"export.{suffix}", text.encode())
     from_file = [(r.key, r.subject, r.body, r.label) for r in Source(str(path))]
     piped = Source("-", stdin=io.BytesIO(text.encode()))
     assert [(r.key, r.subject, r.body, r.label) for r in piped] == from_file and len(from_file) == 2
@@ -226,8 +230,13 @@ def test_a_table_export_piped_in_is_read_as_the_file_is(tmp_path, kind):
 
 
 def test_text_with_a_comma_piped_in_is_still_one_message():
-    """A first line with commas but no column a table is read by is the start of a message."""
-    for text in (b"Hi Sam, we would love to partner, truly.\n", b"Subject: a, b\n\nbody, text\n", b"{not json\n", b""):
+    """A first line with commas, tabs or braces that is no table's header line is the start of
+    a message, even when a word of it names a body column."""
+    for text in (b"Hi Sam, we would love to partner, truly.\n", b"Subject: a, b\n\nbody, text\n", b"{not json\n", b"",
+                 b"Content, SEO and paid ads for brands like yours.\nFrom $99, book a call.\n",
+                 b'Text, pictures and video: we do it all.\n"Best agency" said one, so call.\n',
+                 b"Message, please call me\nThanks\nAna\n", b'{"Hi there"} - let us partner.\n', b"{}\nhello\n",
+                 b"Keywords: body,text\nSubject: x\n\nhello\n", b"\nFrom here on, we partner.\n"):
         records = list(Source("-", stdin=io.BytesIO(text)))
         assert len(records) == 1 and records[0].key == "-"
 

@@ -133,11 +133,15 @@ class Source:
         return self.format in ("csv", "tsv", "jsonl")
 
     def _read_first_line(self) -> None:
-        """Tell a stream's format from its first line, which is kept to be read again."""
+        """Tell a stream's format from its first line (after blank lines; mail has none
+        before its headers), which is kept to be read again."""
         stream = self._stdin or sys.stdin.buffer if self.path == "-" else _open_read(Path(self.path))
-        first = stream.readline(_FIRST_LINE_LIMIT)
-        self.format = _stream_format(first, self.columns)
-        self._opened = (stream, io.BufferedReader(_Prefixed(first, stream)))
+        read = first = stream.readline(_FIRST_LINE_LIMIT)
+        while read and not first.strip() and len(read) < _FIRST_LINE_LIMIT:
+            first = stream.readline(_FIRST_LINE_LIMIT)
+            read += first
+        self.format = "mbox" if read.startswith(b"From ") else _stream_format(first, self.columns)
+        self._opened = (stream, io.BufferedReader(_Prefixed(read, stream)))
 
     def __iter__(self) -> Iterator[EmailRecord]:
         if self.is_table:
@@ -201,8 +205,8 @@ class Source:
     @contextmanager
     def _stream(self) -> Iterator[IO[bytes]]:
         """Standard input, or the pipe or FIFO named, opened once and read from start to end
-        (what was read from a pipe is gone). A FIFO is opened only now, not when the source
-        is made, and waits for a writer as ``cat`` does."""
+        (what was read from a pipe is gone). A FIFO is opened when its first line is read or
+        when it is read, not when the source is made, and waits for a writer as ``cat`` does."""
         if self._opened is not None:  # its first line was read to tell its format
             stream, reader = self._opened
             self._opened = None
@@ -563,29 +567,38 @@ def _mode(path) -> int:
 _FIRST_LINE_LIMIT = 1 << 16
 #: A header field's name and its colon (RFC 5322, with obsolete spaces before the colon).
 _HEADER_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
-#: The start of a JSON object with a first key, or of an empty one.
-_JSON_OBJECT = re.compile(rb"[ \t]*\{[ \t]*[\"}]")
+#: A JSON object's opening and first key, with its colon: enough when the line is longer
+#: than what was read of it.
+_JSON_OBJECT = re.compile(rb'[ \t]*\{[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*:')
+#: A column's name in a table's header line: no space at either end (a sentence has one
+#: after its commas) and nothing a sentence ends with.
+_COLUMN_NAME = re.compile(r"[^\s.!?](?:[^.!?]{0,62}[^\s.!?])?")
 
 
 def _stream_format(first: bytes, columns: Columns) -> str:
-    """The format of a stream that begins with the line ``first``: an mbox after a ``From ``
-    line; a table export when the line is a JSON object, or a CSV or TSV header naming a
-    column a table is read by (a body, or ``source`` and ``key`` as ``label`` writes them);
-    else one message (text piped in without headers is one, commas or not)."""
-    if first.startswith(b"From "):
-        return "mbox"
+    """The format of a stream, not an mbox, whose first non-blank line is ``first``: JSON
+    lines when the line opens a JSON object with a key; CSV or TSV when it is a header line
+    of column names, one of them a body column (or ``source`` and ``key``, as ``label``
+    writes them) and none shaped like words of a sentence; else one message. Mail always
+    starts with a header, and text without headers stays one message unless its first line
+    is such a header line."""
     first = first.removeprefix(b"\xef\xbb\xbf")
-    if _JSON_OBJECT.match(first):  # before header fields, which '{"body":' looks like; read whole or not
+    if _JSON_OBJECT.match(first):  # before header fields, which '{"body":' looks like
         return "jsonl"
-    if _HEADER_FIELD.match(first):
+    if _HEADER_FIELD.match(first) and not first.startswith(b'"'):  # Outlook quotes "From: (Name)"
         return "eml"
     line = first.decode("utf-8", "surrogateescape").rstrip("\r\n")
     for fmt, delimiter in (("tsv", "\t"), ("csv", ",")):
         if delimiter in line:
-            names = {name.strip().lower() for name in next(csv.reader([line], delimiter=delimiter))}
+            try:
+                names = next(csv.reader([line], delimiter=delimiter, strict=True))
+            except csv.Error:
+                return "eml"
+            if not all(_COLUMN_NAME.fullmatch(name) for name in names if name):
+                return "eml"
+            lowered = {name.lower() for name in names}
             wanted = {columns.body.lower()} if columns.body else set(BODY_COLUMNS)
-            if names & wanted or {"source", "key"} <= names:
-                return fmt
+            return fmt if lowered & wanted or {"source", "key"} <= lowered else "eml"
     return "eml"
 
 
