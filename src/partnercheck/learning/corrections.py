@@ -658,8 +658,11 @@ def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
             if old.startswith("corpus-features-"):
                 os.unlink(os.path.join(os.path.dirname(cache), old))
         plain = [[doc.tokens, [[hit.id, list(hit.matches)] for hit in doc.hits]] for doc in result[0]]
-        with atomic_file(cache) as handle, gzip.open(handle, "wt", encoding="utf-8") as packed:
-            json.dump([plain, result[1], result[2]], packed)
+        # One json.dumps (its C encoder; json.dump streams through the pure-Python one)
+        # and gzip's fastest level: writing the cache took 3.3 s of a cold learn's 15 under
+        # the profiler, most of it in those two.
+        with atomic_file(cache) as handle, gzip.open(handle, "wt", encoding="utf-8", compresslevel=1) as packed:
+            packed.write(json.dumps([plain, result[1], result[2]]))
     except OSError:
         pass  # no cache folder: next time costs the same again
     return result
