@@ -168,9 +168,10 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
     """Classify messages and print one verdict per line.
 
     SOURCES are files or folders in any format `inspect` reads; none, or -, reads
-    standard input (one message, an mbox or a table export, told by its first line). A message's name that holds a control
-    character or a line break (a newline, a tab) is printed as a Python string literal,
-    quoted and escaped, so that each line is one message; other names as they are.
+    standard input (one message, an mbox or a table export, told by its first line). A
+    message's name that holds a control character or a line break (a newline, a tab) is
+    printed as a Python string literal, quoted and escaped, so that each line is one
+    message; other names as they are.
 
     \b
     Examples:

@@ -83,10 +83,10 @@ class MailVectorizer(BaseEstimator, TransformerMixin):
         counts of each term (:func:`counted_terms`, or as numbers for tokens training keeps
         as numbers) instead of its matrix of every term of every message. Fitted on 52,043
         messages (ten perturbed copies of the corpus), it raised the process's peak memory by
-        289 MB, two counters of strings by 47 MB. One difference, on purpose: terms tied in frequency at the
-        ``max_features`` cut are kept in alphabetical order, where scikit-learn keeps what
-        numpy's unstable sort leaves first, which can differ with the CPU's vector width (a
-        test checks both learn the same otherwise)."""
+        289 MB, two counters of strings by 47 MB. One difference, on purpose: terms tied in
+        frequency at the ``max_features`` cut are kept in alphabetical order, where
+        scikit-learn keeps what numpy's unstable sort leaves first, which can differ with the
+        CPU's vector width (a test checks both learn the same otherwise)."""
         n_docs = len(docs)
         most = self.max_df if isinstance(self.max_df, Integral) else self.max_df * n_docs
         least = self.min_df if isinstance(self.min_df, Integral) else self.min_df * n_docs

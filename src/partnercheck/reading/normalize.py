@@ -26,6 +26,7 @@ import json
 import re
 import unicodedata
 from importlib import resources
+from itertools import groupby
 
 import re2
 
@@ -131,19 +132,10 @@ def _as_displayed(text: str) -> str:
     trailing spaces. It runs after NFKC folding, so a ligature (``ﬁ``) that folding splits
     is reversed letter by letter. Linear in the length of the text.
     """
-    shown: list[str] = []
-    overridden: list[str] = []  # consecutive lines that hold an override, with their line breaks
-    for line in text.splitlines(keepends=True):
-        if "\u202e" in line:
-            overridden.append(line)
-            continue
-        if overridden:
-            shown.append(_in_display_order(_levelled_runs("".join(overridden))))
-            overridden = []
-        shown.append(line)
-    if overridden:
-        shown.append(_in_display_order(_levelled_runs("".join(overridden))))
-    return "".join(shown)
+    # Consecutive lines that hold an override are put in order together, with their breaks.
+    groups = groupby(text.splitlines(keepends=True), key=lambda line: "\u202e" in line)
+    return "".join(_in_display_order(_levelled_runs("".join(lines))) if overridden else "".join(lines)
+                   for overridden, lines in groups)
 
 
 def _levelled_runs(lines: str) -> list[tuple[int, str]]:

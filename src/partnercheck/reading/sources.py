@@ -186,7 +186,7 @@ class Source:
             yield from self._read_messages(handle)
 
     def _stream_messages(self) -> Iterator[RawMessage]:
-        if self.format not in (STREAM, "eml", "mbox"):
+        if self.format not in ("eml", "mbox"):  # is_table has told a stream's format by now
             what = "standard input" if self.path == "-" else f"{self.path}: a pipe, so it"
             raise SourceError(f"{what} cannot be read as {self.format}")
         with self._stream() as stream:

@@ -75,6 +75,7 @@ def _role_stems() -> frozenset[str]:
     the cache of words met in mail, which a model keeps (:func:`known_stems`)."""
     return frozenset(map(snowball().stem, _ROLE_WORDS))
 
+
 _stemmer = None
 _STEMS: dict[str, str] = {}
 _MAX_STEM_CACHE = 200_000
