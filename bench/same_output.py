@@ -52,11 +52,10 @@ def describe(raw_messages, model) -> list[dict]:
     for name, message in raw_messages:
         record = to_record(message, "ref")
         entry: dict = {"name": name}
+        verdict = classify([record], model, clues=True)[0]  # an explanation: hits with their sentences
         if record.readable:
-            extracted = extract(record, model.rules)
-            entry["tokens"] = extracted.tokens
-            entry["hits"] = [[h.id, list(h.matches), list(h.sentences)] for h in extracted.hits]
-        verdict = classify([record], model, clues=True)[0]
+            entry["tokens"] = extract(record, model.rules).tokens
+            entry["hits"] = [[h.id, list(h.matches), list(h.sentences)] for h in verdict.hits]
         entry["row"] = [v if isinstance(v, (str, int, float)) else str(v) for v in verdict_row(record, verdict)]
         entry["clues_for"] = [[c.token, c.weight, c.term] for c in verdict.clues_for]
         entry["clues_against"] = [[c.token, c.weight, c.term] for c in verdict.clues_against]

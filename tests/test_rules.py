@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from click.testing import CliRunner
 from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, write
 
 from partnercheck.reading.normalize import normalize
@@ -164,3 +165,17 @@ def test_hits_carry_the_sentence_they_matched_in():
     hit = RULES.match("", "hello there. our pricing starts at $99 a month for teams! see you")[0]
     assert hit.id == "PRICE_PLANS"
     assert hit.sentences[0] == "our pricing starts at $99 a month for teams!"
+
+
+def test_sentences_are_found_only_for_an_explanation(tmp_path):
+    """`label` rows never show the sentence around a match; `explain` does."""
+    from partnercheck.interface.cli import cli
+
+    text = "hello there. our pricing starts at $99 a month for teams! see you"
+    bare = RULES.match("", text, sentences=False)
+    assert [(h.id, h.matches) for h in bare] == [(h.id, h.matches) for h in RULES.match("", text)]
+    assert all(h.sentences == () for h in bare)
+    message = tmp_path / "m.eml"
+    message.write_text(f"From: a@example.com\nSubject: plans\n\n{text}\n")
+    result = CliRunner().invoke(cli, ["explain", str(message)])
+    assert 'matched "' in result.output and "in: our pricing starts at $99 a month for teams!" in result.output

@@ -13,6 +13,8 @@ For each record, in order:
 6. **clues**: the model features that pushed hardest for and against the verdict, in
    words; skipped with ``clues=False`` where nothing shows them (the mail filter's header),
    and only those for it with ``clues="for"`` (``label``'s rows, whose reasons name them).
+   Only a full explanation (``clues=True``: ``classify``, ``explain``) carries the sentence
+   around each rule match.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
             verdicts[i] = Verdict(UNSURE, {}, decided_by=UNREADABLE)
     if readable:
         weights = model.weights
-        docs = [extract(records[i], model.rules) for i in readable]
+        docs = [extract(records[i], model.rules, sentences=clues is True) for i in readable]
         matrix = vectorize(docs, weights.table, weights.idf, weights.rule_index)
         probabilities = weights.probabilities(matrix)
         thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
@@ -75,7 +77,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
             hits = list(doc.hits)
             sender_list = None
             if policy is not None:
-                hits.extend(policy.user_hits(record))
+                hits.extend(policy.user_hits(record, sentences=clues is True))
                 sender_list = policy.sender_list(record)
             scores = {label: float(p) for label, p in zip(weights.labels, probabilities[row])}
             label, scores, decided_by = decide(scores, hits, thresholds, sender_list)

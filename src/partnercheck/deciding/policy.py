@@ -27,10 +27,11 @@ class Policy:
     thresholds: Thresholds | None = None
     memory: SenderMemory = field(default_factory=SenderMemory)
 
-    def user_hits(self, record: EmailRecord) -> list[RuleHit]:
+    def user_hits(self, record: EmailRecord, sentences: bool = True) -> list[RuleHit]:
         if not self.rules:
             return []
-        return self.rules.match(normalize(record.subject), normalize(record.body + "\n" + record.signature))
+        return self.rules.match(normalize(record.subject), normalize(record.body + "\n" + record.signature),
+                                sentences)
 
     def sender_list(self, record: EmailRecord) -> str | None:
         """``"block"``, ``"allow"`` or ``None`` for the record's sender."""

@@ -15,7 +15,6 @@ as strings shared with the store, when something asks for them.
 
 from __future__ import annotations
 
-import dataclasses
 from array import array
 from itertools import repeat
 
@@ -41,16 +40,14 @@ class TokenStore:
         self._translated: tuple[TermTable, np.ndarray] | None = None
 
     def keep(self, doc: Extracted) -> "KeptDoc":
-        """``doc`` as a :class:`KeptDoc`: its tokens numbered, its rule hits without the
-        sentences around their matches (an explanation's, not a fit's)."""
+        """``doc`` as a :class:`KeptDoc`: its tokens numbered, its rule hits kept."""
         numbers, words = self.numbers, self.words
         new = [token for token in dict.fromkeys(doc.tokens) if token not in numbers]
         numbers.update(zip(new, range(len(words), len(words) + len(new))))
         words.extend(new)
         start = len(self.ids)
         self.ids.extend(map(numbers.__getitem__, doc.tokens))
-        hits = tuple(dataclasses.replace(hit, sentences=()) for hit in doc.hits)
-        return KeptDoc(self, start, len(self.ids), hits)
+        return KeptDoc(self, start, len(self.ids), tuple(doc.hits))
 
 
 class KeptDoc:

@@ -134,8 +134,9 @@ class Extracted:
         self.hits = hits
 
 
-def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
-    """Tokens and rule hits for one record."""
+def extract(record: EmailRecord, rules: RuleSet, sentences: bool = False) -> Extracted:
+    """Tokens and rule hits for one record; the hits hold the sentence around each match
+    only when ``sentences`` (for an explanation)."""
     subject = untokenise(normalize(record.subject))
     if len(record.body) > MAX_TOKEN_CHARS:  # cut after normalising: invisible characters do not count
         body = normalize(record.body[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS]
@@ -143,7 +144,7 @@ def extract(record: EmailRecord, rules: RuleSet) -> Extracted:
         body = normalize(record.body)
     body = untokenise(body)
     signature = normalize(record.signature[:2000])
-    hits = rules.match(subject, f"{body}\n{signature}" if signature else body)
+    hits = rules.match(subject, f"{body}\n{signature}" if signature else body, sentences)
     names = _name_stems(record)
     tokens = ["subject:" + w for w in _words(subject) if w not in names]
     words = _words(body)
