@@ -91,7 +91,9 @@ _SIGN_MONEY = re.compile(r"[$€£]\s?\d[\d,.]*\s?[km]?\b")
 # most 40 digits and separators long: unbounded, every digit of a long run such as
 # "1,1,1,..." began a scan of the rest (5.7 s for 20,000 characters).
 _WORD_MONEY = re.compile(r"\d(?<!\w.)[\d,.]{0,40}\s?(?:[km]\s)?(?:usd|eur|gbp|dollars|euros|pounds|€)(?!\w)")
-_PERCENT = re.compile(r"(?<!\d)\d+(?:[.,]\d+)?\s?%")
+# "(?<!\d)\d+" written as a digit with the look-behind after it, as above: the same matches,
+# and re skips from digit to digit (46 to 20 µs on a corpus message with a "%").
+_PERCENT = re.compile(r"\d(?<!\d\d)\d*(?:[.,]\d+)?\s?%")
 # Starting with the digit class rather than \b lets the regex engine skip ahead quickly;
 # a number glued to letters ("b2b") loses its digits, which carry nothing anyway.
 _NUMBER = re.compile(r"\d[\d,.:/-]*")
