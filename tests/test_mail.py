@@ -203,6 +203,16 @@ def test_a_part_declared_utf16_that_is_not_stays_binary_data():
     assert record.body == "" and "binary data, not text" in record.problems
 
 
+@pytest.mark.parametrize("charset, codec", [("ISO-2022-JP", "iso2022_jp"), ("iso-2022-kr", "iso2022_kr")])
+def test_text_in_an_iso_2022_charset_is_text_not_binary_data(charset, codec):
+    """ISO-2022 text switches character sets with ESC bytes: declared so, it is decoded."""
+    text = {"iso2022_jp": "提携のご提案です。収益を分け合いましょう。", "iso2022_kr": "공동 행사를 제안합니다. 수익을 나눕시다."}[codec]
+    raw = (f"From: a@x.example\nSubject: x\nContent-Type: text/plain; charset={charset}\n\n".encode()
+           + text.encode(codec) + b"\n")
+    record = parse_message(raw)
+    assert record.body == text and record.problems == []
+
+
 @pytest.mark.parametrize("data, text", [
     (b"We would love to partner with you on this.\n", "We would love to partner with you on this."),  # odd length
     (b"Hello there, friend!\n", "Hello there, friend!"),  # even length

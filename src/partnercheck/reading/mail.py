@@ -509,7 +509,7 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     if wide is not None:
         return wide
     sample = data[:_SAMPLE_CHARS]
-    if _controls(sample) > MAX_NOT_TEXT_SHARE * len(sample):
+    if _controls(sample) > MAX_NOT_TEXT_SHARE * len(sample) and not _escape_coded(charset):
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     try:
         return without_lone_surrogates(data.decode(charset))
@@ -518,6 +518,17 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     except (LookupError, ValueError, UnicodeError, TypeError):  # no such codec, or a name no codec can have
         problems.append(f"unknown charset {charset!r}; read as UTF-8")
     return decode_mixed(data)
+
+
+def _escape_coded(charset: str) -> bool:
+    """Whether ``charset`` is one of the ISO-2022 encodings (ISO-2022-JP, the usual charset
+    of Japanese mail, and its Korean and Chinese kin), whose text switches character sets
+    with ESC sequences: its control bytes are text, which decoding turns into characters
+    (and binary data declared so fails to decode, and is found binary afterwards)."""
+    try:
+        return codecs.lookup(charset).name.startswith("iso2022")
+    except (LookupError, ValueError):  # no such codec, or a name no codec can have
+        return False
 
 
 #: The byte order marks of each Unicode encoding whose units are wider than a byte.
