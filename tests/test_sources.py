@@ -195,6 +195,16 @@ def test_a_cp1252_export_reads_as_text(tmp_path):
     assert record.body == body and record.readable
 
 
+@pytest.mark.parametrize("name, codec, delimiter", [("export.csv", "utf-16", ","), ("export.tsv", "utf-16-be", "\t")])
+def test_a_utf16_export_with_its_byte_order_mark_reads_as_text(tmp_path, name, codec, delimiter):
+    """Excel's "Unicode Text" and Outlook's Unicode exports are UTF-16 with a byte order mark."""
+    body = "Nous proposons un atelier commun,\nà la médiathèque."
+    text = f'Subject{delimiter}Body\r\nAtelier{delimiter}"{body}"\r\n'
+    data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)
+    (record,) = list(Source(str(write(tmp_path / name, data))))
+    assert (record.subject, record.body) == ("Atelier", body)
+
+
 def test_stdin_single_message_and_mbox():
     one = list(Source("-", stdin=io.BytesIO(message("solo", "hello"))))
     assert [r.subject for r in one] == ["solo"]

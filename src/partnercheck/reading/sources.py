@@ -14,6 +14,7 @@ means mbox, ``.csv``/``.tsv``/``.jsonl`` mean tables) and can be forced by name.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -367,7 +368,9 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     """
     # Bytes that are not UTF-8 stay as surrogate escapes: a raw message gets its own bytes
     # back, and a text field reads them as cp1252 (exports from older mail programs).
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    encoding = _table_encoding(stream)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="",
+                            errors="replace" if encoding == "utf-16" else "surrogateescape")
     rows = _json_rows(text, source) if fmt == "jsonl" else _csv_rows(text, fmt, source)
     first = next(rows, None)
     if first is None:
@@ -405,6 +408,15 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
             record.label = _cell(row.get(label_col)).strip().lower() or None
         record.problems.extend(row.get(_ROW_PROBLEMS) or ())
         yield record
+
+
+def _table_encoding(stream: IO[bytes]) -> str:
+    """UTF-16 for a table that opens with its byte order mark (Excel's "Unicode Text" and
+    Outlook's Unicode exports), else UTF-8 (its byte order mark skipped). Bytes that are not
+    UTF-16 there (a cut-off last byte) are read as U+FFFD: no byte of it is kept."""
+    peek = getattr(stream, "peek", None)
+    first = peek(2)[:2] if peek is not None else b""
+    return "utf-16" if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
 
 
 def record_from_fields(body: str, subject: str = "", sender: str = "", key: str = "", source: str = "") -> EmailRecord:
