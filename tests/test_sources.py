@@ -59,6 +59,35 @@ def test_an_empty_mbox_message_is_split_off_wherever_a_read_block_ends(tmp_path,
             ("1", "", ""), ("2", "one", "hello"), ("3", "", ""), ("4", "three", "bye")], block
 
 
+def _mboxcl2(body: bytes, declared: int | None = None) -> bytes:
+    """Two messages as mboxcl2 writes them: a Content-Length header, the body unescaped."""
+    separator = b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    length = len(body) if declared is None else declared
+    return (separator + b"From: ana@fernhollow.example\nSubject: one\nContent-Length: %d\n\n" % length + body
+            + b"\n" + separator + b"From: sam@quill.test\nSubject: two\nContent-Length: 4\n\nbye\n")
+
+
+def test_an_mboxcl2_body_line_that_looks_like_a_separator_stays_in_its_message(tmp_path, monkeypatch):
+    """mboxcl2 does not escape body lines: its Content-Length says where the body ends,
+    wherever the blocks the mbox is read in end."""
+    from partnercheck.reading import sources
+
+    body = b"We could co-host.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nstill the body\n"
+    data = _mboxcl2(body)
+    path = write(tmp_path / "inbox.mbox", data)
+    for block in range(1, len(data) + 2):
+        monkeypatch.setattr(sources, "_BLOCK", block)
+        records = list(Source(str(path)))
+        assert [(r.subject, r.body) for r in records] == [("one", body.decode().strip()), ("two", "bye")], block
+
+
+@pytest.mark.parametrize("declared", [10, 40, 10**9])
+def test_a_content_length_that_ends_nowhere_near_a_separator_is_ignored(tmp_path, declared):
+    body = b"Invoice attached.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nFrom: bob@example.com\n\nhi\n"
+    records = list(Source(str(write(tmp_path / "inbox.mbox", _mboxcl2(body, declared)))))
+    assert [r.subject for r in records] == ["one", "", "two"]
+
+
 def test_mbox_detected_by_content_without_suffix(tmp_path):
     path = write(tmp_path / "Takeout-All-mail", MBOX)
     assert detect_format(str(path)) == "mbox"

@@ -296,7 +296,9 @@ def read_mbox(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
     Reading in blocks rather than lines makes splitting cost about 3 µs a message
     instead of 25. The newline that ends a separator line is kept with the message after
     it, so that a separator straight after another (an empty message) is found as
-    ``\nFrom `` too, wherever a block ends.
+    ``\nFrom `` too, wherever a block ends. A separator inside the body that a message's
+    ``Content-Length`` header declares (mboxcl2, where body lines are not escaped) is body
+    text, when that body ends where a separator or the file does.
     """
     carry = b""
     start = 0  # where the message being read begins in ``carry``: 0, or 1 after a kept newline
@@ -332,6 +334,12 @@ def read_mbox(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
                 break
             search = at + 1
             if _MBOX_SEPARATOR.match(data, at + 1):
+                inside = _inside_declared_body(data, start, at, final=not chunk)
+                if inside is None:  # its end is not read yet: look again with more data
+                    resume = at
+                    break
+                if inside:
+                    continue
                 index += 1
                 yield str(index), _unescape(data[start:at])
                 start = line_end + 1
@@ -348,6 +356,39 @@ def read_mbox(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
 
 
 _BLOCK = 1 << 20
+#: A message's ``Content-Length`` header (mboxcl2), in its header block.
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
+#: A declared body longer than this is not waited for: a wrong header cannot make a
+#: reader hold the whole file in memory.
+_MAX_DECLARED_BODY = 64 << 20
+
+
+def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool | None:
+    """Whether the separator line after ``data[at]`` lies inside the body that the
+    ``Content-Length`` header of the message starting at ``start`` declares, and that body
+    ends at a separator or at the end of the file (a length that does not is wrong, and is
+    ignored, as mutt ignores it). ``None``: its end is past what was read, and ``final``
+    says more data may come."""
+    head_end = data.find(b"\n\n", start, at)
+    crlf_end = data.find(b"\r\n\r\n", start, at)
+    if crlf_end != -1 and (head_end == -1 or crlf_end < head_end):
+        head_end, body = crlf_end, crlf_end + 4
+    elif head_end != -1:
+        body = head_end + 2
+    else:
+        return False
+    declared = _CONTENT_LENGTH.search(data, start, head_end + 1)
+    if declared is None:
+        return False
+    end = body + int(declared.group(1))
+    if end <= at or end - at > _MAX_DECLARED_BODY:
+        return False
+    if not final and data.find(b"\n", end + 4) == -1:  # the separator line after it is not all read
+        return None
+    if not data[end:].strip():
+        return True
+    return any(data.startswith(b"\nFrom ", place) and _MBOX_SEPARATOR.match(data, place + 1)
+               for place in range(end - 1, end + 3))
 
 
 def _unescape(raw: bytes) -> bytes:
