@@ -21,6 +21,7 @@ from conftest import (
 )
 
 from partnercheck.interface.cli import cli
+from partnercheck.reading.sources import Source
 
 COMMANDS = sorted(cli.commands)
 
@@ -542,6 +543,25 @@ def test_rows_with_undecodable_names_and_lone_surrogates_are_written(runner, tmp
     rows = out.read_bytes().splitlines()
     assert len(rows) == 3 and any(b"bad\xff.eml" in row for row in rows)  # the name's own bytes, once
     assert "labelled 0 messages" in result.stderr  # --resume found both rows done
+
+
+def test_a_maildir_message_renamed_by_the_mail_program_is_the_same_message(runner, tmp_path):
+    """Reading or flagging a message renames its file (new/ to cur/, flags after ':2,'):
+    --resume does not label it again, and a label file still finds it."""
+    maildir = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "cur" / "1700000000.1.host:2,S").write_bytes(message("a", PITCH_TEXT))
+    (maildir / "new" / "1700000001.2.host").write_bytes(message("b", OTHER_TEXT))
+    out = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(maildir), "-o", str(out)]).exit_code == 0
+    (maildir / "cur" / "1700000000.1.host:2,S").rename(maildir / "cur" / "1700000000.1.host:2,RS")
+    (maildir / "new" / "1700000001.2.host").rename(maildir / "cur" / "1700000001.2.host:2,S")
+    result = runner.invoke(cli, ["label", str(maildir), "-o", str(out), "--resume"])
+    assert result.exit_code == 0 and "labelled 0 messages" in result.stderr
+    assert [r["subject"] for r in csv.DictReader(out.open())] == ["a", "b"]
+    records = list(Source(str(out)))
+    assert [(r.subject, r.label) for r in records] == [("a", "pitch"), ("b", "other")]
 
 
 def test_resume_refuses_a_file_of_other_columns(runner, tmp_path):

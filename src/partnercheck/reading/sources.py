@@ -52,6 +52,9 @@ STREAM = "stream"
 _MBOX_SEPARATOR = re.compile(
     rb"From \S+ +(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b|[^\n]*\d\d:\d\d:\d\d)"
 )
+#: What ends a Maildir file name after the message's unique name: ``:2,`` and its flags
+#: (``!`` or ``;`` instead of ``:`` where a file system forbids it).
+_MAILDIR_INFO = re.compile(r"[:!;]2,[^/]*$")
 #: mboxrd escapes body lines ``From `` as ``>From ``; one ``>`` is removed on reading.
 _ESCAPED_FROM = re.compile(rb"^>+From ", re.M)
 
@@ -175,6 +178,15 @@ class Source:
             files = [(f, None) for f in _files(path, recursive=True)]
         self.total, self.unit = len(files), "messages"
         return self._folder_messages(path, files)
+
+    def stable_key(self, key: str) -> str:
+        """What stays of a message's ``key`` while the message stays in this source: the key
+        itself, but in a Maildir, whose mail program renames a message's file when it is
+        read, flagged or moved from new/ to cur/, the file's unique name alone. Rows of an
+        earlier run are matched by it, so that ``--resume`` and a label file find them."""
+        if self.format != "maildir":
+            return key
+        return _MAILDIR_INFO.sub("", key.rpartition("/")[2])
 
     def _existing(self) -> Path:
         path = Path(self.path)
@@ -494,14 +506,17 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
     for path, labels in wanted.items():
         if os.path.abspath(path) == os.path.abspath(table):
             raise SourceError(f"{table}: its rows name the table itself as their source")
+        reader = Source(path)
+        stable = {reader.stable_key(key): label for key, label in labels.items()}
         found = 0
-        for record in Source(path):
-            if record.key in labels:
-                record.label = labels[record.key] or None
+        for record in reader:
+            key = reader.stable_key(record.key)
+            if key in stable:
+                record.label = stable[key] or None
                 found += 1
                 yield record
-        if found < len(labels):
-            missing = len(labels) - found
+        if found < len(stable):
+            missing = len(stable) - found
             raise SourceError(f"{table}: {missing} message(s) listed for {path} are no longer in it")
 
 

@@ -96,7 +96,8 @@ def label_source(
         for chunk in _chunks(records):
             yield classify_records(model_at(model_path), chunk, policy)
         return
-    messages = (m for m in source.messages() if (source.name, m.key) not in skip)
+    done = {source.stable_key(key) for name, key in skip if name == source.name}
+    messages = (m for m in source.messages() if source.stable_key(m.key) not in done)
     if jobs is None:
         jobs = (os.cpu_count() or 1) if _large(source) else 1
     if jobs <= 1:
