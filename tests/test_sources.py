@@ -172,6 +172,14 @@ def test_table_exports_with_default_and_named_columns(tmp_path, fmt):
     assert record.body == "Shall we, perhaps, co-host?\nYes."
 
 
+def test_an_outlook_csv_export_gives_the_sender_address(tmp_path):
+    """Outlook names its columns "From: (Name)" and "From: (Address)", quoted."""
+    text = ('"Subject","Body","From: (Name)","From: (Address)","From: (Type)"\r\n'
+            '"Hello","Shall we co-host?\r\nAna","Ana Ruiz","ana@x.example","SMTP"\r\n')
+    (record,) = list(Source(str(write(tmp_path / "outlook.csv", text.encode("cp1252")))))
+    assert (record.subject, record.body, record.from_addr) == ("Hello", "Shall we co-host?\r\nAna", "ana@x.example")
+
+
 def test_jsonl_export(tmp_path):
     rows = [{"subject": "a", "from": "li@x.example", "text": "first", "label": "other"},
             {"subject": "b", "text": "second"}]

@@ -61,7 +61,7 @@ _ESCAPED_FROM = re.compile(rb"^>+From ", re.M)
 # Column names a table export may use, first match wins; all are configurable.
 BODY_COLUMNS = ("body", "text", "content", "message", "raw")
 SUBJECT_COLUMNS = ("subject",)
-FROM_COLUMNS = ("from", "sender", "from_addr")
+FROM_COLUMNS = ("from", "sender", "from_addr", "from: (address)")  # the last is Outlook's
 LABEL_COLUMNS = ("label", "verdict")
 _EML_SUFFIXES = {".eml", ".msg", ".txt", ""}
 
