@@ -240,6 +240,8 @@ def test_a_utf16_export_with_its_byte_order_mark_reads_as_text(tmp_path, name, c
     data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)
     (record,) = list(Source(str(write(tmp_path / name, data))))
     assert (record.subject, record.body) == ("Atelier", body)
+    (piped,) = list(Source("-", stdin=io.BufferedReader(io.BytesIO(data))))
+    assert (piped.subject, piped.body) == ("Atelier", body)
 
 
 def test_stdin_single_message_and_mbox():

@@ -651,6 +651,8 @@ def _stream_format(first: bytes, columns: Columns) -> str:
     starts with a header, and text without headers stays one message unless its first line
     is such a header line."""
     first = first.removeprefix(b"\xef\xbb\xbf")
+    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # a UTF-16 export, read so by read_table
+        first = first[:len(first) // 2 * 2].decode("utf-16", "replace").encode("utf-8")
     if _JSON_OBJECT.match(first):  # before header fields, which '{"body":' looks like
         return "jsonl"
     if _HEADER_FIELD.match(first) and not first.startswith(b'"'):  # Outlook quotes "From: (Name)"
