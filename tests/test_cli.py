@@ -564,6 +564,12 @@ def test_a_maildir_message_renamed_by_the_mail_program_is_the_same_message(runne
     assert [(r.subject, r.label) for r in records] == [("a", "pitch"), ("b", "other")]
 
 
+@pytest.mark.parametrize("command", [["label"], ["classify"], ["learn", "--as", "pitch"]])
+def test_standard_input_named_twice_is_refused_not_read_as_an_empty_message(runner, command):
+    result = runner.invoke(cli, [*command, "-", "-"], input=message("a", PITCH_TEXT))
+    assert result.exit_code == 2 and "more than once" in result.output and "unreadable" not in result.output
+
+
 def test_resume_refuses_a_file_of_other_columns(runner, tmp_path):
     mbox = _mbox(tmp_path, [PITCH_TEXT])
     other = write(tmp_path / "people.csv", b"name,email\nAna,ana@x.example\n")

@@ -107,6 +107,13 @@ def _columns(kwargs) -> Columns:
                    sender=kwargs.pop("from_column"), label=kwargs.pop("label_column"))
 
 
+def _stdin_once(sources) -> None:
+    """Refuse ``-`` named twice: standard input is read once, and a second reading would
+    find it at its end and label an empty message that was never sent."""
+    if list(sources).count("-") > 1:
+        raise click.UsageError("- (standard input) is named more than once; it can be read only once")
+
+
 def _load(model_option: str | None, rules_file: str | None):
     """Model, its path and the user's policy, as the options and config say."""
     from ..deciding.model import cached_model
@@ -181,6 +188,7 @@ def classify(sources, fmt, model_option, rules_file, as_json, **kwargs):
     """
     from ..deciding.classify import classify_one
 
+    _stdin_once(sources)
     columns = _columns(kwargs)
     model, _, policy = _load(model_option, rules_file)
     for path in sources or ("-",):
@@ -291,6 +299,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
     from ..running.batch import ROW_FIELDS, label_source, tally
     from ..settings import model_path
 
+    _stdin_once(sources)
     columns = _columns(kwargs)
     readers = [Source(source, fmt=fmt, columns=columns) for source in sources]
     if dask_address and any(reader.is_stream for reader in readers):
@@ -408,6 +417,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     from ..settings import default_corpus
 
     _check_output(output, force)
+    _stdin_once(sources)
     columns = _columns(kwargs)
     if len(given_labels) > 1 and len(given_labels) != len(sources):
         raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
@@ -516,6 +526,7 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
         store_path,
     )
 
+    _stdin_once(sources)
     config = read_config()
     columns = _columns(kwargs)
     readers = [Source(path, fmt=fmt, columns=columns) for path in sources]
