@@ -125,6 +125,28 @@ def test_eml_folder_is_read_recursively(tmp_path):
     assert [(r.key, r.subject) for r in records] == [("a.eml", "a"), ("2024/b.eml", "b")]
 
 
+def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
+    """Thunderbird keeps a folder's mail in one mbox file without a suffix (Inbox, and
+    Inbox.sbd/ beside it); Takeout names its mboxes .mbox. A file of one message stays one."""
+    folder = tmp_path / "Local Folders"
+    write(folder / "Inbox", MBOX)
+    write(folder / "Inbox.msf", b"// mork index")
+    write(folder / "Inbox.sbd" / "Work", MBOX.replace(b"\n", b"\r\n"))
+    write(folder / "Takeout.mbox", MBOX)
+    write(folder / "empty.mbox", b"")
+    write(folder / "one.eml", b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n" + message("one", "hi"))
+    records = list(Source(str(folder)))
+    assert [(r.key, r.subject) for r in records] == [
+        ("Inbox:1", "first"), ("Inbox:2", "second"), ("Takeout.mbox:1", "first"), ("Takeout.mbox:2", "second"),
+        ("one.eml", "one"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
+
+
+def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):
+    write(tmp_path / "Maildir" / "cur" / "1.host:2,S", MBOX)
+    (record,) = list(Source(str(tmp_path / "Maildir")))
+    assert record.key == "cur/1.host:2,S" and record.subject == "first"
+
+
 def test_labelled_folder_gives_labels(tmp_path):
     write(tmp_path / "set" / "pitch" / "x.eml", message("x", "buy"))
     write(tmp_path / "set" / "other" / "y.eml", message("y", "hi"))

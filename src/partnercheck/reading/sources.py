@@ -1,7 +1,7 @@
 """Streaming readers for every form in which people export mail.
 
 A :class:`Source` names where mail comes from (``-`` for stdin, an .eml file, a folder of
-.eml files, an mbox, a Maildir, a CSV/TSV or JSON-lines export, a folder whose
+.eml files and mboxes, an mbox, a Maildir, a CSV/TSV or JSON-lines export, a folder whose
 sub-folders are named after labels, or a pipe or FIFO such as ``<(zcat inbox.mbox.gz)``,
 read once as stdin is) and yields :class:`~partnercheck.reading.mail.EmailRecord`
 objects one at a time. Nothing is loaded whole and nothing is ever written to a source:
@@ -63,7 +63,8 @@ BODY_COLUMNS = ("body", "text", "content", "message", "raw")
 SUBJECT_COLUMNS = ("subject",)
 FROM_COLUMNS = ("from", "sender", "from_addr", "from: (address)")  # the last is Outlook's
 LABEL_COLUMNS = ("label", "verdict")
-_EML_SUFFIXES = {".eml", ".msg", ".txt", ""}
+_MBOX_SUFFIXES = {".mbox", ".mbx"}
+_EML_SUFFIXES = {".eml", ".msg", ".txt", "", *_MBOX_SUFFIXES}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -242,10 +243,15 @@ class Source:
                 yield RawMessage(key, b"", label, f"{file}: not a regular file, so not read")
                 continue
             try:
-                with _open_read(file) as handle:
-                    yield RawMessage(key, handle.read(), label)
+                handle = _open_read(file)
             except SourceError as exc:
                 yield RawMessage(key, b"", label, str(exc))
+                continue
+            with handle:
+                if self.format == "maildir":  # one message a file, by definition
+                    yield RawMessage(key, handle.read(), label)
+                else:
+                    yield from _messages_in_file(handle, key, label, file.suffix.lower() in _MBOX_SUFFIXES)
 
     def _table_records(self) -> Iterator[EmailRecord]:
         if self.is_stream:
@@ -260,6 +266,24 @@ class Source:
             for record in read_table(handle, self.format, self.columns, self.name):
                 self.position = handle.tell()
                 yield record
+
+
+def _messages_in_file(handle: IO[bytes], key: str, label: str | None, named_mbox: bool) -> Iterator[RawMessage]:
+    """The messages of one file in a folder: an mbox among them (Thunderbird's ``Inbox``, a
+    Takeout ``.mbox``) gives each of its messages, keyed ``KEY:N``, as the mbox alone would;
+    a file of one message, ``From `` line or not, is read whole, keyed ``KEY``."""
+    if not (named_mbox or handle.peek(5)[:5] == b"From "):
+        yield RawMessage(key, handle.read(), label)
+        return
+    messages = read_mbox(handle)
+    first, second = next(messages, None), next(messages, None)
+    if second is None:
+        if first is not None or not named_mbox:  # an empty .mbox holds no message
+            handle.seek(0)
+            yield RawMessage(key, handle.read(), label)
+        return
+    for number, raw in _chain(first, _chain(second, messages)):
+        yield RawMessage(f"{key}:{number}", raw, label)
 
 
 def to_record(message: RawMessage, source: str) -> EmailRecord:
@@ -290,7 +314,7 @@ def detect_format(path: str) -> str:
         return suffix[1:]
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
-    if suffix in (".mbox", ".mbx"):
+    if suffix in _MBOX_SUFFIXES:
         return "mbox"
     if _is_pipe(path):
         return STREAM
