@@ -383,6 +383,21 @@ def test_unknown_format_and_label():
         Source("-", label="spam")
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs a file whose reading fails: Linux's /proc/self/mem")
+def test_a_file_whose_reading_fails_is_one_clear_error_or_one_unreadable_message(tmp_path):
+    """Reading /proc/self/mem at its start fails with EIO, as a failing disk does."""
+    write(tmp_path / "f" / "a.eml", message("a", "one"))
+    (tmp_path / "f" / "b.eml").symlink_to("/proc/self/mem")
+    write(tmp_path / "f" / "c.eml", message("c", "three"))
+    records = [(r.subject, r.problems) for r in Source(str(tmp_path / "f"))]
+    assert [subject for subject, _ in records] == ["a", "", "c"]
+    assert "cannot read it: Input/output error" in records[1][1][0]
+    for name in ("inbox.mbox", "export.csv"):
+        (tmp_path / name).symlink_to("/proc/self/mem")
+        with pytest.raises(SourceError, match="cannot read it: Input/output error"):
+            list(Source(str(tmp_path / name)))
+
+
 def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
     """Root reads any file, so as root the folder is read by the mail user of the Dovecot
     tests (nobody), in a child process."""

@@ -196,7 +196,7 @@ class Source:
         return path
 
     def _file_messages(self, handle: IO[bytes]) -> Iterator[RawMessage]:
-        with handle:
+        with handle, _reading(self.path):
             yield from self._read_messages(handle)
 
     def _stream_messages(self) -> Iterator[RawMessage]:
@@ -248,10 +248,13 @@ class Source:
                 yield RawMessage(key, b"", label, str(exc))
                 continue
             with handle:
-                if self.format == "maildir":  # one message a file, by definition
-                    yield RawMessage(key, handle.read(), label)
-                else:
-                    yield from _messages_in_file(handle, key, label, file.suffix.lower() in _MBOX_SUFFIXES)
+                try:
+                    if self.format == "maildir":  # one message a file, by definition
+                        yield RawMessage(key, handle.read(), label)
+                    else:
+                        yield from _messages_in_file(handle, key, label, file.suffix.lower() in _MBOX_SUFFIXES)
+                except OSError as exc:  # a failing disk or network file system: the next file may read
+                    yield RawMessage(key, b"", label, _read_failure(file, exc))
 
     def _table_records(self) -> Iterator[EmailRecord]:
         if self.is_stream:
@@ -262,7 +265,7 @@ class Source:
         if not path.is_file():
             raise SourceError(f"{self.path}: not a file, so it cannot be read as {self.format}")
         self.total = path.stat().st_size
-        with _open_read(path) as handle:
+        with _open_read(path) as handle, _reading(self.path):
             for record in read_table(handle, self.format, self.columns, self.name):
                 self.position = handle.tell()
                 yield record
@@ -715,6 +718,21 @@ class _Prefixed(io.RawIOBase):
             data = read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+def _read_failure(path, exc: OSError) -> str:
+    """One line saying that reading ``path`` failed, and why."""
+    return f"{path}: cannot read it: {exc.strerror or exc}"
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """An error the system gives while a source file is read (EIO from a failing disk or a
+    network file system) as one line for the user."""
+    try:
+        yield
+    except OSError as exc:
+        raise SourceError(_read_failure(path, exc)) from None
 
 
 def _open_read(path: Path) -> IO[bytes]:
