@@ -88,6 +88,12 @@ def test_a_content_length_that_ends_nowhere_near_a_separator_is_ignored(tmp_path
     assert [r.subject for r in records] == ["one", "", "two"]
 
 
+def test_the_progress_of_a_read_mbox_is_its_whole_size(tmp_path):
+    """The separator lines count as read: a progress bar ends at 100%, not at 90%."""
+    source = Source(str(write(tmp_path / "inbox.mbox", MBOX)))
+    assert len(list(source)) == 2 and source.position == source.total == len(MBOX)
+
+
 def test_mbox_detected_by_content_without_suffix(tmp_path):
     path = write(tmp_path / "Takeout-All-mail", MBOX)
     assert detect_format(str(path)) == "mbox"

@@ -211,6 +211,8 @@ class Source:
             for key, raw in read_mbox(stream):
                 self.position += len(raw)
                 yield RawMessage(key, raw)
+            if self.total is not None:  # the separator lines were read too: the whole file is
+                self.position = self.total
         else:
             raw = stream.read()
             self.position = len(raw)
