@@ -208,6 +208,15 @@ def test_an_outlook_csv_export_gives_the_sender_address(tmp_path):
     assert (record.subject, record.body, record.from_addr) == ("Hello", "Shall we co-host?\r\nAna", "ana@x.example")
 
 
+def test_a_csv_export_with_semicolons_is_read_by_them(tmp_path):
+    """Excel writes CSV with semicolons where a comma is the decimal mark (most of Europe)."""
+    data = 'Subject;Body;From\r\nAtelier;"Un atelier commun, 50/50; on partage.";ana@x.example\r\n'.encode("cp1252")
+    for records in (Source(str(write(tmp_path / "export.csv", data))), Source("-", stdin=io.BytesIO(data))):
+        (record,) = list(records)
+        assert (record.subject, record.body, record.from_addr) == ("Atelier", "Un atelier commun, 50/50; on partage.",
+                                                                   "ana@x.example")
+
+
 def test_jsonl_export(tmp_path):
     rows = [{"subject": "a", "from": "li@x.example", "text": "first", "label": "other"},
             {"subject": "b", "text": "second"}]

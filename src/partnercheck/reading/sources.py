@@ -557,7 +557,9 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
     """Rows as dicts; a row with more fields than the header keeps the first ones and says so.
 
     The delimiter follows the header line: a ``.csv`` file whose header holds tabs and no
-    commas is read as TSV (``partnercheck label --tsv -o x.csv`` writes one), and back.
+    commas is read as TSV (``partnercheck label --tsv -o x.csv`` writes one), and back; one
+    whose header holds semicolons and neither is read with semicolons, as Excel writes CSV
+    where a comma is the decimal mark.
     """
     try:
         header = text.readline()
@@ -568,6 +570,8 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
         delimiter = "\t"
     elif delimiter == "\t" and "," in header and "\t" not in header:
         delimiter = ","
+    if delimiter == "," and ";" in header and "," not in header:
+        delimiter = ";"
     lines = _chain(header, text) if header else iter(())
     reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
     try:
@@ -687,7 +691,7 @@ def _stream_format(first: bytes, columns: Columns) -> str:
     if _HEADER_FIELD.match(first) and not first.startswith(b'"'):  # Outlook quotes "From: (Name)"
         return "eml"
     line = first.decode("utf-8", "surrogateescape").rstrip("\r\n")
-    for fmt, delimiter in (("tsv", "\t"), ("csv", ",")):
+    for fmt, delimiter in (("tsv", "\t"), ("csv", ","), ("csv", ";")):
         if delimiter in line:
             try:
                 names = next(csv.reader([line], delimiter=delimiter, strict=True))
