@@ -94,6 +94,20 @@ def test_the_progress_of_a_read_mbox_is_its_whole_size(tmp_path):
     assert len(list(source)) == 2 and source.position == source.total == len(MBOX)
 
 
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n\r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n"])
+def test_an_mbox_with_blank_lines_or_a_byte_order_mark_before_its_first_from_line(tmp_path, monkeypatch, lead):
+    """An mbox edited or written on Windows can open so: no empty message before the first,
+    and no first message without its headers, as a file, a file without a suffix or piped in."""
+    from partnercheck.reading import sources
+
+    data = lead + MBOX
+    named, bare = write(tmp_path / "inbox.mbox", data), write(tmp_path / "Inbox", data)
+    for block in (1, 2, 3, 7, 1 << 20):
+        monkeypatch.setattr(sources, "_BLOCK", block)
+        for source in (Source(str(named)), Source(str(bare)), Source("-", stdin=io.BytesIO(data))):
+            assert [(r.key, r.subject) for r in source] == [("1", "first"), ("2", "second")], (block, source.path)
+
+
 def test_mbox_detected_by_content_without_suffix(tmp_path):
     path = write(tmp_path / "Takeout-All-mail", MBOX)
     assert detect_format(str(path)) == "mbox"

@@ -142,10 +142,10 @@ class Source:
         before its headers), which is kept to be read again."""
         stream = self._stdin or sys.stdin.buffer if self.path == "-" else _open_read(Path(self.path))
         read = first = stream.readline(_FIRST_LINE_LIMIT)
-        while read and not first.strip() and len(read) < _FIRST_LINE_LIMIT:
+        while read and not _without_lead(first).strip() and len(read) < _FIRST_LINE_LIMIT:
             first = stream.readline(_FIRST_LINE_LIMIT)
             read += first
-        self.format = "mbox" if read.startswith(b"From ") else _stream_format(first, self.columns)
+        self.format = "mbox" if _opens_mbox(read) else _stream_format(first, self.columns)
         self._opened = (stream, io.BufferedReader(_Prefixed(read, stream)))
 
     def __iter__(self) -> Iterator[EmailRecord]:
@@ -277,7 +277,7 @@ def _messages_in_file(handle: IO[bytes], key: str, label: str | None, named_mbox
     """The messages of one file in a folder: an mbox among them (Thunderbird's ``Inbox``, a
     Takeout ``.mbox``) gives each of its messages, keyed ``KEY:N``, as the mbox alone would;
     a file of one message, ``From `` line or not, is read whole, keyed ``KEY``."""
-    if not (named_mbox or handle.peek(5)[:5] == b"From "):
+    if not (named_mbox or _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD])):
         yield RawMessage(key, handle.read(), label)
         return
     messages = read_mbox(handle)
@@ -324,8 +324,24 @@ def detect_format(path: str) -> str:
     if _is_pipe(path):
         return STREAM
     with _open_read(p) as handle:
-        first = handle.read(5)
-    return "mbox" if first == b"From " else "eml"
+        return "mbox" if _opens_mbox(handle.read(_MBOX_LEAD)) else "eml"
+
+
+#: How far into a file its first ``From `` line is looked for.
+_MBOX_LEAD = 4096
+
+
+def _without_lead(data: bytes) -> bytes:
+    """``data`` without a UTF-8 byte order mark and blank lines at its start, which an
+    mbox written or edited on Windows can have before its first ``From `` line."""
+    return data.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+
+
+def _opens_mbox(data: bytes) -> bool:
+    """Whether the first bytes of a file or stream are an mbox's: a ``From `` line, or,
+    after what :func:`_without_lead` drops, a separator line (text that opens with a blank
+    line and "From here on" stays a message)."""
+    return data.startswith(b"From ") or bool(_MBOX_SEPARATOR.match(_without_lead(data)))
 
 
 def read_mbox(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
@@ -352,17 +368,17 @@ def read_mbox(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if first:
             if not data:
                 return
-            if len(data) < 5 and chunk:
-                carry = data
+            lead = len(data) - len(_without_lead(data))
+            line_end = data.find(b"\n", lead)
+            if chunk and line_end == -1 and (lead or len(data) < 5 or data.startswith(b"From ")):
+                carry = data  # the first line is not all read yet
                 continue
-            if data.startswith(b"From "):
-                line_end = data.find(b"\n")
-                if line_end == -1 and chunk:
-                    carry = data
-                    continue
+            if data.startswith(b"From ") or lead and _MBOX_SEPARATOR.match(data, lead):
                 start = line_end + 1 if line_end != -1 else len(data)
+            else:
+                lead = 0
             first = False
-            scanned = 0
+            scanned = lead  # the newline of a blank line before the first From line ends no message
         search = scanned
         resume = max(0, len(data) - 8)
         while True:
