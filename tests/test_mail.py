@@ -32,6 +32,15 @@ def test_headers_of_an_ordinary_message():
     assert record.raw == raw and record.problems == []
 
 
+def test_a_utf8_byte_order_mark_before_the_headers_hides_no_field():
+    """Some Windows tools save a message with one; its first field is still read."""
+    raw = b"\xef\xbb\xbf" + message("Coffee and bread", "Shall we swap referrals?")
+    record = parse_message(raw)
+    assert (record.from_addr, record.subject, record.body) == ("ana@fernhollow.example", "Coffee and bread",
+                                                               "Shall we swap referrals?")
+    assert record.raw == raw
+
+
 @pytest.mark.parametrize("header, name, address", [
     ('"Boss <ceo@bank.example>" <x@elsewhere.example>', "Boss <ceo@bank.example>", "x@elsewhere.example"),
     ("=?utf-8?q?Boss_=3Cceo=40bank.example=3E?= <x@elsewhere.example>", "Boss <ceo@bank.example>",
