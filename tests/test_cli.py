@@ -97,6 +97,16 @@ def test_explain_in_plain_words(runner, tmp_path):
     assert json.loads(runner.invoke(cli, ["explain", "--json", str(path)]).output)["verdict"] == "pitch"
 
 
+def test_explain_prints_no_control_character_of_the_mail(runner, tmp_path):
+    """An escape sequence in a matched sentence would set the terminal's title or clipboard,
+    a carriage return would overwrite the verdict's line: each is shown as U+FFFD."""
+    body = PITCH_TEXT.replace("Plans start at", "\x1b]52;c;ZWNobyBoaQ==\x07\rVerdict: OTHER Plans start at")
+    path = write(tmp_path / "m.eml", message("quick \x1b[2J question", body))
+    result = runner.invoke(cli, ["explain", str(path)])
+    assert result.exit_code == 0 and '"plans start at"' in result.output
+    assert not any(char in result.output for char in "\x1b\x07\r")
+
+
 def test_inspect_shows_parse_problems(tmp_path):
     result = CliRunner().invoke(cli, ["inspect", "--json", str(FIXTURES / "malformed")])
     assert result.exit_code == 0

@@ -19,10 +19,22 @@ the default cut-offs are chosen by train.py on out-of-fold predictions so that f
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from ..labels import PARTNERSHIP, PITCH, UNSURE
 from ..understanding.rules import RuleHit
+
+
+#: Control characters (C0, DEL, C1): a terminal acts on them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """Text of the mail as a terminal may print it: each control character (an escape
+    sequence's ESC that would set a title or the clipboard, a carriage return that would
+    overwrite the verdict's line) as U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class Verdict:
         """The verdict and its reasons in plain words, for a person (``partnercheck explain``)."""
         lines = [f"Verdict: {self.label.upper()}"]
         if subject or sender:
-            lines.append(f"Message: {subject or '(no subject)'} — from {sender or 'unknown sender'}")
+            lines.append(f"Message: {_shown(subject) or '(no subject)'} — from {_shown(sender) or 'unknown sender'}")
         lines.append("Scores:  " + "   ".join(f"{k} {v:.0%}" for k, v in sorted(self.scores.items(), key=lambda kv: -kv[1])))
         if self.decided_by:
             lines.append(f"Decided by: {self.decided_by}")
@@ -97,7 +109,7 @@ class Verdict:
             for hit in self.hits:
                 lines.append(f"  {hit.id} ({hit.rule.label}): {hit.rule.description}")
                 for match, sentence in zip(hit.matches, hit.sentences or [""] * len(hit.matches)):
-                    lines.append(f'      matched "{match}"' + (f' in: {sentence}' if sentence else ""))
+                    lines.append(f'      matched "{_shown(match)}"' + (f' in: {_shown(sentence)}' if sentence else ""))
         else:
             lines.append("\nNo rules fired.")
         target = self.label if self.label in self.scores or not self.scores else max(self.scores, key=self.scores.get)
