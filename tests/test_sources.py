@@ -67,12 +67,15 @@ def _mboxcl2(body: bytes, declared: int | None = None) -> bytes:
             + b"\n" + separator + b"From: sam@quill.test\nSubject: two\nContent-Length: 4\n\nbye\n")
 
 
-def test_an_mboxcl2_body_line_that_looks_like_a_separator_stays_in_its_message(tmp_path, monkeypatch):
+@pytest.mark.parametrize("body", [
+    b"We could co-host.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nstill the body\n",
+    b"From bob@example.com Mon Jan  1 00:00:00 2024\nthe body's first line looks like a separator\n",
+])
+def test_an_mboxcl2_body_line_that_looks_like_a_separator_stays_in_its_message(tmp_path, monkeypatch, body):
     """mboxcl2 does not escape body lines: its Content-Length says where the body ends,
     wherever the blocks the mbox is read in end."""
     from partnercheck.reading import sources
 
-    body = b"We could co-host.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nstill the body\n"
     data = _mboxcl2(body)
     path = write(tmp_path / "inbox.mbox", data)
     for block in range(1, len(data) + 2):

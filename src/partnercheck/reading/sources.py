@@ -426,8 +426,8 @@ def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool
     ends at a separator or at the end of the file (a length that does not is wrong, and is
     ignored, as mutt ignores it). ``None``: its end is past what was read, and ``final``
     says more data may come."""
-    head_end = data.find(b"\n\n", start, at)
-    crlf_end = data.find(b"\r\n\r\n", start, at)
+    head_end = data.find(b"\n\n", start, at + 1)  # the blank line may end where the separator's line starts
+    crlf_end = data.find(b"\r\n\r\n", start, at + 1)
     if crlf_end != -1 and (head_end == -1 or crlf_end < head_end):
         head_end, body = crlf_end, crlf_end + 4
     elif head_end != -1:
