@@ -157,11 +157,12 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
     write(folder / "Inbox.sbd" / "Work", MBOX.replace(b"\n", b"\r\n"))
     write(folder / "Takeout.mbox", MBOX)
     write(folder / "empty.mbox", b"")
+    write(folder / "single.mbox", MBOX.split(b"\nFrom sam")[0])
     write(folder / "one.eml", b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n" + message("one", "hi"))
     records = list(Source(str(folder)))
     assert [(r.key, r.subject) for r in records] == [
         ("Inbox:1", "first"), ("Inbox:2", "second"), ("Takeout.mbox:1", "first"), ("Takeout.mbox:2", "second"),
-        ("one.eml", "one"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
+        ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
 
 
 def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):

@@ -24,6 +24,7 @@ import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
@@ -274,21 +275,19 @@ class Source:
 
 
 def _messages_in_file(handle: IO[bytes], key: str, label: str | None, named_mbox: bool) -> Iterator[RawMessage]:
-    """The messages of one file in a folder: an mbox among them (Thunderbird's ``Inbox``, a
-    Takeout ``.mbox``) gives each of its messages, keyed ``KEY:N``, as the mbox alone would;
-    a file of one message, ``From `` line or not, is read whole, keyed ``KEY``."""
-    if not (named_mbox or _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD])):
-        yield RawMessage(key, handle.read(), label)
-        return
-    messages = read_mbox(handle)
-    first, second = next(messages, None), next(messages, None)
-    if second is None:
-        if first is not None or not named_mbox:  # an empty .mbox holds no message
-            handle.seek(0)
-            yield RawMessage(key, handle.read(), label)
-        return
-    for number, raw in _chain(first, _chain(second, messages)):
-        yield RawMessage(f"{key}:{number}", raw, label)
+    """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file of more
+    than one message that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its
+    messages, keyed ``KEY:N``, as the mbox alone would; any other file is one message, read
+    whole (``From `` line and all), keyed ``KEY``."""
+    if named_mbox or _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+        messages = read_mbox(handle)
+        opening = list(islice(messages, 2))
+        if named_mbox or len(opening) > 1:
+            for number, raw in chain(opening, messages):
+                yield RawMessage(f"{key}:{number}", raw, label)
+            return
+        handle.seek(0)
+    yield RawMessage(key, handle.read(), label)
 
 
 def to_record(message: RawMessage, source: str) -> EmailRecord:
