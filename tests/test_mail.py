@@ -64,6 +64,14 @@ def test_recipients_display_names_are_kept_beside_their_addresses():
     assert record.to_names == ("Sam Carter", "Doe, Jo", "")
 
 
+@pytest.mark.parametrize("text", ["Café, let's partner", "Café, let's partner!!"])  # one "=", then two
+def test_base64_without_its_padding_keeps_its_last_bytes(text):
+    encoded = base64.b64encode(text.encode()).rstrip(b"=")
+    raw = (b"From: a@x.example\nSubject: x\nContent-Type: text/plain; charset=utf-8\n"
+           b"Content-Transfer-Encoding: base64\n\n" + encoded + b"\n")
+    assert parse_message(raw).body == text
+
+
 def test_bad_base64_keeps_what_decodes_and_notes_it():
     record = read("bad-base64.eml")
     assert "joint workshop" in record.body

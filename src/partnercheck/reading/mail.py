@@ -459,7 +459,8 @@ def _transfer_decode(data: bytes, cte: str, problems: list[str]) -> bytes:
     except binascii.Error:
         problems.append("bad base64 encoding; decoded what was readable")
         cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        cleaned = cleaned[: len(cleaned) - (len(cleaned) % 4 == 1)]  # a lone last character holds no byte
+        cleaned += b"=" * (-len(cleaned) % 4)  # padding left off: the last bytes are still there
         try:
             return binascii.a2b_base64(cleaned)
         except binascii.Error:
