@@ -72,6 +72,14 @@ def test_base64_without_its_padding_keeps_its_last_bytes(text):
     assert parse_message(raw).body == text
 
 
+def test_a_text_part_cut_for_its_size_says_so():
+    """Markup past the part's first 400,000 bytes is not read: the message's problems say it."""
+    raw = (b"From: a@x.example\nSubject: t\nContent-Type: text/html; charset=utf-8\n\n<p>Shall we co-host?</p>"
+           + b"<div>" * 100_000 + b"<p>the rest</p>")
+    record = parse_message(raw)
+    assert record.body.startswith("Shall we co-host?") and any("the rest skipped" in p for p in record.problems)
+
+
 def test_bad_base64_keeps_what_decodes_and_notes_it():
     record = read("bad-base64.eml")
     assert "joint workshop" in record.body

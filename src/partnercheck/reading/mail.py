@@ -507,6 +507,7 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     whole = len(data) <= 4 * MAX_TEXT_CHARS
     if not whole:
         data = data[: 4 * MAX_TEXT_CHARS]
+        problems.append(f"a text part over {4 * MAX_TEXT_CHARS} bytes; the rest skipped")
     if charset in ("us-ascii", "utf-8", "utf8", "ascii") and data.isascii():
         return data.decode("ascii")
     wide = _decode_wide(data, charset, whole)
