@@ -177,6 +177,36 @@ def test_a_label_file_with_a_line_that_cannot_be_read_is_one_error(tmp_path):
         list(Source(str(path)))
 
 
+def _mbox_of(messages: list[bytes]) -> bytes:
+    return b"".join(b"From x@y.example Mon Jan  1 00:00:00 2024\n" + m + b"\n" for m in messages)
+
+
+def test_a_label_file_finds_its_messages_after_the_mbox_lost_one(tmp_path):
+    """Taking a message out of an mbox moves every later one to another key: each row of a
+    label file still gets its own message (by its Message-ID), never the one now at its key."""
+    from click.testing import CliRunner
+
+    from partnercheck.interface.cli import cli
+
+    first, second, third, fourth = (message(f"subject {n}", f"text number {n}") for n in (1, 2, 3, 4))
+    mbox = write(tmp_path / "in.mbox", _mbox_of([first, second, third]))
+    labels = tmp_path / "labels.csv"
+    assert CliRunner().invoke(cli, ["label", str(mbox), "-o", str(labels)]).exit_code == 0
+    rows = list(csv.DictReader(labels.open()))
+    for row, label in zip(rows, ("partnership", "pitch", "other")):  # the user's corrections
+        row["verdict"] = label
+    with labels.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[1:])  # the first message's row is dropped with the message
+    mbox.write_bytes(_mbox_of([second, third, fourth]))  # and new mail came in
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("subject 2", "pitch"), ("subject 3", "other")]
+    with labels.open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerow(rows[0])
+    with pytest.raises(SourceError, match="1 message.* no longer in it"):
+        list(Source(str(labels)))
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

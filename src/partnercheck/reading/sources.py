@@ -423,10 +423,38 @@ def record_from_fields(body: str, subject: str = "", sender: str = "", key: str 
     return record
 
 
+class _Row(NamedTuple):
+    """What a label file's row says of the message it labels: its label and, when the file
+    has those columns (``label`` writes them), its Message-ID and subject."""
+
+    number: int
+    label: str
+    message_id: str | None
+    subject: str | None
+
+    def names(self, record: EmailRecord) -> bool:
+        """Whether ``record`` is the message this row was written for: the same Message-ID,
+        or, for a message without one, none and the same subject."""
+        if self.message_id is None:
+            return True
+        if self.message_id:
+            return self.message_id == _written(record.message_id)
+        return not _written(record.message_id) and (self.subject is None or _written(record.subject) == self.subject)
+
+
+def _written(text: str | None) -> str:
+    """A header's value as a label file's cell holds it, compared with the cell's value."""
+    return " ".join(without_lone_surrogates(text or "", keep_bytes=True).split())
+
+
 def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str) -> Iterator[EmailRecord]:
+    """The messages a label file's rows name, read again from their sources, each with its
+    row's label. A row is found at its key when the message there is still the one it was
+    written for (:meth:`_Row.names`), else by its Message-ID anywhere in the source: a
+    message taken out of an mbox moves every later one to another key."""
     if label_col is None:
         raise SourceError(f"{table}: rows name their source and key but carry no label or verdict column")
-    wanted: dict[str, dict[str, str]] = {}
+    wanted: dict[str, dict[str, _Row]] = {}
     for number, row in rows:
         if row.get(_ROW_PROBLEMS) and not row.get("source"):  # a line that could not be read names no message
             raise SourceError(f"{table}: {'; '.join(row[_ROW_PROBLEMS])}")
@@ -437,18 +465,26 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
         if _is_pipe(source):  # opening it would wait for a writer, and what was written is gone
             raise SourceError(f"{table}: row {number} came from the pipe {source} and cannot be read again")
-        wanted.setdefault(source, {})[key] = _cell(row.get(label_col)).strip().lower()
+        wanted.setdefault(source, {})[key] = _Row(
+            number, _cell(row.get(label_col)).strip().lower(),
+            " ".join(_cell(row["message_id"]).split()) if "message_id" in row else None,
+            " ".join(_cell(row["subject"]).split()) if "subject" in row else None)
     for path, labels in wanted.items():
         if os.path.abspath(path) == os.path.abspath(table):
             raise SourceError(f"{table}: its rows name the table itself as their source")
-        found = 0
+        by_id = {row.message_id: key for key, row in labels.items() if row.message_id}
+        found: set[str] = set()
         for record in Source(path):
-            if record.key in labels:
-                record.label = labels[record.key] or None
-                found += 1
-                yield record
-        if found < len(labels):
-            missing = len(labels) - found
+            key = record.key
+            if key not in labels or key in found or not labels[key].names(record):
+                key = by_id.get(_written(record.message_id), "")
+                if not key or key in found:
+                    continue
+            record.label = labels[key].label or None
+            found.add(key)
+            yield record
+        if len(found) < len(labels):
+            missing = len(labels) - len(found)
             raise SourceError(f"{table}: {missing} message(s) listed for {path} are no longer in it")
 
 
