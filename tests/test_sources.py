@@ -207,6 +207,25 @@ def test_a_label_file_finds_its_messages_after_the_mbox_lost_one(tmp_path):
         list(Source(str(labels)))
 
 
+def test_a_label_file_finds_maildir_messages_read_since(tmp_path):
+    """A mail program moves a message it has shown from new/ to cur/ and adds its flags to
+    the name: a label file's row still finds it, with or without a Message-ID."""
+    texts = [message("with an id", "text one"), message("no id", "text two").replace(b"Message-ID", b"X-Old-ID")]
+    for n, raw in enumerate(texts):
+        write(tmp_path / "md" / "new" / f"170000000{n}.M1P1.host", raw)
+    (tmp_path / "md" / "cur").mkdir()
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(tmp_path / "md")), ("pitch", "other")):
+            writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    for n in range(2):
+        os.rename(tmp_path / "md" / "new" / f"170000000{n}.M1P1.host",
+                  tmp_path / "md" / "cur" / f"170000000{n}.M1P1.host:2,S")
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("with an id", "pitch"), ("no id", "other")]
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

@@ -449,7 +449,8 @@ def _written(text: str | None) -> str:
 
 def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str) -> Iterator[EmailRecord]:
     """The messages a label file's rows name, read again from their sources, each with its
-    row's label. A row is found at its key when the message there is still the one it was
+    row's label. A row is found at its key (in a Maildir, at the message's unique name,
+    whatever its flags and folder now) when the message there is still the one it was
     written for (:meth:`_Row.names`), else by its Message-ID anywhere in the source: a
     message taken out of an mbox moves every later one to another key."""
     if label_col is None:
@@ -474,8 +475,11 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: its rows name the table itself as their source")
         by_id = {row.message_id: key for key, row in labels.items() if row.message_id}
         found: set[str] = set()
-        for record in Source(path):
-            key = record.key
+        reader = Source(path)
+        if reader.format == "maildir":  # a message read or flagged since moves from new/ to cur/, renamed
+            by_name = {_maildir_name(key): key for key in labels}
+        for record in reader:
+            key = by_name.get(_maildir_name(record.key), "") if reader.format == "maildir" else record.key
             if key not in labels or key in found or not labels[key].names(record):
                 key = by_id.get(_written(record.message_id), "")
                 if not key or key in found:
@@ -486,6 +490,12 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
         if len(found) < len(labels):
             missing = len(labels) - len(found)
             raise SourceError(f"{table}: {missing} message(s) listed for {path} are no longer in it")
+
+
+def _maildir_name(key: str) -> str:
+    """A Maildir message's unique name, which stays when its flags (after ``:``) change and
+    it moves from ``new/`` to ``cur/``."""
+    return key.rpartition("/")[2].partition(":")[0]
 
 
 #: Where a table row's parse problems travel with the row (no column can be named so).
