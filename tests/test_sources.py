@@ -226,6 +226,24 @@ def test_a_label_file_finds_maildir_messages_read_since(tmp_path):
     assert [(r.subject, r.label) for r in Source(str(labels))] == [("with an id", "pitch"), ("no id", "other")]
 
 
+def test_a_label_file_of_an_export_reads_it_with_the_columns_it_was_labelled_with(tmp_path):
+    """`label export.csv --body-column Nachricht` writes rows that name the export: reading
+    them again needs the same --body-column, which names the export's column, not one of
+    the label file's."""
+    export = write(tmp_path / "export.csv", "Betreff,Nachricht\nHallo,Shall we co-host a workshop?\n"
+                                            "Plans,Our plans start at $99.\n")
+    columns = Columns(body="Nachricht", subject="Betreff")
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(export), columns=columns), ("partnership", "pitch")):
+            writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    records = list(Source(str(labels), columns=columns))
+    assert [(r.subject, r.body, r.label) for r in records] == [
+        ("Hallo", "Shall we co-host a workshop?", "partnership"), ("Plans", "Our plans start at $99.", "pitch")]
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

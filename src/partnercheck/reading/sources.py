@@ -363,7 +363,8 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     A row needs a body column (``body``, ``text``, ``content``, ``message``; ``raw`` holds
     a whole RFC 5322 message). A table written by ``partnercheck label`` has no body but
     ``source`` and ``key`` columns: its messages are fetched again from their sources, with
-    the (possibly corrected) ``verdict`` column as their label.
+    the (possibly corrected) ``verdict`` column as their label; ``columns`` other than the
+    label name the columns of those sources (an export labelled with ``--body-column``).
     """
     # Bytes that are not UTF-8 stay as surrogate escapes: a raw message gets its own bytes
     # back, and a text field reads them as cp1252 (exports from older mail programs).
@@ -373,11 +374,14 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     if first is None:
         return
     header = [name for name in first[1] if isinstance(name, str) and name != _ROW_PROBLEMS]
-    body_col = _pick(header, columns.body, BODY_COLUMNS, "body", source)
+    refetched = {"source", "key"} <= set(header) and columns.body not in header \
+        and _pick(header, None, BODY_COLUMNS, "body", source) is None
+    body_col = None if refetched else _pick(header, columns.body, BODY_COLUMNS, "body", source)
     label_col = _pick(header, columns.label, LABEL_COLUMNS, "label", source, required=False)
     if body_col is None:
-        if "source" in header and "key" in header:
-            yield from _refetch(_chain(first, rows), label_col, source)
+        if refetched:  # the other columns name those of the exports its rows name
+            yield from _refetch(_chain(first, rows), label_col, source, Columns(columns.body, columns.subject,
+                                                                              columns.sender))
             return
         raise SourceError(
             f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "
@@ -447,7 +451,8 @@ def _written(text: str | None) -> str:
     return " ".join(without_lone_surrogates(text or "", keep_bytes=True).split())
 
 
-def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str) -> Iterator[EmailRecord]:
+def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str,
+             columns: Columns) -> Iterator[EmailRecord]:
     """The messages a label file's rows name, read again from their sources, each with its
     row's label. A row is found at its key (in a Maildir, at the message's unique name,
     whatever its flags and folder now) when the message there is still the one it was
@@ -475,7 +480,7 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: its rows name the table itself as their source")
         by_id = {row.message_id: key for key, row in labels.items() if row.message_id}
         found: set[str] = set()
-        reader = Source(path)
+        reader = Source(path, columns=columns)
         if reader.format == "maildir":  # a message read or flagged since moves from new/ to cur/, renamed
             by_name = {_maildir_name(key): key for key in labels}
         for record in reader:
