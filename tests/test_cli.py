@@ -471,6 +471,17 @@ def test_train_refuses_an_output_it_cannot_write_before_training(runner, tmp_pat
         assert result.exit_code == 1 and words in result.output and "cross-validated" not in result.output
 
 
+def test_train_never_writes_its_model_over_what_it_reads(runner, tmp_path):
+    """Sources are only read: `train labels.csv -o labels.csv --force` would replace the
+    corrected labels with a model, and `train --personal -o` the learning store."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT])
+    before = mbox.read_bytes()
+    for args in (["--label", "pitch", str(mbox)], ["--personal", "--store", str(mbox)]):
+        result = runner.invoke(cli, ["train", *args, "-o", str(mbox), "--force"])
+        assert result.exit_code == 1 and "writing the model there would replace it" in result.output, result.output
+        assert mbox.read_bytes() == before
+
+
 def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monkeypatch):
     import shutil
 

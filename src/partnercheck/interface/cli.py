@@ -89,8 +89,15 @@ def model_options(func):
     return func
 
 
-def _check_output(output: str, force: bool) -> None:
+def _is_one_of(output: str, paths) -> bool:
+    """Whether the file ``output`` is one of ``paths`` (under any name)."""
+    return os.path.exists(output) and any(os.path.exists(p) and os.path.samefile(p, output) for p in paths)
+
+
+def _check_output(output: str, force: bool, sources=()) -> None:
     """Refuse, before any work, a model path that cannot or may not be written."""
+    if _is_one_of(output, sources):
+        raise click.ClickException(f"{output} is what the model is trained from; writing the model there would replace it")
     if os.path.isdir(output):
         raise click.ClickException(f"{output} is a folder; give the model file's path")
     if os.path.exists(output) and not force:
@@ -302,7 +309,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
         from ..deciding.model import load_model
 
         load_model(path)  # says what is missing and how to fix it
-    if output and os.path.exists(output) and any(os.path.exists(s) and os.path.samefile(s, output) for s in sources):
+    if output and _is_one_of(output, sources):
         raise click.ClickException(f"{output} is a SOURCE: the labels would replace the mail")
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
@@ -394,7 +401,8 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
         from ..learning.corrections import Store, retrain_personal, store_path
 
         if output:
-            _check_output(output, force)
+            store = store_path(store_option)
+            _check_output(output, force, [store, store + "-wal"])
         with Store.open(store_path(store_option)) as store:
             if output and not len(store):
                 raise click.ClickException(f"{store.path} holds no corrections: no personal model to write")
@@ -407,7 +415,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     from ..learning import training
     from ..settings import default_corpus
 
-    _check_output(output, force)
+    _check_output(output, force, sources)
     columns = _columns(kwargs)
     if len(given_labels) > 1 and len(given_labels) != len(sources):
         raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
