@@ -453,6 +453,7 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     (b"[thresholds]\nmin_confidence = 7\n", "min_confidence must be between 0 and 1"),
     (b"[thresholds]\npartnership_guard = nan\n", "partnership_guard must be between 0 and 1"),
     (b"# caf\xe9\nallow = []\n", "must be UTF-8"),
+    (b"block = ['*.vendor.example']\n", "block holds '*.vendor.example', which no sender matches"),
 ])
 def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_path, tmp_path, monkeypatch, text, error):
     """Never a file named '5' made by learn, a misspelt key quietly ignored, or every message unsure."""

@@ -444,6 +444,18 @@ def test_senders_commands_add_list_expire_and_remove(tmp_path):
     assert runner.invoke(cli, ["senders", "block", "x.example", "--expires", "soon"]).exit_code == 2
 
 
+def test_senders_refuses_entries_no_sender_would_match_and_adds_none_of_them(tmp_path):
+    """A wildcard, a display name or a URL would be kept and match nobody: refused, and the
+    good entries given with it are not added either (the command failed)."""
+    runner = CliRunner()
+    for bad in ("*.vendor.example", "Ana <ana@x.example>", "a@b@c.example", "https://vendor.example/", "x..example"):
+        result = runner.invoke(cli, ["senders", "block", "good.example", bad])
+        assert result.exit_code == 2 and "is not an address or a domain" in result.output, (bad, result.output)
+    assert not read_memory()
+    assert runner.invoke(cli, ["senders", "allow", "Ana@Partner.Example", "münchen.example"]).exit_code == 0
+    assert {e.pattern for e in read_memory().entries.values()} == {"ana@partner.example", "münchen.example"}
+
+
 def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
     with Store.open(str(tmp_path / "s.sqlite3")) as store:
         first, second = _pitches()

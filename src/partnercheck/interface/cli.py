@@ -742,9 +742,10 @@ def _sender_change(kind):
         from ..learning.corrections import Store, store_path
 
         when = _expiry(expires)
+        patterns = [_pattern(pattern) for pattern in patterns]  # all checked before any is added
         with Store.open(store_path(ctx.obj.get("store"))) as store:
             for pattern in patterns:
-                store.set_sender(_pattern(pattern), kind, when, note)
+                store.set_sender(pattern, kind, when, note)
         click.echo(f"{len(patterns)} on the {kind} list", err=True)
 
     example = "ana@partner.example friends.example" if kind == "allow" else "spamvendor.example --expires 30"
@@ -758,10 +759,13 @@ def _sender_change(kind):
 
 
 def _pattern(value: str) -> str:
-    value = value.strip().lower()
-    if not value or " " in value or value.startswith("@") or value.endswith("@"):
-        raise click.BadParameter(f"{value!r} is not an address or a domain")
-    return value
+    from ..learning.memory import sender_pattern
+
+    pattern = sender_pattern(value)
+    if pattern is None:
+        raise click.BadParameter(f"{value!r} is not an address or a domain (a domain counts for its sub-domains: "
+                                 "no wildcards)")
+    return pattern
 
 
 senders.command("allow")(_sender_change("allow"))
@@ -781,7 +785,7 @@ def senders_remove(ctx, patterns):
     from ..learning.corrections import Store, store_path
 
     with Store.open(store_path(ctx.obj.get("store"))) as store:
-        gone = sum(store.remove_sender(_pattern(p)) for p in patterns)
+        gone = sum(store.remove_sender(p.strip().lower()) for p in patterns)  # unchecked: whatever is listed goes
     click.echo(f"removed {gone} of {len(patterns)}", err=True)
 
 

@@ -29,6 +29,7 @@ module uses the standard library only.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,22 @@ CREATE TABLE IF NOT EXISTS sender_resets(
     at REAL NOT NULL
 );
 """
+
+
+#: An allow or block entry: an address (one ``@``) or a domain, with nothing a list entry is
+#: matched without (a wildcard, a display name, a URL's slash).
+_PATTERN = re.compile(r"(?:[^\s@<>()\[\],;:\"\\*]+@)?[^\s@<>()\[\],;:\"\\*/?#=!]+")
+
+
+def sender_pattern(value: str) -> str | None:
+    """``value`` as an allow or block entry, lower-cased: an address or a domain; None for
+    anything that no sender would ever match (``*.example``, ``@vendor.example``,
+    ``Ana <ana@x.example>``), which would otherwise be kept and do nothing."""
+    value = value.strip().lower()
+    domain = value.rpartition("@")[2]
+    if not _PATTERN.fullmatch(value) or domain.startswith(".") or domain.endswith(".") or ".." in domain:
+        return None
+    return value
 
 
 @dataclass(frozen=True)
