@@ -615,6 +615,28 @@ def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_crafted_store_cannot_export_outside_the_folder(tmp_path):
+    """A correction's key names its file in an export: a store edited by hand to hold the
+    key '../../x' (or a label that is a path) is refused, and nothing is written outside."""
+    path = str(tmp_path / "s.sqlite3")
+    with Store.open(path) as store:
+        store.learn([record("offer", PITCH_TEXT)], "pitch")
+    runner = CliRunner()
+    for column, value in (("digest", "../../escaped"), ("label", "../../escaped")):
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        key, label = db.execute("SELECT digest, label FROM corrections").fetchone()
+        db.execute(f"UPDATE corrections SET {column} = ?", (value,))
+        db.commit()
+        for args in (["--export", str(tmp_path / "a" / "b" / column)], ["--export", str(tmp_path / "c.jsonl")]):
+            result = runner.invoke(cli, ["learned", "--store", path, *args])
+            assert result.exit_code == 1 and "never writes" in result.output, result.output
+        assert not list(tmp_path.rglob("*.eml"))
+        db.execute("UPDATE corrections SET digest = ?, label = ?", (key, label))
+        db.commit()
+        db.close()
+
+
 def test_an_expiry_past_any_calendar_and_an_export_nowhere_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["senders", "block", "vendor.example", "--expires", "999999999999999"])

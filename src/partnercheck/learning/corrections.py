@@ -66,6 +66,8 @@ CREATE INDEX IF NOT EXISTS corrections_message_id ON corrections(message_id) WHE
 CREATE INDEX IF NOT EXISTS corrections_sender ON corrections(sender);
 """
 
+#: What :func:`content_key` gives: every key in a store that ``learn`` wrote.
+_KEY = re.compile(r"[0-9a-f]{32}")
 _LIST_FIELDS = ["key", "message_id", "label", "from", "subject", "date", "learned", "origin"]
 
 
@@ -396,9 +398,18 @@ class Store:
             yield Correction(*row)
 
     def messages(self) -> Iterator[tuple[str, str, bytes]]:
-        """``(key, label, raw message)`` for every correction."""
+        """``(key, label, raw message)`` for every correction. A key or label that ``learn``
+        never writes (a store made or edited by hand) is refused: keys name the files of an
+        export, and a key such as ``../x`` would put one outside it."""
         for key, label, raw in self._db.execute("SELECT digest, label, raw FROM corrections ORDER BY id"):
-            yield key, label, zlib.decompress(raw)
+            if not (isinstance(key, str) and _KEY.fullmatch(key) and label in LABELS):
+                raise StoreError(f"{self.path}: a correction has the key {key!r} and the label {label!r}, which "
+                                 f"`learn` never writes; remove it with `partnercheck learned --forget-key`")
+            try:
+                yield key, label, zlib.decompress(raw)
+            except (zlib.error, TypeError):
+                raise StoreError(f"{self.path}: the message of correction {key} is damaged; remove it with "
+                                 "`partnercheck learned --forget-key`") from None
 
     def records(self) -> Iterator[EmailRecord]:
         """Every correction as a labelled record, parsed again from the stored message."""
