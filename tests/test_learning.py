@@ -637,6 +637,31 @@ def test_a_crafted_store_cannot_export_outside_the_folder(tmp_path):
         db.close()
 
 
+def test_an_export_cut_off_leaves_no_half_folder(tmp_path, monkeypatch):
+    """An export into a folder stopped part-way (Ctrl-C, a full disk) leaves nothing behind
+    that a second try would refuse as a folder that exists; it then exports everything."""
+    path = str(tmp_path / "s.sqlite3")
+    with Store.open(path) as store:
+        store.learn([record(f"offer {i}", PITCH_TEXT + f" {i}") for i in range(3)], "pitch")
+    original = Store.messages
+
+    def interrupted(self):
+        for n, item in enumerate(original(self)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(Store, "messages", interrupted)
+    runner = CliRunner()
+    target = tmp_path / "export"
+    assert runner.invoke(cli, ["learned", "--store", path, "--export", str(target)]).exit_code != 0
+    assert not target.exists() and not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+    monkeypatch.setattr(Store, "messages", original)
+    result = runner.invoke(cli, ["learned", "--store", path, "--export", str(target)])
+    assert result.exit_code == 0, result.output
+    assert len(list((target / "pitch").glob("*.eml"))) == 3
+
+
 def test_an_expiry_past_any_calendar_and_an_export_nowhere_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["senders", "block", "vendor.example", "--expires", "999999999999999"])

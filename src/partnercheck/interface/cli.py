@@ -656,7 +656,7 @@ def _export(store, target: str) -> int:
 
 
 def _write_export(store, target: str) -> int:
-    from ..atomic import atomic_file
+    from ..atomic import _umask, atomic_file
 
     count = 0
     if target.endswith((".jsonl", ".ndjson", ".json")):
@@ -666,14 +666,28 @@ def _write_export(store, target: str) -> int:
                 handle.write(json.dumps(row) + "\n")
                 count += 1
         return count
+    import shutil
+    import tempfile
+
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise click.ClickException(f"{target} exists; export into a new folder or a .jsonl file")
-    for label in LABELS:
-        os.makedirs(os.path.join(target, label), exist_ok=True)
-    for key, label, raw in store.messages():
-        with atomic_file(os.path.join(target, label, f"{key}.eml")) as handle:
-            handle.write(raw)
-        count += 1
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    # Written in a folder beside it and renamed into place whole: an error or Ctrl-C leaves
+    # no half an export (which a second try would refuse as a folder that exists).
+    temp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.", suffix=".partial", dir=folder)
+    try:
+        for label in LABELS:
+            os.mkdir(os.path.join(temp, label))
+        for key, label, raw in store.messages():
+            with open(os.path.join(temp, label, f"{key}.eml"), "wb") as handle:
+                handle.write(raw)
+            count += 1
+        os.chmod(temp, 0o777 & ~_umask())
+        os.rename(temp, target)  # over an empty folder too
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
     return count
 
 
