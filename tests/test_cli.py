@@ -446,6 +446,22 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
 
 
+def test_relative_paths_in_the_config_file_are_beside_it_whatever_the_folder(tmp_path, monkeypatch):
+    """`store = "learned.sqlite3"` is one store, whether `learn` runs from cron in one folder
+    or `filter` from the mail server in another."""
+    folder = tmp_path / "conf"
+    config = write(folder / "config.toml", "store = 'learned.sqlite3'\nmodel = 'my.model'\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    from partnercheck.settings import model_path, store_path
+
+    assert store_path() == str(folder / "learned.sqlite3") and model_path() == str(folder / "my.model")
+    config.write_text("store = 'learned.sqlite3'\n")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 0, result.output
+    assert (folder / "learned.sqlite3").exists() and not (tmp_path / "learned.sqlite3").exists()
+
+
 @pytest.mark.parametrize("text, error", [
     (b"modle = 'x.model'\n", "unknown key modle"),
     (b"store = 5\n", "store must be a path in quotes"),
