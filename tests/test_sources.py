@@ -244,6 +244,17 @@ def test_a_label_file_of_an_export_reads_it_with_the_columns_it_was_labelled_wit
         ("Hallo", "Shall we co-host a workshop?", "partnership"), ("Plans", "Our plans start at $99.", "pitch")]
 
 
+def test_a_label_file_saved_by_a_spreadsheet_with_semicolons_is_read(tmp_path):
+    """A label file corrected in a spreadsheet set to a language with decimal commas comes
+    back with semicolons between its fields (and a BOM, and CRLF)."""
+    mbox = write(tmp_path / "in.mbox", _mbox_of([message("first", "text one"), message("second", "text two")]))
+    text = f"\ufeffsource;key;verdict;score\r\n{mbox};1;pitch;0,97\r\n{mbox};2;other;0,51\r\n"
+    labels = write(tmp_path / "labels.csv", text.encode("utf-8"))
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("first", "pitch"), ("second", "other")]
+    export = write(tmp_path / "export.csv", "subject;body\nHello;Shall we co-host?\n")
+    assert [(r.subject, r.body) for r in Source(str(export))] == [("Hello", "Shall we co-host?")]
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

@@ -511,7 +511,9 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
     """Rows as dicts; a row with more fields than the header keeps the first ones and says so.
 
     The delimiter follows the header line: a ``.csv`` file whose header holds tabs and no
-    commas is read as TSV (``partnercheck label --tsv -o x.csv`` writes one), and back.
+    commas is read as TSV (``partnercheck label --tsv -o x.csv`` writes one), and back; one
+    whose header holds semicolons and neither is read with semicolons, as a spreadsheet set
+    to a language that writes decimal commas saves a label file corrected in it.
     """
     try:
         header = text.readline()
@@ -522,6 +524,8 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
         delimiter = "\t"
     elif delimiter == "\t" and "," in header and "\t" not in header:
         delimiter = ","
+    if ";" in header and "," not in header and "\t" not in header:
+        delimiter = ";"
     lines = _chain(header, text) if header else iter(())
     reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
     try:
