@@ -207,6 +207,23 @@ def test_a_label_file_finds_its_messages_after_the_mbox_lost_one(tmp_path):
         list(Source(str(labels)))
 
 
+def test_a_label_file_finds_each_copy_of_a_message_after_the_mbox_lost_one(tmp_path):
+    """Gmail's Takeout holds a message once per label: when an mbox lost a message, each
+    row for a copy still finds a copy, not the same one twice."""
+    gone, copy, other = message("gone", "text one"), message("copy", "same text"), message("other", "text three")
+    mbox = write(tmp_path / "in.mbox", _mbox_of([gone, copy, other, copy]))
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(mbox)), ("pitch", "other", "partnership", "other")):
+            if record.subject != "gone":
+                writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    mbox.write_bytes(_mbox_of([copy, other, copy]))
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [
+        ("copy", "other"), ("other", "partnership"), ("copy", "other")]
+
+
 def test_a_label_file_finds_maildir_messages_read_since(tmp_path):
     """A mail program moves a message it has shown from new/ to cur/ and adds its flags to
     the name: a label file's row still finds it, with or without a Message-ID."""

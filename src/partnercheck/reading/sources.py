@@ -478,7 +478,10 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
     for path, labels in wanted.items():
         if os.path.abspath(path) == os.path.abspath(table):
             raise SourceError(f"{table}: its rows name the table itself as their source")
-        by_id = {row.message_id: key for key, row in labels.items() if row.message_id}
+        by_id: dict[str, list[str]] = {}  # copies of one message (Gmail's Takeout has them) have one each
+        for key, row in labels.items():
+            if row.message_id:
+                by_id.setdefault(row.message_id, []).append(key)
         found: set[str] = set()
         reader = Source(path, columns=columns)
         if reader.format == "maildir":  # a message read or flagged since moves from new/ to cur/, renamed
@@ -486,8 +489,8 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
         for record in reader:
             key = by_name.get(_maildir_name(record.key), "") if reader.format == "maildir" else record.key
             if key not in labels or key in found or not labels[key].names(record):
-                key = by_id.get(_written(record.message_id), "")
-                if not key or key in found:
+                key = next((k for k in by_id.get(_written(record.message_id), ()) if k not in found), "")
+                if not key:
                     continue
             record.label = labels[key].label or None
             found.add(key)
