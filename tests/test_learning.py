@@ -556,6 +556,21 @@ def test_train_personal(tmp_path):
     assert runner.invoke(cli, ["train"]).exit_code == 2
 
 
+def test_train_personal_says_what_is_there_and_makes_no_store(tmp_path):
+    """On a fresh install there is nothing to train on and nothing to remove: no store is
+    made, and no personal model is said to be removed that never was."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0 and "nothing learned yet" in result.output, result.output
+    assert not os.path.exists(store_path())
+    assert runner.invoke(cli, ["train", "--personal", "-o", str(tmp_path / "p.model")]).exit_code == 1
+    raw = message("quick question", PITCH_TEXT)
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw).exit_code == 0
+    assert runner.invoke(cli, ["learn", "--forget", "--no-retrain", "-"], input=raw).exit_code == 0
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0 and "removed" not in result.output and "no personal model" in result.output
+
+
 def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path):
     runner = CliRunner()
     raw = message("quick question", PITCH_TEXT)

@@ -400,10 +400,16 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
             raise click.UsageError("--personal takes no SOURCES: it trains on the corpus and the learning store")
         from ..learning.corrections import Store, retrain_personal, store_path
 
+        path = store_path(store_option)
         if output:
-            store = store_path(store_option)
-            _check_output(output, force, [store, store + "-wal"])
-        with Store.open(store_path(store_option)) as store:
+            _check_output(output, force, [path, path + "-wal"])
+        if not os.path.exists(path):  # nothing to train on, and no store to make
+            if output:
+                raise click.ClickException(f"nothing learned yet ({path} does not exist): no corrections, "
+                                           "no personal model to write")
+            click.echo(f"nothing learned yet ({path} does not exist): no personal model, the shipped model applies")
+            return
+        with Store.open(path) as store:
             if output and not len(store):
                 raise click.ClickException(f"{store.path} holds no corrections: no personal model to write")
             click.echo(retrain_personal(store, output, seed=seed).line())

@@ -488,6 +488,8 @@ class RetrainSummary:
     def line(self) -> str:
         if self.removed:
             return "no corrections left: personal model removed, the shipped model applies again"
+        if not self.corrections:
+            return "no corrections: no personal model, the shipped model applies"
         return (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
                 f"in {self.seconds:.1f} s: {self.path}")
 
@@ -561,7 +563,7 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
         removed = os.path.exists(output)
         if removed:
             os.unlink(output)
-        return RetrainSummary(output, removed=True)
+        return RetrainSummary(output, removed=removed)
     corpus = corpus or default_corpus()
     if corpus is None:
         raise StoreError("the bundled corpus is not available in this installation, so no personal model")
