@@ -272,6 +272,16 @@ def test_a_label_file_saved_by_a_spreadsheet_with_semicolons_is_read(tmp_path):
     assert [(r.subject, r.body) for r in Source(str(export))] == [("Hello", "Shall we co-host?")]
 
 
+def test_label_files_that_name_each_other_are_one_error(tmp_path):
+    """A label file whose rows name another label file (which names the first) would be
+    read for ever, down to a RecursionError: one line, naming the file."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    write(first, f"source,key,verdict\n{second},1,pitch\n")
+    write(second, f"source,key,verdict\n{first},1,pitch\n")
+    with pytest.raises(SourceError, match="b.csv is a label file, named as the source of another"):
+        list(Source(str(first)))
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

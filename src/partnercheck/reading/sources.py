@@ -119,6 +119,7 @@ class Source:
         self.total: int | None = None
         self.unit = "bytes"
         self.is_stream = path == "-" or _is_pipe(path)
+        self.named_by_label_file = False  # a label file's rows name it: it must hold mail, not more labels
         if path == "-":
             self.format = fmt or STREAM
             self.name = "-"
@@ -237,14 +238,14 @@ class Source:
     def _table_records(self) -> Iterator[EmailRecord]:
         if self.is_stream:
             with self._stream() as stream:
-                yield from read_table(stream, self.format, self.columns, self.name)
+                yield from read_table(stream, self.format, self.columns, self.name, self.named_by_label_file)
             return
         path = self._existing()
         if not path.is_file():
             raise SourceError(f"{self.path}: not a file, so it cannot be read as {self.format}")
         self.total = path.stat().st_size
         with _open_read(path) as handle:
-            for record in read_table(handle, self.format, self.columns, self.name):
+            for record in read_table(handle, self.format, self.columns, self.name, self.named_by_label_file):
                 self.position = handle.tell()
                 yield record
 
@@ -357,7 +358,8 @@ def _unescape(raw: bytes) -> bytes:
     return raw
 
 
-def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> Iterator[EmailRecord]:
+def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
+               named_by_label_file: bool = False) -> Iterator[EmailRecord]:
     """Stream records out of a CSV, TSV or JSON-lines export, one row at a time.
 
     A row needs a body column (``body``, ``text``, ``content``, ``message``; ``raw`` holds
@@ -379,6 +381,9 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     body_col = None if refetched else _pick(header, columns.body, BODY_COLUMNS, "body", source)
     label_col = _pick(header, columns.label, LABEL_COLUMNS, "label", source, required=False)
     if body_col is None:
+        if refetched and named_by_label_file:  # two that name each other would be read for ever
+            raise SourceError(f"{source} is a label file, named as the source of another one's rows; "
+                              "a label file's rows name the mail they label")
         if refetched:  # the other columns name those of the exports its rows name
             yield from _refetch(_chain(first, rows), label_col, source, Columns(columns.body, columns.subject,
                                                                               columns.sender))
@@ -484,6 +489,7 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
                 by_id.setdefault(row.message_id, []).append(key)
         found: set[str] = set()
         reader = Source(path, columns=columns)
+        reader.named_by_label_file = True
         if reader.format == "maildir":  # a message read or flagged since moves from new/ to cur/, renamed
             by_name = {_maildir_name(key): key for key in labels}
         for record in reader:
