@@ -652,6 +652,18 @@ def test_a_crafted_store_cannot_export_outside_the_folder(tmp_path):
         db.close()
 
 
+def test_learned_never_writes_its_list_over_the_store(tmp_path):
+    """`learned -o` onto the store's own path would replace every correction with a list."""
+    path = tmp_path / "s.sqlite3"
+    with Store.open(str(path)) as store:
+        store.learn([record("offer", PITCH_TEXT)], "pitch")
+    for args in (["-o", str(path)], ["--export", str(path)]):
+        result = CliRunner().invoke(cli, ["learned", "--store", str(path), *args])
+        assert result.exit_code == 1 and "is the learning store" in result.output, result.output
+    with Store.open(str(path)) as store:
+        assert len(store) == 1
+
+
 def test_an_export_cut_off_leaves_no_half_folder(tmp_path, monkeypatch):
     """An export into a folder stopped part-way (Ctrl-C, a full disk) leaves nothing behind
     that a second try would refuse as a folder that exists; it then exports everything."""

@@ -628,6 +628,9 @@ def learned(output, out_fmt, export, forget_keys, store_option):
     if not os.path.exists(path):
         click.echo(f"nothing learned yet ({path} does not exist)", err=True)
         return
+    for target in filter(None, (output, export)):
+        if _is_one_of(target, [path, path + "-wal"]):
+            raise click.ClickException(f"{target} is the learning store; writing there would replace it")
     with Store.open(path) as store:
         if forget_keys:
             removed = store.forget_keys(forget_keys)
