@@ -456,6 +456,19 @@ def test_senders_refuses_entries_no_sender_would_match_and_adds_none_of_them(tmp
     assert {e.pattern for e in read_memory().entries.values()} == {"ana@partner.example", "münchen.example"}
 
 
+def test_an_entry_by_hand_that_ran_out_lets_learning_take_over(tmp_path):
+    """`senders allow tom@... --expires 30`: once the 30 days are over, Tom's pitches learned
+    in two threads block him, as they would have without the entry."""
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.set_sender("tom@vendor.example", "allow", time.time() - 1)
+        store.learn(list(_pitches()), "pitch")
+        entry = store.memory().lookup("tom@vendor.example")
+        assert entry is not None and entry.kind == "block" and entry.origin == "learned"
+        store.set_sender("tom@vendor.example", "allow", time.time() + 86400)  # one that lasts is kept
+        store.learn([record("one more", PITCH_TEXT + "\nthird", sender="tom@vendor.example")], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "allow"
+
+
 def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
     with Store.open(str(tmp_path / "s.sqlite3")) as store:
         first, second = _pitches()

@@ -19,7 +19,7 @@ that rewrites From) gets no learned entry at all.
 
 Learned entries are derived from the corrections, so forgetting a correction takes back
 what it taught. Entries added by hand (``partnercheck senders allow/block``) may name a
-domain, may carry an expiry, and are never changed by learning. Removing an entry by hand
+domain, may carry an expiry, and are never changed by learning while they last. Removing an entry by hand
 also makes learning start over for that sender, from the corrections made after it.
 
 An explicit ``allow``/``block`` list in the config file is consulted first and always wins;
@@ -172,7 +172,9 @@ def relearn(db: sqlite3.Connection, address: str) -> str | None:
         return None
     old = db.execute("SELECT kind, origin, expires FROM senders WHERE pattern = ?", (address,)).fetchone()
     if old is not None and old[1] == MANUAL:
-        return None
+        if old[2] is None or old[2] > time.time():
+            return None
+        old = None  # an entry by hand that has run out: learning takes over again (it stays listed until then)
     reset = db.execute("SELECT at FROM sender_resets WHERE pattern = ?", (address,)).fetchone()
     since = reset[0] if reset else 0.0
     names = db.execute("SELECT count(DISTINCT sender_name) FROM corrections WHERE sender = ? AND sender_name != ''",
