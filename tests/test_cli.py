@@ -457,6 +457,22 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["classify", "-"], input=message("a", PITCH_TEXT)).exit_code == 0
 
 
+def test_relative_paths_in_the_config_file_are_beside_it_whatever_the_folder(tmp_path, monkeypatch):
+    """`store = "learned.sqlite3"` is one store, whether `learn` runs from cron in one folder
+    or `filter` from the mail server in another."""
+    folder = tmp_path / "conf"
+    config = write(folder / "config.toml", "store = 'learned.sqlite3'\nmodel = 'my.model'\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    from partnercheck.settings import model_path, store_path
+
+    assert store_path() == str(folder / "learned.sqlite3") and model_path() == str(folder / "my.model")
+    config.write_text("store = 'learned.sqlite3'\n")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 0, result.output
+    assert (folder / "learned.sqlite3").exists() and not (tmp_path / "learned.sqlite3").exists()
+
+
 @pytest.mark.parametrize("text, error", [
     (b"modle = 'x.model'\n", "unknown key modle"),
     (b"store = 5\n", "store must be a path in quotes"),
@@ -464,6 +480,7 @@ def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     (b"[thresholds]\nmin_confidence = 7\n", "min_confidence must be between 0 and 1"),
     (b"[thresholds]\npartnership_guard = nan\n", "partnership_guard must be between 0 and 1"),
     (b"# caf\xe9\nallow = []\n", "must be UTF-8"),
+    (b"block = ['*.vendor.example']\n", "block holds '*.vendor.example', which no sender matches"),
 ])
 def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_path, tmp_path, monkeypatch, text, error):
     """Never a file named '5' made by learn, a misspelt key quietly ignored, or every message unsure."""
@@ -480,6 +497,17 @@ def test_train_refuses_an_output_it_cannot_write_before_training(runner, tmp_pat
     for output, words in ((tmp_path, "is a folder"), (plain / "m.model", "is a file, not a folder")):
         result = runner.invoke(cli, ["train", str(DATA), "-o", str(output), "--force"])
         assert result.exit_code == 1 and words in result.output and "cross-validated" not in result.output
+
+
+def test_train_never_writes_its_model_over_what_it_reads(runner, tmp_path):
+    """Sources are only read: `train labels.csv -o labels.csv --force` would replace the
+    corrected labels with a model, and `train --personal -o` the learning store."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, OTHER_TEXT])
+    before = mbox.read_bytes()
+    for args in (["--label", "pitch", str(mbox)], ["--personal", "--store", str(mbox)]):
+        result = runner.invoke(cli, ["train", *args, "-o", str(mbox), "--force"])
+        assert result.exit_code == 1 and "writing the model there would replace it" in result.output, result.output
+        assert mbox.read_bytes() == before
 
 
 def test_train_with_default_data_adds_the_bundled_corpus(runner, tmp_path, monkeypatch):

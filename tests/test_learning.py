@@ -444,6 +444,31 @@ def test_senders_commands_add_list_expire_and_remove(tmp_path):
     assert runner.invoke(cli, ["senders", "block", "x.example", "--expires", "soon"]).exit_code == 2
 
 
+def test_senders_refuses_entries_no_sender_would_match_and_adds_none_of_them(tmp_path):
+    """A wildcard, a display name or a URL would be kept and match nobody: refused, and the
+    good entries given with it are not added either (the command failed)."""
+    runner = CliRunner()
+    for bad in ("*.vendor.example", "Ana <ana@x.example>", "a@b@c.example", "https://vendor.example/", "x..example"):
+        result = runner.invoke(cli, ["senders", "block", "good.example", bad])
+        assert result.exit_code == 2 and "is not an address or a domain" in result.output, (bad, result.output)
+    assert not read_memory()
+    assert runner.invoke(cli, ["senders", "allow", "Ana@Partner.Example", "münchen.example"]).exit_code == 0
+    assert {e.pattern for e in read_memory().entries.values()} == {"ana@partner.example", "münchen.example"}
+
+
+def test_an_entry_by_hand_that_ran_out_lets_learning_take_over(tmp_path):
+    """`senders allow tom@... --expires 30`: once the 30 days are over, Tom's pitches learned
+    in two threads block him, as they would have without the entry."""
+    with Store.open(str(tmp_path / "s.sqlite3")) as store:
+        store.set_sender("tom@vendor.example", "allow", time.time() - 1)
+        store.learn(list(_pitches()), "pitch")
+        entry = store.memory().lookup("tom@vendor.example")
+        assert entry is not None and entry.kind == "block" and entry.origin == "learned"
+        store.set_sender("tom@vendor.example", "allow", time.time() + 86400)  # one that lasts is kept
+        store.learn([record("one more", PITCH_TEXT + "\nthird", sender="tom@vendor.example")], "pitch")
+        assert store.memory().lookup("tom@vendor.example").kind == "allow"
+
+
 def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
     with Store.open(str(tmp_path / "s.sqlite3")) as store:
         first, second = _pitches()
@@ -544,6 +569,21 @@ def test_train_personal(tmp_path):
     assert runner.invoke(cli, ["train"]).exit_code == 2
 
 
+def test_train_personal_says_what_is_there_and_makes_no_store(tmp_path):
+    """On a fresh install there is nothing to train on and nothing to remove: no store is
+    made, and no personal model is said to be removed that never was."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0 and "nothing learned yet" in result.output, result.output
+    assert not os.path.exists(store_path())
+    assert runner.invoke(cli, ["train", "--personal", "-o", str(tmp_path / "p.model")]).exit_code == 1
+    raw = message("quick question", PITCH_TEXT)
+    assert runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw).exit_code == 0
+    assert runner.invoke(cli, ["learn", "--forget", "--no-retrain", "-"], input=raw).exit_code == 0
+    result = runner.invoke(cli, ["train", "--personal"])
+    assert result.exit_code == 0 and "removed" not in result.output and "no personal model" in result.output
+
+
 def test_train_personal_never_overwrites_or_deletes_what_it_should_not(tmp_path):
     runner = CliRunner()
     raw = message("quick question", PITCH_TEXT)
@@ -601,6 +641,65 @@ def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):
         result = runner.invoke(cli, args, input=message("new", OTHER_TEXT))
         assert result.exit_code == 1 and path in result.stderr and "damaged" in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_crafted_store_cannot_export_outside_the_folder(tmp_path):
+    """A correction's key names its file in an export: a store edited by hand to hold the
+    key '../../x' (or a label that is a path) is refused, and nothing is written outside."""
+    path = str(tmp_path / "s.sqlite3")
+    with Store.open(path) as store:
+        store.learn([record("offer", PITCH_TEXT)], "pitch")
+    runner = CliRunner()
+    for column, value in (("digest", "../../escaped"), ("label", "../../escaped")):
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        key, label = db.execute("SELECT digest, label FROM corrections").fetchone()
+        db.execute(f"UPDATE corrections SET {column} = ?", (value,))
+        db.commit()
+        for args in (["--export", str(tmp_path / "a" / "b" / column)], ["--export", str(tmp_path / "c.jsonl")]):
+            result = runner.invoke(cli, ["learned", "--store", path, *args])
+            assert result.exit_code == 1 and "never writes" in result.output, result.output
+        assert not list(tmp_path.rglob("*.eml"))
+        db.execute("UPDATE corrections SET digest = ?, label = ?", (key, label))
+        db.commit()
+        db.close()
+
+
+def test_learned_never_writes_its_list_over_the_store(tmp_path):
+    """`learned -o` onto the store's own path would replace every correction with a list."""
+    path = tmp_path / "s.sqlite3"
+    with Store.open(str(path)) as store:
+        store.learn([record("offer", PITCH_TEXT)], "pitch")
+    for args in (["-o", str(path)], ["--export", str(path)]):
+        result = CliRunner().invoke(cli, ["learned", "--store", str(path), *args])
+        assert result.exit_code == 1 and "is the learning store" in result.output, result.output
+    with Store.open(str(path)) as store:
+        assert len(store) == 1
+
+
+def test_an_export_cut_off_leaves_no_half_folder(tmp_path, monkeypatch):
+    """An export into a folder stopped part-way (Ctrl-C, a full disk) leaves nothing behind
+    that a second try would refuse as a folder that exists; it then exports everything."""
+    path = str(tmp_path / "s.sqlite3")
+    with Store.open(path) as store:
+        store.learn([record(f"offer {i}", PITCH_TEXT + f" {i}") for i in range(3)], "pitch")
+    original = Store.messages
+
+    def interrupted(self):
+        for n, item in enumerate(original(self)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(Store, "messages", interrupted)
+    runner = CliRunner()
+    target = tmp_path / "export"
+    assert runner.invoke(cli, ["learned", "--store", path, "--export", str(target)]).exit_code != 0
+    assert not target.exists() and not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+    monkeypatch.setattr(Store, "messages", original)
+    result = runner.invoke(cli, ["learned", "--store", path, "--export", str(target)])
+    assert result.exit_code == 0, result.output
+    assert len(list((target / "pitch").glob("*.eml"))) == 3
 
 
 def test_an_expiry_past_any_calendar_and_an_export_nowhere_are_one_line(tmp_path):

@@ -114,6 +114,16 @@ def test_foreign_file_and_other_format_are_refused(small_model_path, tmp_path):
         load_model(str(damaged))
 
 
+@pytest.mark.parametrize("value", [float("nan"), 7.0, -0.5])
+def test_a_model_whose_cut_offs_make_no_sense_is_refused(small_model_path, tmp_path, value):
+    """A cut-off outside 0 to 1 (NaN included) would make every verdict unsure, or none:
+    refused as damaged, as the config file's [thresholds] are."""
+    damaged = tmp_path / "cut-offs.model"
+    _rewrite(small_model_path, damaged, lambda meta: meta["thresholds"].update(min_confidence=value))
+    with pytest.raises(ModelError, match="cut-offs are damaged"):
+        load_model(str(damaged))
+
+
 class _Boom:
     def __reduce__(self):
         import os

@@ -269,6 +269,111 @@ def test_a_label_file_with_a_line_that_cannot_be_read_is_one_error(tmp_path):
         list(Source(str(path)))
 
 
+def _mbox_of(messages: list[bytes]) -> bytes:
+    return b"".join(b"From x@y.example Mon Jan  1 00:00:00 2024\n" + m + b"\n" for m in messages)
+
+
+def test_a_label_file_finds_its_messages_after_the_mbox_lost_one(tmp_path):
+    """Taking a message out of an mbox moves every later one to another key: each row of a
+    label file still gets its own message (by its Message-ID), never the one now at its key."""
+    from click.testing import CliRunner
+
+    from partnercheck.interface.cli import cli
+
+    first, second, third, fourth = (message(f"subject {n}", f"text number {n}") for n in (1, 2, 3, 4))
+    mbox = write(tmp_path / "in.mbox", _mbox_of([first, second, third]))
+    labels = tmp_path / "labels.csv"
+    assert CliRunner().invoke(cli, ["label", str(mbox), "-o", str(labels)]).exit_code == 0
+    rows = list(csv.DictReader(labels.open()))
+    for row, label in zip(rows, ("partnership", "pitch", "other")):  # the user's corrections
+        row["verdict"] = label
+    with labels.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[1:])  # the first message's row is dropped with the message
+    mbox.write_bytes(_mbox_of([second, third, fourth]))  # and new mail came in
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("subject 2", "pitch"), ("subject 3", "other")]
+    with labels.open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerow(rows[0])
+    with pytest.raises(SourceError, match="1 message.* no longer in it"):
+        list(Source(str(labels)))
+
+
+def test_a_label_file_finds_each_copy_of_a_message_after_the_mbox_lost_one(tmp_path):
+    """Gmail's Takeout holds a message once per label: when an mbox lost a message, each
+    row for a copy still finds a copy, not the same one twice."""
+    gone, copy, other = message("gone", "text one"), message("copy", "same text"), message("other", "text three")
+    mbox = write(tmp_path / "in.mbox", _mbox_of([gone, copy, other, copy]))
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(mbox)), ("pitch", "other", "partnership", "other")):
+            if record.subject != "gone":
+                writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    mbox.write_bytes(_mbox_of([copy, other, copy]))
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [
+        ("copy", "other"), ("other", "partnership"), ("copy", "other")]
+
+
+def test_a_label_file_finds_maildir_messages_read_since(tmp_path):
+    """A mail program moves a message it has shown from new/ to cur/ and adds its flags to
+    the name: a label file's row still finds it, with or without a Message-ID."""
+    texts = [message("with an id", "text one"), message("no id", "text two").replace(b"Message-ID", b"X-Old-ID")]
+    for n, raw in enumerate(texts):
+        write(tmp_path / "md" / "new" / f"170000000{n}.M1P1.host", raw)
+    (tmp_path / "md" / "cur").mkdir()
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(tmp_path / "md")), ("pitch", "other")):
+            writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    for n in range(2):
+        os.rename(tmp_path / "md" / "new" / f"170000000{n}.M1P1.host",
+                  tmp_path / "md" / "cur" / f"170000000{n}.M1P1.host:2,S")
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("with an id", "pitch"), ("no id", "other")]
+
+
+def test_a_label_file_of_an_export_reads_it_with_the_columns_it_was_labelled_with(tmp_path):
+    """`label export.csv --body-column Nachricht` writes rows that name the export: reading
+    them again needs the same --body-column, which names the export's column, not one of
+    the label file's."""
+    export = write(tmp_path / "export.csv", "Betreff,Nachricht\nHallo,Shall we co-host a workshop?\n"
+                                            "Plans,Our plans start at $99.\n")
+    columns = Columns(body="Nachricht", subject="Betreff")
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "key", "message_id", "subject", "verdict"])
+        for record, label in zip(Source(str(export), columns=columns), ("partnership", "pitch")):
+            writer.writerow([record.source, record.key, record.message_id, record.subject, label])
+    records = list(Source(str(labels), columns=columns))
+    assert [(r.subject, r.body, r.label) for r in records] == [
+        ("Hallo", "Shall we co-host a workshop?", "partnership"), ("Plans", "Our plans start at $99.", "pitch")]
+
+
+def test_a_label_file_saved_by_a_spreadsheet_with_semicolons_is_read(tmp_path):
+    """A label file corrected in a spreadsheet set to a language with decimal commas comes
+    back with semicolons between its fields (and a BOM, and CRLF)."""
+    mbox = write(tmp_path / "in.mbox", _mbox_of([message("first", "text one"), message("second", "text two")]))
+    text = f"\ufeffsource;key;verdict;score\r\n{mbox};1;pitch;0,97\r\n{mbox};2;other;0,51\r\n"
+    labels = write(tmp_path / "labels.csv", text.encode("utf-8"))
+    assert [(r.subject, r.label) for r in Source(str(labels))] == [("first", "pitch"), ("second", "other")]
+    export = write(tmp_path / "export.csv", "subject;body\nHello;Shall we co-host?\n")
+    assert [(r.subject, r.body) for r in Source(str(export))] == [("Hello", "Shall we co-host?")]
+
+
+def test_label_files_that_name_each_other_are_one_error(tmp_path):
+    """A label file whose rows name another label file (which names the first) would be
+    read for ever, down to a RecursionError: one line, naming the file."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    write(first, f"source,key,verdict\n{second},1,pitch\n")
+    write(second, f"source,key,verdict\n{first},1,pitch\n")
+    with pytest.raises(SourceError, match="b.csv is a label file, named as the source of another"):
+        list(Source(str(first)))
+
+
 def test_a_lone_surrogate_in_a_json_string_is_read(tmp_path):
     body = "We would like to partner with you \\ud800 on a joint workshop."
     raw = "Subject: hi\\n\\n" + body

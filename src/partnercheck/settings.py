@@ -16,7 +16,8 @@ Every key is optional::
     min_confidence = 0.6
     partnership_guard = 0.2
 
-A list entry with an ``@`` is one address; without, a domain and all its sub-domains.
+A list entry with an ``@`` is one address; without, a domain and all its sub-domains. A
+relative path is taken from the config file's folder.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def _checked(config: dict, path: str) -> dict:
     for key in _PATH_KEYS:
         if key in config and not isinstance(config[key], str):
             raise ConfigError(f'{path}: {key} must be a path in quotes, like {key} = "~/..."')
+        if config.get(key):  # a relative path is the config file's neighbour, from whatever folder a command runs
+            config[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(config[key]))
     return config
 
 

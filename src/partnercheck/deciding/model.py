@@ -341,7 +341,10 @@ def _weights(meta: dict, arrays: dict[str, np.ndarray]) -> tuple[Weights, Thresh
     if len(names) != n_features:
         raise ModelError("its feature names are damaged")
     stems = {str(k): str(v) for k, v in dict(meta.get("stems") or {}).items()}
-    thresholds = Thresholds(**{str(k): float(v) for k, v in dict(meta.get("thresholds") or {}).items()})
+    cut_offs = {str(k): float(v) for k, v in dict(meta.get("thresholds") or {}).items()}
+    if not all(0 <= v <= 1 for v in cut_offs.values()):  # NaN included: every verdict would be unsure
+        raise ModelError("its cut-offs are damaged (each must be between 0 and 1)")
+    thresholds = Thresholds(**cut_offs)
     weights = Weights(
         vocabulary=vocabulary, idf=arrays["idf"], rule_index=rule_index,
         feature_names=np.array(names, dtype=object), labels=[str(label) for label in labels],

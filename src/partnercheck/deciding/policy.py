@@ -105,4 +105,10 @@ def _entries(config: dict, key: str) -> frozenset[str]:
     entries = config.get(key, [])
     if not isinstance(entries, list):
         raise ConfigError(f"{config_path()}: {key} must be a list of addresses and domains, like [\"a@b.example\"]")
-    return frozenset(str(e).lower() for e in entries)
+    from ..learning.memory import sender_pattern
+
+    bad = [str(e) for e in entries if not isinstance(e, str) or sender_pattern(e) is None]
+    if bad:
+        raise ConfigError(f"{config_path()}: {key} holds {', '.join(map(repr, bad))}, which no sender matches; "
+                          "give addresses or domains (a domain counts for its sub-domains: no wildcards)")
+    return frozenset(sender_pattern(e) for e in entries)

@@ -89,8 +89,15 @@ def model_options(func):
     return func
 
 
-def _check_output(output: str, force: bool) -> None:
+def _is_one_of(output: str, paths) -> bool:
+    """Whether the file ``output`` is one of ``paths`` (under any name)."""
+    return os.path.exists(output) and any(os.path.exists(p) and os.path.samefile(p, output) for p in paths)
+
+
+def _check_output(output: str, force: bool, sources=()) -> None:
     """Refuse, before any work, a model path that cannot or may not be written."""
+    if _is_one_of(output, sources):
+        raise click.ClickException(f"{output} is what the model is trained from; writing the model there would replace it")
     if os.path.isdir(output):
         raise click.ClickException(f"{output} is a folder; give the model file's path")
     if os.path.exists(output) and not force:
@@ -311,7 +318,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
         from ..deciding.model import load_model
 
         load_model(path)  # says what is missing and how to fix it
-    if output and os.path.exists(output) and any(os.path.exists(s) and os.path.samefile(s, output) for s in sources):
+    if output and _is_one_of(output, sources):
         raise click.ClickException(f"{output} is a SOURCE: the labels would replace the mail")
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
@@ -402,9 +409,16 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
             raise click.UsageError("--personal takes no SOURCES: it trains on the corpus and the learning store")
         from ..learning.corrections import Store, retrain_personal, store_path
 
+        path = store_path(store_option)
         if output:
-            _check_output(output, force)
-        with Store.open(store_path(store_option)) as store:
+            _check_output(output, force, [path, path + "-wal"])
+        if not os.path.exists(path):  # nothing to train on, and no store to make
+            if output:
+                raise click.ClickException(f"nothing learned yet ({path} does not exist): no corrections, "
+                                           "no personal model to write")
+            click.echo(f"nothing learned yet ({path} does not exist): no personal model, the shipped model applies")
+            return
+        with Store.open(path) as store:
             if output and not len(store):
                 raise click.ClickException(f"{store.path} holds no corrections: no personal model to write")
             click.echo(retrain_personal(store, output, seed=seed).line())
@@ -416,7 +430,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     from ..learning import training
     from ..settings import default_corpus
 
-    _check_output(output, force)
+    _check_output(output, force, sources)
     _stdin_once(sources)
     columns = _columns(kwargs)
     if len(given_labels) > 1 and len(given_labels) != len(sources):
@@ -625,6 +639,9 @@ def learned(output, out_fmt, export, forget_keys, store_option):
     if not os.path.exists(path):
         click.echo(f"nothing learned yet ({path} does not exist)", err=True)
         return
+    for target in filter(None, (output, export)):
+        if _is_one_of(target, [path, path + "-wal"]):
+            raise click.ClickException(f"{target} is the learning store; writing there would replace it")
     with Store.open(path) as store:
         if forget_keys:
             removed = store.forget_keys(forget_keys)
@@ -659,7 +676,7 @@ def _export(store, target: str) -> int:
 
 
 def _write_export(store, target: str) -> int:
-    from ..atomic import atomic_file
+    from ..atomic import _umask, atomic_file
 
     count = 0
     if target.endswith((".jsonl", ".ndjson", ".json")):
@@ -669,14 +686,28 @@ def _write_export(store, target: str) -> int:
                 handle.write(json.dumps(row) + "\n")
                 count += 1
         return count
+    import shutil
+    import tempfile
+
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise click.ClickException(f"{target} exists; export into a new folder or a .jsonl file")
-    for label in LABELS:
-        os.makedirs(os.path.join(target, label), exist_ok=True)
-    for key, label, raw in store.messages():
-        with atomic_file(os.path.join(target, label, f"{key}.eml")) as handle:
-            handle.write(raw)
-        count += 1
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    # Written in a folder beside it and renamed into place whole: an error or Ctrl-C leaves
+    # no half an export (which a second try would refuse as a folder that exists).
+    temp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.", suffix=".partial", dir=folder)
+    try:
+        for label in LABELS:
+            os.mkdir(os.path.join(temp, label))
+        for key, label, raw in store.messages():
+            with open(os.path.join(temp, label, f"{key}.eml"), "wb") as handle:
+                handle.write(raw)
+            count += 1
+        os.chmod(temp, 0o777 & ~_umask())
+        os.rename(temp, target)  # over an empty folder too
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
     return count
 
 
@@ -745,9 +776,10 @@ def _sender_change(kind):
         from ..learning.corrections import Store, store_path
 
         when = _expiry(expires)
+        patterns = [_pattern(pattern) for pattern in patterns]  # all checked before any is added
         with Store.open(store_path(ctx.obj.get("store"))) as store:
             for pattern in patterns:
-                store.set_sender(_pattern(pattern), kind, when, note)
+                store.set_sender(pattern, kind, when, note)
         click.echo(f"{len(patterns)} on the {kind} list", err=True)
 
     example = "ana@partner.example friends.example" if kind == "allow" else "spamvendor.example --expires 30"
@@ -761,10 +793,13 @@ def _sender_change(kind):
 
 
 def _pattern(value: str) -> str:
-    value = value.strip().lower()
-    if not value or " " in value or value.startswith("@") or value.endswith("@"):
-        raise click.BadParameter(f"{value!r} is not an address or a domain")
-    return value
+    from ..learning.memory import sender_pattern
+
+    pattern = sender_pattern(value)
+    if pattern is None:
+        raise click.BadParameter(f"{value!r} is not an address or a domain (a domain counts for its sub-domains: "
+                                 "no wildcards)")
+    return pattern
 
 
 senders.command("allow")(_sender_change("allow"))
@@ -784,7 +819,7 @@ def senders_remove(ctx, patterns):
     from ..learning.corrections import Store, store_path
 
     with Store.open(store_path(ctx.obj.get("store"))) as store:
-        gone = sum(store.remove_sender(_pattern(p)) for p in patterns)
+        gone = sum(store.remove_sender(p.strip().lower()) for p in patterns)  # unchecked: whatever is listed goes
     click.echo(f"removed {gone} of {len(patterns)}", err=True)
 
 

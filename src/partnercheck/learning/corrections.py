@@ -66,6 +66,8 @@ CREATE INDEX IF NOT EXISTS corrections_message_id ON corrections(message_id) WHE
 CREATE INDEX IF NOT EXISTS corrections_sender ON corrections(sender);
 """
 
+#: What :func:`content_key` gives: every key in a store that ``learn`` wrote.
+_KEY = re.compile(r"[0-9a-f]{32}")
 _LIST_FIELDS = ["key", "message_id", "label", "from", "subject", "date", "learned", "origin"]
 
 
@@ -396,9 +398,18 @@ class Store:
             yield Correction(*row)
 
     def messages(self) -> Iterator[tuple[str, str, bytes]]:
-        """``(key, label, raw message)`` for every correction."""
+        """``(key, label, raw message)`` for every correction. A key or label that ``learn``
+        never writes (a store made or edited by hand) is refused: keys name the files of an
+        export, and a key such as ``../x`` would put one outside it."""
         for key, label, raw in self._db.execute("SELECT digest, label, raw FROM corrections ORDER BY id"):
-            yield key, label, zlib.decompress(raw)
+            if not (isinstance(key, str) and _KEY.fullmatch(key) and label in LABELS):
+                raise StoreError(f"{self.path}: a correction has the key {key!r} and the label {label!r}, which "
+                                 f"`learn` never writes; remove it with `partnercheck learned --forget-key`")
+            try:
+                yield key, label, zlib.decompress(raw)
+            except (zlib.error, TypeError):
+                raise StoreError(f"{self.path}: the message of correction {key} is damaged; remove it with "
+                                 "`partnercheck learned --forget-key`") from None
 
     def records(self) -> Iterator[EmailRecord]:
         """Every correction as a labelled record, parsed again from the stored message."""
@@ -477,6 +488,8 @@ class RetrainSummary:
     def line(self) -> str:
         if self.removed:
             return "no corrections left: personal model removed, the shipped model applies again"
+        if not self.corrections:
+            return "no corrections: no personal model, the shipped model applies"
         return (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
                 f"in {self.seconds:.1f} s: {self.path}")
 
@@ -550,7 +563,7 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
         removed = os.path.exists(output)
         if removed:
             os.unlink(output)
-        return RetrainSummary(output, removed=True)
+        return RetrainSummary(output, removed=removed)
     corpus = corpus or default_corpus()
     if corpus is None:
         raise StoreError("the bundled corpus is not available in this installation, so no personal model")

@@ -19,7 +19,7 @@ that rewrites From) gets no learned entry at all.
 
 Learned entries are derived from the corrections, so forgetting a correction takes back
 what it taught. Entries added by hand (``partnercheck senders allow/block``) may name a
-domain, may carry an expiry, and are never changed by learning. Removing an entry by hand
+domain, may carry an expiry, and are never changed by learning while they last. Removing an entry by hand
 also makes learning start over for that sender, from the corrections made after it.
 
 An explicit ``allow``/``block`` list in the config file is consulted first and always wins;
@@ -29,6 +29,7 @@ module uses the standard library only.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,22 @@ CREATE TABLE IF NOT EXISTS sender_resets(
     at REAL NOT NULL
 );
 """
+
+
+#: An allow or block entry: an address (one ``@``) or a domain, with nothing a list entry is
+#: matched without (a wildcard, a display name, a URL's slash).
+_PATTERN = re.compile(r"(?:[^\s@<>()\[\],;:\"\\*]+@)?[^\s@<>()\[\],;:\"\\*/?#=!]+")
+
+
+def sender_pattern(value: str) -> str | None:
+    """``value`` as an allow or block entry, lower-cased: an address or a domain; None for
+    anything that no sender would ever match (``*.example``, ``@vendor.example``,
+    ``Ana <ana@x.example>``), which would otherwise be kept and do nothing."""
+    value = value.strip().lower()
+    domain = value.rpartition("@")[2]
+    if not _PATTERN.fullmatch(value) or domain.startswith(".") or domain.endswith(".") or ".." in domain:
+        return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -155,7 +172,9 @@ def relearn(db: sqlite3.Connection, address: str) -> str | None:
         return None
     old = db.execute("SELECT kind, origin, expires FROM senders WHERE pattern = ?", (address,)).fetchone()
     if old is not None and old[1] == MANUAL:
-        return None
+        if old[2] is None or old[2] > time.time():
+            return None
+        old = None  # an entry by hand that has run out: learning takes over again (it stays listed until then)
     reset = db.execute("SELECT at FROM sender_resets WHERE pattern = ?", (address,)).fetchone()
     since = reset[0] if reset else 0.0
     names = db.execute("SELECT count(DISTINCT sender_name) FROM corrections WHERE sender = ? AND sender_name != ''",

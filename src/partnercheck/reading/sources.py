@@ -125,6 +125,7 @@ class Source:
         self.total: int | None = None
         self.unit = "bytes"
         self.is_stream = path == "-" or _is_pipe(path)
+        self.named_by_label_file = False  # a label file's rows name it: it must hold mail, not more labels
         if path == "-":
             self.format = fmt or STREAM
             self.name = "-"
@@ -262,14 +263,14 @@ class Source:
     def _table_records(self) -> Iterator[EmailRecord]:
         if self.is_stream:
             with self._stream() as stream:
-                yield from read_table(stream, self.format, self.columns, self.name)
+                yield from read_table(stream, self.format, self.columns, self.name, self.named_by_label_file)
             return
         path = self._existing()
         if not path.is_file():
             raise SourceError(f"{self.path}: not a file, so it cannot be read as {self.format}")
         self.total = path.stat().st_size
         with _open_read(path) as handle, _reading(self.path):
-            for record in read_table(handle, self.format, self.columns, self.name):
+            for record in read_table(handle, self.format, self.columns, self.name, self.named_by_label_file):
                 self.position = handle.tell()
                 yield record
 
@@ -455,13 +456,15 @@ def _unescape(raw: bytes) -> bytes:
     return raw
 
 
-def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> Iterator[EmailRecord]:
+def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
+               named_by_label_file: bool = False) -> Iterator[EmailRecord]:
     """Stream records out of a CSV, TSV or JSON-lines export, one row at a time.
 
     A row needs a body column (``body``, ``text``, ``content``, ``message``; ``raw`` holds
     a whole RFC 5322 message). A table written by ``partnercheck label`` has no body but
     ``source`` and ``key`` columns: its messages are fetched again from their sources, with
-    the (possibly corrected) ``verdict`` column as their label.
+    the (possibly corrected) ``verdict`` column as their label; ``columns`` other than the
+    label name the columns of those sources (an export labelled with ``--body-column``).
     """
     # Bytes that are not UTF-8 stay as surrogate escapes: a raw message gets its own bytes
     # back, and a text field reads them as cp1252 (exports from older mail programs).
@@ -473,11 +476,17 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str) -> It
     if first is None:
         return
     header = [name for name in first[1] if isinstance(name, str) and name != _ROW_PROBLEMS]
-    body_col = _pick(header, columns.body, BODY_COLUMNS, "body", source)
+    refetched = {"source", "key"} <= set(header) and columns.body not in header \
+        and _pick(header, None, BODY_COLUMNS, "body", source) is None
+    body_col = None if refetched else _pick(header, columns.body, BODY_COLUMNS, "body", source)
     label_col = _pick(header, columns.label, LABEL_COLUMNS, "label", source, required=False)
     if body_col is None:
-        if "source" in header and "key" in header:
-            yield from _refetch(_chain(first, rows), label_col, source)
+        if refetched and named_by_label_file:  # two that name each other would be read for ever
+            raise SourceError(f"{source} is a label file, named as the source of another one's rows; "
+                              "a label file's rows name the mail they label")
+        if refetched:  # the other columns name those of the exports its rows name
+            yield from _refetch(_chain(first, rows), label_col, source, Columns(columns.body, columns.subject,
+                                                                              columns.sender))
             return
         raise SourceError(
             f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "
@@ -532,10 +541,40 @@ def record_from_fields(body: str, subject: str = "", sender: str = "", key: str 
     return record
 
 
-def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str) -> Iterator[EmailRecord]:
+class _Row(NamedTuple):
+    """What a label file's row says of the message it labels: its label and, when the file
+    has those columns (``label`` writes them), its Message-ID and subject."""
+
+    number: int
+    label: str
+    message_id: str | None
+    subject: str | None
+
+    def names(self, record: EmailRecord) -> bool:
+        """Whether ``record`` is the message this row was written for: the same Message-ID,
+        or, for a message without one, none and the same subject."""
+        if self.message_id is None:
+            return True
+        if self.message_id:
+            return self.message_id == _written(record.message_id)
+        return not _written(record.message_id) and (self.subject is None or _written(record.subject) == self.subject)
+
+
+def _written(text: str | None) -> str:
+    """A header's value as a label file's cell holds it, compared with the cell's value."""
+    return " ".join(without_lone_surrogates(text or "", keep_bytes=True).split())
+
+
+def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str,
+             columns: Columns) -> Iterator[EmailRecord]:
+    """The messages a label file's rows name, read again from their sources, each with its
+    row's label. A row is found at its key (in a Maildir, at the message's unique name,
+    whatever its flags and folder now) when the message there is still the one it was
+    written for (:meth:`_Row.names`), else by its Message-ID anywhere in the source: a
+    message taken out of an mbox moves every later one to another key."""
     if label_col is None:
         raise SourceError(f"{table}: rows name their source and key but carry no label or verdict column")
-    wanted: dict[str, dict[str, str]] = {}
+    wanted: dict[str, dict[str, _Row]] = {}
     for number, row in rows:
         if row.get(_ROW_PROBLEMS) and not row.get("source"):  # a line that could not be read names no message
             raise SourceError(f"{table}: {'; '.join(row[_ROW_PROBLEMS])}")
@@ -546,21 +585,32 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
         if _is_pipe(source):  # opening it would wait for a writer, and what was written is gone
             raise SourceError(f"{table}: row {number} came from the pipe {source} and cannot be read again")
-        wanted.setdefault(source, {})[key] = _cell(row.get(label_col)).strip().lower()
+        wanted.setdefault(source, {})[key] = _Row(
+            number, _cell(row.get(label_col)).strip().lower(),
+            " ".join(_cell(row["message_id"]).split()) if "message_id" in row else None,
+            " ".join(_cell(row["subject"]).split()) if "subject" in row else None)
     for path, labels in wanted.items():
         if os.path.abspath(path) == os.path.abspath(table):
             raise SourceError(f"{table}: its rows name the table itself as their source")
-        reader = Source(path)
-        stable = {reader.stable_key(key): label for key, label in labels.items()}
-        found = 0
+        by_id: dict[str, list[str]] = {}  # copies of one message (Gmail's Takeout has them) have one each
+        for key, row in labels.items():
+            if row.message_id:
+                by_id.setdefault(row.message_id, []).append(key)
+        found: set[str] = set()
+        reader = Source(path, columns=columns)
+        reader.named_by_label_file = True
+        by_stable_key = {reader.stable_key(key): key for key in labels}
         for record in reader:
-            key = reader.stable_key(record.key)
-            if key in stable:
-                record.label = stable[key] or None
-                found += 1
-                yield record
-        if found < len(stable):
-            missing = len(stable) - found
+            key = by_stable_key.get(reader.stable_key(record.key), "")
+            if key not in labels or key in found or not labels[key].names(record):
+                key = next((k for k in by_id.get(_written(record.message_id), ()) if k not in found), "")
+                if not key:
+                    continue
+            record.label = labels[key].label or None
+            found.add(key)
+            yield record
+        if len(found) < len(labels):
+            missing = len(labels) - len(found)
             raise SourceError(f"{table}: {missing} message(s) listed for {path} are no longer in it")
 
 
@@ -585,7 +635,7 @@ def _csv_rows(text: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict]
         delimiter = "\t"
     elif delimiter == "\t" and "," in header and "\t" not in header:
         delimiter = ","
-    if delimiter == "," and ";" in header and "," not in header:
+    if ";" in header and "," not in header and "\t" not in header:
         delimiter = ";"
     lines = _chain(header, text) if header else iter(())
     reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
