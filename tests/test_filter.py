@@ -364,3 +364,21 @@ def test_many_indented_lines_cost_time_in_proportion():
         timings.append(time.perf_counter() - start)
         assert strip_our_header(out) == raw
     assert timings[1] < 8 * timings[0] + 0.05
+
+
+def test_a_reader_that_goes_away_mid_message_is_noticed_when_stdout_is_unbuffered(small_model_path, tmp_path):
+    """Unbuffered (PYTHONUNBUFFERED, as containers and services often set it), a write to
+    stdout may take only part of the message; the rest must still be written, so that a
+    reader that went away is noticed and not taken for one that got the filtered message."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path),
+           "PYTHONUNBUFFERED": "1"}
+    raw = message("hello", PITCH_TEXT + "\n" + "more text\n" * 200_000)
+    for args in (["filter", "--no-server"], ["filter", "--no-server", "--exit-zero"]):
+        proc = subprocess.Popen([sys.executable, "-m", "partnercheck", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(raw)
+        proc.stdin.close()
+        assert proc.stdout.read(10) == b"X-Partnerc"
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1 and err.count("\n") == 1 and "cannot write" in err

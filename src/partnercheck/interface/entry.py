@@ -40,7 +40,7 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
     if error:
         sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
-        sys.stdout.buffer.write(output)
+        _write_all(sys.stdout.buffer, output)
         sys.stdout.flush()
     except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
         _quiet_stdout()
@@ -48,6 +48,21 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
                          f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
     return 0 if exit_zero else code
+
+
+def _write_all(out, data: bytes) -> None:
+    """Write all of ``data``. Unbuffered (``PYTHONUNBUFFERED``, ``python -u``), stdout is a raw
+    file whose ``write`` makes one system call and may take only part of the data (a reader
+    that goes away mid-message): write the rest, so that the failure is seen and reported."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if not written:  # None: a non-blocking stdout that is full
+            import errno
+            import os
+
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        view = view[written:]
 
 
 def _quiet_stdout() -> None:
