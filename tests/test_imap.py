@@ -139,6 +139,19 @@ def test_keywords_only_and_move_only(server, env):
     assert all(not (flags & OURS) for _, flags in list(pitch.values()) + list(server.folder("INBOX").values()))
 
 
+def test_a_keyword_of_digits_set_by_another_client_is_read_as_a_keyword(server, env):
+    """IMAPClient reads a keyword such as 5 as a number; a message carrying one must not
+    stop every run (it is labelled like any other, and a pitch folder's learning reads it)."""
+    server.append([message("old thread", PARTNERSHIP_TEXT)], flags=(b"5",))
+    server.append([message("filed by hand", PITCH_TEXT)], folder="Pitch", flags=(b"2024",))
+    server.append([message("quick question", PITCH_TEXT)])
+    out = run(server, "--move-to", "Pitch")
+    assert "2 new messages" in out and "1 moved" in out
+    assert "learned 1 message as pitch" in out
+    inbox = server.folder("INBOX")
+    assert len(inbox) == 1 and b"$Partnership" in next(iter(inbox.values()))[1]
+
+
 def test_uidvalidity_change(server, env):
     if DOVEADM is None:
         pytest.skip("doveadm is not installed")

@@ -411,7 +411,7 @@ class Labeller:
     def _check_keywords(self, folder: str, info: dict) -> None:
         if b"PERMANENTFLAGS" not in info:
             return  # RFC 3501: without PERMANENTFLAGS, every flag may be set permanently
-        permanent = {f.lower() for f in info[b"PERMANENTFLAGS"]}
+        permanent = _flags(info[b"PERMANENTFLAGS"])
         if b"\\*" in permanent or self._ours <= permanent:
             return
         raise ImapError(f"{self.account.address} does not let partnercheck set keywords in {folder!r} "
@@ -428,7 +428,7 @@ class Labeller:
             raw = _body(fetched.get(uid))
             if raw is None:
                 continue  # expunged since the search (by another client)
-            flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
+            flags = _flags(fetched[uid].get(b"FLAGS", ()))
             if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
             elif uid in unmoved:
@@ -526,7 +526,7 @@ class Labeller:
                 raw = _body(fetched.get(uid))
                 if raw is None:
                     continue
-                flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
+                flags = _flags(fetched[uid].get(b"FLAGS", ()))
                 if label == "pitch" and ((self._pitch_kw and self._pitch_kw.lower() in flags)
                                          or self.state.moved(digest(raw))):
                     continue  # moved or labelled pitch by us: the user taught nothing
@@ -642,6 +642,12 @@ class Labeller:
                 if any(digest(body) == fingerprint for body in map(_body, bodies.values()) if body is not None):
                     arrived.add(uid)
         return arrived
+
+
+def _flags(values) -> set[bytes]:
+    """Flags and keywords, lower-cased; IMAPClient reads a keyword of digits only (``5``,
+    which any client may set) as a number."""
+    return {(str(f).encode() if isinstance(f, int) else f).lower() for f in values}
 
 
 def _body(item: dict | None) -> bytes | None:
