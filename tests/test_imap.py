@@ -289,6 +289,20 @@ def test_nothing_listening_is_one_clear_line(env):
     assert result.output == f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n"
 
 
+def test_a_ca_file_that_cannot_be_used_is_one_clear_line_at_once(env):
+    """Not a lost connection, tried three times and reported as one."""
+    from dovecot_server import free_port
+
+    not_pem = env / "not-a-cert.pem"
+    not_pem.write_text("hello\n")
+    cli = __import__("partnercheck.interface.cli", fromlist=["cli"]).cli
+    for ca_file, said in ((env / "missing.pem", "cannot read ca_file"), (not_pem, "holds no PEM certificate")):
+        result = CliRunner().invoke(cli, ["imap", "--host", "127.0.0.1", "--port", str(free_port()), "--user", USER,
+                                          "--password-env", "PC_TEST_IMAP_PASSWORD", "--ca-file", str(ca_file)])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith("Error: ") and said in result.output and str(ca_file) in result.output
+
+
 def test_server_without_keywords_gets_a_clear_message(server, env, monkeypatch):
     from imapclient import IMAPClient
 

@@ -224,7 +224,7 @@ def connect(account: Account, password: str):
     from imapclient.exceptions import IMAPClientError, LoginError
 
     port = account.port or DEFAULT_PORTS[account.security]
-    context = ssl.create_default_context(cafile=account.ca_file) if account.security != "plain" else None
+    context = _tls_context(account) if account.security != "plain" else None
     where = f"{account.host}:{port}"
     try:
         client = IMAPClient(account.host, port, ssl=account.security == "tls", ssl_context=context,
@@ -252,6 +252,17 @@ def connect(account: Account, password: str):
     except _connection_errors() as exc:
         raise ImapError(f"{where}: connection lost while logging in: {_text(exc)}") from None
     return client
+
+
+def _tls_context(account: Account) -> ssl.SSLContext:
+    """The TLS context, trusting ``ca_file`` too when one is named; a CA file that cannot be
+    read is the account's mistake, said at once (not a lost connection, tried again)."""
+    try:
+        return ssl.create_default_context(cafile=account.ca_file)
+    except ssl.SSLError as exc:
+        raise ImapError(f"ca_file {account.ca_file} holds no PEM certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ImapError(f"cannot read ca_file {account.ca_file}: {exc.strerror or exc}") from None
 
 
 def _text(exc: BaseException) -> str:
