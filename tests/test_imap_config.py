@@ -83,3 +83,24 @@ def test_a_state_file_with_an_unknown_shape_of_pending_moves_is_read(tmp_path):
     state.set_unmoved("INBOX", 1, [5], pending=True)
     assert state.unmoved("INBOX", 1) == {5}
 
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
+    ("port", "993", "port must be a port number"),
+    ("port", 0, "port must be a port number"),
+    ("port", True, "port must be a port number"),
+    ("timeout", "x", "timeout must be a number of seconds"),
+    ("timeout", -1, "timeout must be a number of seconds"),
+    ("host", 5, "host must be a string in quotes"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_naming_the_key(key, value, said):
+    with pytest.raises(ImapError, match=rf"\[imap.work\] {said}"):
+        account_from_config({"imap": {"work": {key: value}}}, "work")
+
+
+def test_values_of_the_right_kind_are_taken():
+    account = account_from_config({"imap": {"work": {"port": 1993, "learn": False, "timeout": 2.5,
+                                                     "ca_file": "~/ca.pem"}}}, "work")
+    assert (account.port, account.learn, account.timeout) == (1993, False, 2.5)
+    assert not account.ca_file.startswith("~")

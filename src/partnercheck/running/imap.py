@@ -117,15 +117,30 @@ def account_from_config(config: dict, name: str | None, where: str = "config fil
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ImapError(f"{where}: [imap.{name}] folders must be a list of folder names")
             account.folders = list(value)
-        elif key == "port":
-            account.port = int(value)
-        elif key == "learn":
-            account.learn = bool(value)
+        elif not _of_kind(key, value):
+            raise ImapError(f"{where}: [imap.{name}] {key} must be {_KINDS.get(key, 'a string in quotes')}")
         elif key == "timeout":
             account.timeout = float(value)
         else:
-            setattr(account, key, os.path.expanduser(str(value)) if key in ("password_file", "ca_file") else str(value))
+            setattr(account, key, os.path.expanduser(value) if key in ("password_file", "ca_file") else value)
     return account
+
+
+#: What the keys that are not strings must be.
+_KINDS = {"port": "a port number from 1 to 65535", "learn": "true or false",
+          "timeout": "a number of seconds above 0"}
+
+
+def _of_kind(key: str, value) -> bool:
+    if key == "learn":
+        return isinstance(value, bool)  # not the string "false", which bool() takes for true
+    if isinstance(value, bool):
+        return False  # TOML's true and false are no numbers
+    if key == "port":
+        return isinstance(value, int) and 1 <= value <= 65535
+    if key == "timeout":
+        return isinstance(value, (int, float)) and value > 0
+    return isinstance(value, str)
 
 
 def _keywords(value, where: str) -> dict[str, str]:
