@@ -303,6 +303,16 @@ def test_a_ca_file_that_cannot_be_used_is_one_clear_line_at_once(env):
         assert result.output.startswith("Error: ") and said in result.output and str(ca_file) in result.output
 
 
+def test_a_pitch_folder_the_server_will_not_create_is_one_clear_line(server, env):
+    """Dovecot's Maildir separates levels with '.', and refuses a name with '/' in it."""
+    server.append([message("quick question", PITCH_TEXT)])
+    before = server.snapshot()
+    out = run(server, "--move-to", "Spam/Pitch", code=1)
+    assert out.startswith("Error: cannot create folder 'Spam/Pitch': ") and out.count("\n") == 1, out
+    assert server.snapshot() == before  # not keyworded either: the next run, with a good name, moves it
+    assert "1 moved" in run(server, "--move-to", "Spam.Pitch")
+
+
 def test_server_without_keywords_gets_a_clear_message(server, env, monkeypatch):
     from imapclient import IMAPClient
 

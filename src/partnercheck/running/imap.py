@@ -575,9 +575,19 @@ class Labeller:
             if self.dry_run:
                 self.echo(f"would create folder {folder!r}")
             else:
-                self.client.create_folder(folder)
+                self._create(folder)
                 self.echo(f"created folder {folder!r}")
         self._checked_destination = True
+
+    def _create(self, folder: str) -> None:
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            self.client.create_folder(folder)
+        except _connection_errors():
+            raise
+        except IMAPClientError as exc:  # a name the server refuses ("Spam/Pitch" where "." separates)
+            raise ImapError(f"cannot create folder {folder!r}: {_text(exc)}") from None
 
     def _move(self, folder: str, uidvalidity: int, pitches: list[tuple[int, bytes, str]]) -> None:
         self._ensure_destination()
