@@ -382,3 +382,13 @@ def test_a_reader_that_goes_away_mid_message_is_noticed_when_stdout_is_unbuffere
         proc.stdout.close()
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=60) == 1 and err.count("\n") == 1 and "cannot write" in err
+
+
+def test_ctrl_c_is_one_line_and_no_traceback(small_model_path, tmp_path):
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    time.sleep(2)  # started, and waiting for the message
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.decode() == "partnercheck filter: interrupted\n" and out == b""

@@ -26,6 +26,14 @@ def main() -> None:
 def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | None = None,
                rules_file: str | None = None) -> int:
     """Read one message from stdin, write it out with its header; the exit code."""
+    try:
+        return _filter_stdin(exit_zero, use_server, model_option, rules_file)
+    except KeyboardInterrupt:  # Ctrl-C: one line, as for every other failure, and no traceback
+        sys.stderr.write("partnercheck filter: interrupted\n")
+        return 130
+
+
+def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, rules_file: str | None) -> int:
     from ..running.filtering import filter_message
 
     raw = b""
