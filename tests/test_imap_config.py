@@ -84,6 +84,24 @@ def test_a_state_file_with_an_unknown_shape_of_pending_moves_is_read(tmp_path):
     assert state.unmoved("INBOX", 1) == {5}
 
 
+def test_two_accounts_saving_one_state_file_keep_each_others_entries(tmp_path):
+    """Two runs at once (a --watch per account) share the default state file; each one's save
+    must keep what the other saved since it read the file."""
+    from partnercheck.running.imap_state import ImapState
+
+    path = str(tmp_path / "imap.json")
+    work, home = ImapState(path, "sam@work:993"), ImapState(path, "sam@home:993")
+    work.set_folder("INBOX", 7, 120)
+    work.add_moved(["d1"])
+    work.save()
+    home.set_folder("INBOX", 9, 40)
+    home.save()
+    work.set_folder("INBOX", 7, 130)
+    work.save()
+    assert ImapState(path, "sam@work:993").folder("INBOX") == (7, 130)
+    assert ImapState(path, "sam@work:993").moved("d1")
+    assert ImapState(path, "sam@home:993").folder("INBOX") == (9, 40)
+
 
 @pytest.mark.parametrize("key, value, said", [
     ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on

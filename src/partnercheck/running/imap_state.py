@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..atomic import atomic_file
 
@@ -128,10 +130,30 @@ class ImapState:
     # -------------------------------------------------------------------- save
 
     def save(self) -> None:
+        """Write this account's entry into the file as it is now: another account's run (a
+        second ``--watch``) may have saved its own since this one read the file, and writing
+        back what was read then would undo that."""
+        folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-            with atomic_file(self.path, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                json.dump(self._all, handle, indent=1, sort_keys=True)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            with _locked(folder):
+                self._all = self._read()
+                self._all.setdefault("accounts", {})[self.account] = self._entry
+                with atomic_file(self.path, "w", encoding="utf-8") as handle:
+                    os.fchmod(handle.fileno(), 0o600)
+                    json.dump(self._all, handle, indent=1, sort_keys=True)
         except OSError as exc:
             raise StateError(f"{self.path}: cannot write the imap state: {exc}") from None
+
+
+@contextmanager
+def _locked(folder: str) -> Iterator[None]:
+    """The state file's folder locked against other partnercheck runs saving at the same time."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
