@@ -392,3 +392,13 @@ def test_ctrl_c_is_one_line_and_no_traceback(small_model_path, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.decode() == "partnercheck filter: interrupted\n" and out == b""
+
+
+def test_help_and_readme_say_what_exit_zero_and_an_old_header_come_to(runner):
+    """--exit-zero still fails a message it could not write out (see the test above), and an
+    X-Partnercheck header already in the message is removed: both say so."""
+    text = " ".join(runner.invoke(cli, ["filter", "--help"]).output.split())
+    assert "could not be written out still exits 1" in text
+    assert "X-Partnercheck header already in the message is removed" in text
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`--exit-zero` makes every outcome exit 0 but one: a message that could not be written out" in readme
