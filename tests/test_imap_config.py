@@ -51,6 +51,8 @@ def test_settings_that_cannot_work_are_refused_before_connecting():
         check_account(Account(host="h", user="sam", pitch_folder="inbox"))
     with pytest.raises(ImapError, match="nothing to do"):
         check_account(Account(host="h", user="sam", keywords={}))
+    with pytest.raises(ImapError, match="both the pitch folder and the partnership folder"):
+        check_account(Account(host="h", user="sam", pitch_folder="Sorted", partnership_folder="Sorted"))
 
 
 def test_passwords_from_a_file_a_command_or_the_environment(tmp_path, monkeypatch):

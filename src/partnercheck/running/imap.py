@@ -174,6 +174,10 @@ def check_account(account: Account) -> None:
     for special in (account.pitch_folder, account.partnership_folder):
         if special and _folder_key(special) in labelled:
             raise ImapError(f"{special!r} is both a folder to label and the pitch or partnership folder")
+    if account.pitch_folder and account.partnership_folder \
+            and _folder_key(account.pitch_folder) == _folder_key(account.partnership_folder):
+        raise ImapError(f"{account.pitch_folder!r} is both the pitch folder and the partnership folder: what you "
+                        "file there could not be learned as both")
 
     if not account.keywords and not account.pitch_folder:
         raise ImapError("nothing to do: no keywords and no pitch folder (set keywords or --move-to)")
