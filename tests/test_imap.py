@@ -152,6 +152,33 @@ def test_a_keyword_of_digits_set_by_another_client_is_read_as_a_keyword(server, 
     assert len(inbox) == 1 and b"$Partnership" in next(iter(inbox.values()))[1]
 
 
+def test_large_messages_are_fetched_a_few_at_a_time(server, env, monkeypatch):
+    """A batch is at most BATCH_BYTES of mail (a larger message comes alone), not 500
+    messages whatever their size: 500 with attachments held gigabytes."""
+    from imapclient import IMAPClient
+
+    from partnercheck.running import imap
+
+    messages = [message(f"report {i}", PARTNERSHIP_TEXT + "\n" + "x" * 40_000 * (i % 3)) for i in range(9)]
+    server.append(messages)
+    server.append([message(f"filed {i}", PITCH_TEXT + "\n" + "y" * 40_000) for i in range(3)], folder="Pitch")
+    monkeypatch.setattr(imap, "BATCH_BYTES", 100_000)
+    fetched = []
+    original = IMAPClient.fetch
+
+    def fetch(self, uids, data, *args, **kwargs):
+        if b"BODY.PEEK[]" in data:
+            sizes = original(self, uids, [b"RFC822.SIZE"])
+            fetched.append([sizes[uid][b"RFC822.SIZE"] for uid in uids])
+        return original(self, uids, data, *args, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "fetch", fetch)
+    out = run(server, "--move-to", "Pitch")
+    assert "9 new messages" in out and "learned 3 pitch" in out
+    assert len(fetched) > 2 and all(len(sizes) == 1 or sum(sizes) <= 100_000 for sizes in fetched), fetched
+    assert sum(len(sizes) for sizes in fetched) >= 12  # and the pitches moved into Pitch, read there again
+
+
 def test_uidvalidity_change(server, env):
     if DOVEADM is None:
         pytest.skip("doveadm is not installed")

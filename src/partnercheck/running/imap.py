@@ -28,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..labels import VERDICTS
 from ..reading.mail import parse_message
@@ -36,6 +36,10 @@ from .imap_state import ImapState, digest
 
 #: Messages fetched and classified per round trip.
 BATCH = 500
+#: Bytes of mail fetched per round trip, at most (a larger message comes alone): read and
+#: parsed, a message takes about 3.5 times its size in memory, and 500 messages with
+#: attachments of a few megabytes each took gigabytes.
+BATCH_BYTES = 32 * 1024 * 1024
 DEFAULT_KEYWORDS = {"partnership": "$Partnership", "pitch": "$Pitch", "unsure": "$Unsure"}
 SECURITY = ("tls", "starttls", "plain")
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
@@ -400,8 +404,7 @@ class Labeller:
         judge = Judge(self.model, self.policy, folder, jobs=self.jobs if len(uids) >= PARALLEL_FROM else 1)
         try:
             pending = None
-            for start in range(0, len(uids), self.batch):
-                chunk = uids[start:start + self.batch]
+            for chunk in self._batches(uids):
                 todo, returned, stranded = self._fetch(folder, uidvalidity, chunk)
                 job = judge.submit(todo)
                 if pending is not None:
@@ -413,6 +416,26 @@ class Labeller:
             judge.close()
         if not uids and (known != uidvalidity):
             self._done(folder, uidvalidity, last)
+
+    def _batches(self, uids: list[int]) -> Iterator[list[int]]:
+        """``uids`` in batches of at most :attr:`batch` messages and :data:`BATCH_BYTES` bytes
+        (by the sizes the server gives), so that large messages are not all held at once."""
+        for start in range(0, len(uids), self.batch):
+            chunk = uids[start:start + self.batch]
+            if len(chunk) == 1:  # one new message, as --watch mostly sees: no round trip for its size
+                yield chunk
+                continue
+            sizes = self.client.fetch(chunk, [b"RFC822.SIZE"])
+            batch, total = [], 0
+            for uid in chunk:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE") or 0)
+                if batch and total + size > BATCH_BYTES:
+                    yield batch
+                    batch, total = [], 0
+                batch.append(uid)
+                total += size
+            if batch:
+                yield batch
 
     def _finish(self, folder: str, uidvalidity: int, chunk: list[int], todo, returned, stranded, job) -> None:
         self._act(folder, uidvalidity, todo, returned, job(), stranded)
@@ -549,8 +572,7 @@ class Labeller:
             uids = []
         else:
             uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
-        for start in range(0, len(uids), self.batch):
-            chunk = uids[start:start + self.batch]
+        for chunk in self._batches(uids):
             fetched = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS"])
             for uid in chunk:
                 raw = _body(fetched.get(uid))
