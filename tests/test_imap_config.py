@@ -86,6 +86,20 @@ def test_a_state_file_with_an_unknown_shape_of_pending_moves_is_read(tmp_path):
     assert state.unmoved("INBOX", 1) == {5}
 
 
+@pytest.mark.parametrize("accounts", [[], {"me": []}, {"me": {"folders": []}}, {"me": {"moved": {}}},
+                                      {"me": {"folders": {"INBOX": {"uidvalidity": "7", "last_uid": 3}}}},
+                                      {"me": {"folders": {"INBOX": {"uidvalidity": 7}}}}])
+def test_a_state_file_of_another_shape_is_one_clear_line(tmp_path, accounts):
+    import json
+
+    from partnercheck.running.imap_state import ImapState, StateError
+
+    path = tmp_path / "imap.json"
+    path.write_text(json.dumps({"version": 1, "accounts": accounts}))
+    with pytest.raises(StateError, match="not a partnercheck imap state file; move it away"):
+        ImapState(str(path), "me").folder("INBOX")
+
+
 def test_two_accounts_saving_one_state_file_keep_each_others_entries(tmp_path):
     """Two runs at once (a --watch per account) share the default state file; each one's save
     must keep what the other saved since it read the file."""

@@ -54,7 +54,7 @@ class ImapState:
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise StateError(f"{self.path}: cannot read the imap state ({exc}); move it away to start afresh") from None
-        if not isinstance(data, dict) or data.get("version") != 1:
+        if not isinstance(data, dict) or data.get("version") != 1 or not _well_formed(data.get("accounts", {})):
             raise StateError(f"{self.path}: not a partnercheck imap state file; move it away to start afresh")
         return data
 
@@ -144,6 +144,22 @@ class ImapState:
                     json.dump(self._all, handle, indent=1, sort_keys=True)
         except OSError as exc:
             raise StateError(f"{self.path}: cannot write the imap state: {exc}") from None
+
+
+def _well_formed(accounts) -> bool:
+    """Whether the parts that every run reads have the shape this module writes."""
+    if not isinstance(accounts, dict) or not all(isinstance(entry, dict) for entry in accounts.values()):
+        return False
+    for entry in accounts.values():
+        folders, moved = entry.get("folders", {}), entry.get("moved", [])
+        if not isinstance(folders, dict) or not isinstance(moved, list) \
+                or not all(isinstance(key, str) for key in moved):
+            return False
+        for folder in folders.values():
+            numbers = [folder.get(key) for key in ("uidvalidity", "last_uid")] if isinstance(folder, dict) else [None]
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+                return False
+    return True
 
 
 @contextmanager
