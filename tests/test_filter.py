@@ -402,3 +402,18 @@ def test_help_and_readme_say_what_exit_zero_and_an_old_header_come_to(runner):
     assert "X-Partnercheck header already in the message is removed" in text
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "`--exit-zero` makes every outcome exit 0 but one: a message that could not be written out" in readme
+
+
+def test_a_filter_run_without_xdg_runtime_dir_finds_the_server_in_the_users_runtime_folder(monkeypatch, tmp_path):
+    """procmail, maildrop and Sieve give their filters no XDG_RUNTIME_DIR; a server started
+    by systemd (ListenStream=%t/partnercheck.sock) or from a login shell listens there."""
+    from partnercheck import settings
+
+    monkeypatch.delenv("PARTNERCHECK_SOCKET", raising=False)
+    monkeypatch.setattr(settings, "RUNTIME_DIRS", str(tmp_path))
+    assert settings.socket_path({}).endswith(os.path.join(".cache", "partnercheck", "partnercheck.sock"))
+    runtime = tmp_path / str(os.getuid())
+    runtime.mkdir()
+    assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
