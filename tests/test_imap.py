@@ -340,6 +340,18 @@ def test_a_pitch_folder_the_server_will_not_create_is_one_clear_line(server, env
     assert "1 moved" in run(server, "--move-to", "Spam.Pitch")
 
 
+def test_the_pitch_folder_it_creates_is_subscribed(server, env):
+    """Thunderbird and Roundcube list only subscribed folders: an unsubscribed Pitch folder
+    would hide every pitch moved into it."""
+    server.append([message("quick question", PITCH_TEXT)])
+    assert "created folder 'Pitch'" in run(server, "--move-to", "Pitch")
+    client = server.client()
+    try:
+        assert "Pitch" in [name for _, _, name in client.list_sub_folders()]
+    finally:
+        client.logout()
+
+
 def test_server_without_keywords_gets_a_clear_message(server, env, monkeypatch):
     from imapclient import IMAPClient
 

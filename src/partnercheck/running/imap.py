@@ -614,6 +614,12 @@ class Labeller:
             raise
         except IMAPClientError as exc:  # a name the server refuses ("Spam/Pitch" where "." separates)
             raise ImapError(f"cannot create folder {folder!r}: {_text(exc)}") from None
+        try:  # mail programs that list only subscribed folders (Thunderbird, Roundcube) show it then
+            self.client.subscribe_folder(folder)
+        except _connection_errors():
+            raise
+        except IMAPClientError:
+            pass  # a server without subscriptions: every folder is listed
 
     def _move(self, folder: str, uidvalidity: int, pitches: list[tuple[int, bytes, str]]) -> None:
         self._ensure_destination()
