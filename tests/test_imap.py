@@ -129,6 +129,36 @@ def test_dry_run_changes_nothing(server, env):
     assert f"{len(messages)} new messages" in run(server, "--move-to", "Pitch")
 
 
+def test_a_dry_run_that_watches_reports_each_message_once(server, env, monkeypatch):
+    """Remembering nothing on disk, it still remembers within the session: the next pass
+    reads only mail that arrived since, not the whole folder again."""
+    from partnercheck.deciding.model import cached_model
+    from partnercheck.running import imap
+    from partnercheck.running.imap_state import ImapState
+    from partnercheck.settings import default_model_path
+
+    server.append([message("quick question", PITCH_TEXT)])
+    passes = []
+
+    def wait(client, account, poll):
+        passes.append(poll)
+        if len(passes) == 2:
+            server.append([message("bread and coffee", PARTNERSHIP_TEXT)])
+        if len(passes) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(imap, "_wait", wait)
+    account = imap.Account(host="127.0.0.1", port=server.port, user=USER, security="plain")
+    lines: list[str] = []
+    state = ImapState(str(env / "imap.json"), account.identity)
+    with pytest.raises(KeyboardInterrupt):
+        imap.run(account, PASSWORD, cached_model(default_model_path()), None, state, dry_run=True, watch=True,
+                 echo=lines.append)
+    assert sum("quick question" in line for line in lines) == 1, lines
+    assert sum("bread and coffee" in line for line in lines) == 1, lines
+    assert not (env / "imap.json").exists()
+
+
 def test_keywords_only_and_move_only(server, env):
     messages = corpus_messages(3)
     verdicts = expected_verdicts(messages)

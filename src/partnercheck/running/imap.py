@@ -445,8 +445,8 @@ class Labeller:
         if self._unlearned and not self.dry_run and self.learner is not None:
             self.learner.learn(self._unlearned)
         self._unlearned = []
+        self.state.set_folder(folder, uidvalidity, last_uid)  # a dry run's next pass (--watch) too; never saved
         if not self.dry_run:
-            self.state.set_folder(folder, uidvalidity, last_uid)
             done = [uid for uid in self.state.unmoved(folder, uidvalidity) if uid <= last_uid]
             self.state.set_unmoved(folder, uidvalidity, done, pending=False)  # moved, or gone by now
             self.state.save()
