@@ -417,3 +417,12 @@ def test_a_filter_run_without_xdg_runtime_dir_finds_the_server_in_the_users_runt
     assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
+
+
+def test_a_closed_stdin_is_said_in_plain_words(small_model_path):
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
+    done = subprocess.run(f"'{sys.executable}' -m partnercheck filter <&-", shell=True, capture_output=True,
+                          env=env, timeout=60)
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode() == ("partnercheck filter: cannot read the message: standard input is closed; "
+                                    "message passed through unchanged\n")

@@ -41,8 +41,10 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         raw = sys.stdin.buffer.read()
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # cannot happen with a real stdin, but never lose what was read
-        output, code, error = raw, 1, f"{exc.__class__.__name__}: {exc}"
+    except BaseException as exc:  # stdin closed (<&-), or a read error; never lose what was read
+        why = "standard input is closed" if sys.stdin is None else \
+            getattr(exc, "strerror", None) or f"{exc.__class__.__name__}: {exc}"
+        output, code, error = raw, 1, f"cannot read the message: {why}"
     else:
         output, code, error = filter_message(raw, use_server, model_option, rules_file)
     if error:
