@@ -119,6 +119,22 @@ def test_two_accounts_saving_one_state_file_keep_each_others_entries(tmp_path):
     assert ImapState(path, "sam@home:993").folder("INBOX") == (9, 40)
 
 
+def test_two_runs_for_one_account_keep_the_messages_each_moved(tmp_path):
+    """A cron run beside a --watch: a message either one moved to the pitch folder is still
+    recognised when the user moves it back."""
+    from partnercheck.running.imap_state import ImapState
+
+    path = str(tmp_path / "imap.json")
+    cron, watch = ImapState(path, "sam@work:993"), ImapState(path, "sam@work:993")
+    cron.add_moved(["d1"])
+    cron.save()
+    watch.add_moved(["d2"])
+    watch.save()
+    assert watch.moved("d1")
+    again = ImapState(path, "sam@work:993")
+    assert again.moved("d1") and again.moved("d2")
+
+
 @pytest.mark.parametrize("key, value, said", [
     ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
     ("port", "993", "port must be a port number"),

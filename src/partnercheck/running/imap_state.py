@@ -132,13 +132,18 @@ class ImapState:
     def save(self) -> None:
         """Write this account's entry into the file as it is now: another account's run (a
         second ``--watch``) may have saved its own since this one read the file, and writing
-        back what was read then would undo that."""
+        back what was read then would undo that; the messages another run for this account
+        moved are kept too."""
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             with _locked(folder):
                 self._all = self._read()
-                self._all.setdefault("accounts", {})[self.account] = self._entry
+                accounts = self._all.setdefault("accounts", {})
+                # What another run for this account moved meanwhile (a cron run beside a
+                # --watch) stays known, so that the user moving it back is still recognised.
+                self.add_moved(accounts.get(self.account, {}).get("moved", ()))
+                accounts[self.account] = self._entry
                 with atomic_file(self.path, "w", encoding="utf-8") as handle:
                     os.fchmod(handle.fileno(), 0o600)
                     json.dump(self._all, handle, indent=1, sort_keys=True)
