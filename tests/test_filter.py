@@ -395,13 +395,13 @@ def test_ctrl_c_is_one_line_and_no_traceback(small_model_path, tmp_path):
 
 
 def test_help_and_readme_say_what_exit_zero_and_an_old_header_come_to(runner):
-    """--exit-zero still fails a message it could not write out (see the test above), and an
+    """--exit-zero still fails a message it could not read or write (see the tests above), and an
     X-Partnercheck header already in the message is removed: both say so."""
     text = " ".join(runner.invoke(cli, ["filter", "--help"]).output.split())
-    assert "could not be written out still exits 1" in text
+    assert "could not be read in or written out still exits 1" in text
     assert "X-Partnercheck header already in the message is removed" in text
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert "`--exit-zero` makes every outcome exit 0 but one: a message that could not be written out" in readme
+    assert "`--exit-zero` makes every outcome exit 0 but one: a message that could not be read in or" in readme
 
 
 def test_a_filter_run_without_xdg_runtime_dir_finds_the_server_in_the_users_runtime_folder(monkeypatch, tmp_path):
@@ -419,10 +419,13 @@ def test_a_filter_run_without_xdg_runtime_dir_finds_the_server_in_the_users_runt
     assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
 
 
-def test_a_closed_stdin_is_said_in_plain_words(small_model_path):
+@pytest.mark.parametrize("redirect, said", [("<&-", "standard input is closed"), ("0>/dev/null", "Bad file descriptor")])
+def test_a_message_that_cannot_be_read_fails_even_with_exit_zero(small_model_path, redirect, said):
+    """Nothing was read, so nothing can pass through: exit 0 with an empty output would have
+    a delivery agent (procmail's fw, maildrop's xfilter, Sieve's filter) replace the mail by it."""
     env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
-    done = subprocess.run(f"'{sys.executable}' -m partnercheck filter <&-", shell=True, capture_output=True,
-                          env=env, timeout=60)
-    assert done.returncode == 1 and done.stdout == b""
-    assert done.stderr.decode() == ("partnercheck filter: cannot read the message: standard input is closed; "
-                                    "message passed through unchanged\n")
+    for args in ("filter", "filter --exit-zero"):
+        done = subprocess.run(f"'{sys.executable}' -m partnercheck {args} {redirect}", shell=True,
+                              capture_output=True, env=env, timeout=60)
+        assert done.returncode == 1 and done.stdout == b""
+        assert done.stderr.decode() == f"partnercheck filter: cannot read the message: {said}\n"

@@ -230,7 +230,8 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
 # ----------------------------------------------------------------------------- filter
 
 @cli.command("filter")
-@click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the verdict, and on errors (procmail's `w` flag needs it); a message that could not be written out still exits 1.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the verdict, and on errors (procmail's `w` flag "
+              "needs it); a message that could not be read in or written out still exits 1.")
 @click.option("--no-server", is_flag=True, help="Classify in this process even if `partnercheck serve` is running.")
 @model_options
 def filter_command(exit_zero, no_server, model_option, rules_file):

@@ -36,17 +36,16 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
 def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, rules_file: str | None) -> int:
     from ..running.filtering import filter_message
 
-    raw = b""
     try:
         raw = sys.stdin.buffer.read()
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # stdin closed (<&-), or a read error; never lose what was read
-        why = "standard input is closed" if sys.stdin is None else \
-            getattr(exc, "strerror", None) or f"{exc.__class__.__name__}: {exc}"
-        output, code, error = raw, 1, f"cannot read the message: {why}"
-    else:
-        output, code, error = filter_message(raw, use_server, model_option, rules_file)
+    except BaseException as exc:  # stdin closed (<&-), a read error, out of memory
+        why = "standard input is closed" if sys.stdin is None else getattr(exc, "strerror", None) \
+            or ": ".join(filter(None, (exc.__class__.__name__, str(exc))))
+        sys.stderr.write(f"partnercheck filter: cannot read the message: {why}\n")
+        return 1  # even with --exit-zero: there is nothing to pass through, and an empty output would replace the mail
+    output, code, error = filter_message(raw, use_server, model_option, rules_file)
     if error:
         sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
