@@ -429,3 +429,21 @@ def test_a_message_that_cannot_be_read_fails_even_with_exit_zero(small_model_pat
                               capture_output=True, env=env, timeout=60)
         assert done.returncode == 1 and done.stdout == b""
         assert done.stderr.decode() == f"partnercheck filter: cannot read the message: {said}\n"
+
+
+def test_a_message_over_the_limit_is_passed_through_without_being_held_whole(small_model_path, tmp_path):
+    """Under a memory limit (ulimit -v, a service's vsz_limit) smaller than the message, it
+    still comes out byte for byte: what is over 20 MB is copied as it arrives."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (96 << 20, 96 << 20))  # less than the message
+
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
+    raw = message("big", "attached\n") + b"x" * 1023 * (96 << 10) + b"\n"
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter", "--exit-zero"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=limit_memory)
+    out, err = proc.communicate(raw, timeout=120)
+    assert proc.returncode == 0 and out == raw, err.decode()
+    assert err.decode() == (f"partnercheck filter: message over the {filtering.MAX_MESSAGE_BYTES}-byte limit; "
+                            "message passed through unchanged\n")

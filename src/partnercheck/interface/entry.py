@@ -34,10 +34,10 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
 
 
 def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, rules_file: str | None) -> int:
-    from ..running.filtering import filter_message
+    from ..running.filtering import MAX_MESSAGE_BYTES, filter_message
 
     try:
-        raw = sys.stdin.buffer.read()
+        raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # stdin closed (<&-), a read error, out of memory
@@ -45,11 +45,17 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
             or ": ".join(filter(None, (exc.__class__.__name__, str(exc))))
         sys.stderr.write(f"partnercheck filter: cannot read the message: {why}\n")
         return 1  # even with --exit-zero: there is nothing to pass through, and an empty output would replace the mail
-    output, code, error = filter_message(raw, use_server, model_option, rules_file)
+    if len(raw) > MAX_MESSAGE_BYTES:  # passed through as it comes: never held whole in memory
+        output, code, error = raw, 1, f"message over the {MAX_MESSAGE_BYTES}-byte limit"
+        rest = iter(lambda: sys.stdin.buffer.read(1 << 20), b"")
+    else:
+        (output, code, error), rest = filter_message(raw, use_server, model_option, rules_file), iter(())
     if error:
         sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
         _write_all(sys.stdout.buffer, output)
+        for chunk in rest:
+            _write_all(sys.stdout.buffer, chunk)
         sys.stdout.flush()
     except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
         _quiet_stdout()
