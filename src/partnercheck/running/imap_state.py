@@ -170,8 +170,11 @@ def _well_formed(accounts) -> bool:
 @contextmanager
 def _locked(folder: str) -> Iterator[None]:
     """The state file's folder locked against other partnercheck runs saving at the same time."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # no flock on this system: saved unlocked, as before
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
