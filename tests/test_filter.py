@@ -364,3 +364,86 @@ def test_many_indented_lines_cost_time_in_proportion():
         timings.append(time.perf_counter() - start)
         assert strip_our_header(out) == raw
     assert timings[1] < 8 * timings[0] + 0.05
+
+
+def test_a_reader_that_goes_away_mid_message_is_noticed_when_stdout_is_unbuffered(small_model_path, tmp_path):
+    """Unbuffered (PYTHONUNBUFFERED, as containers and services often set it), a write to
+    stdout may take only part of the message; the rest must still be written, so that a
+    reader that went away is noticed and not taken for one that got the filtered message."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path),
+           "PYTHONUNBUFFERED": "1"}
+    raw = message("hello", PITCH_TEXT + "\n" + "more text\n" * 200_000)
+    for args in (["filter", "--no-server"], ["filter", "--no-server", "--exit-zero"]):
+        proc = subprocess.Popen([sys.executable, "-m", "partnercheck", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(raw)
+        proc.stdin.close()
+        assert proc.stdout.read(10) == b"X-Partnerc"
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1 and err.count("\n") == 1 and "cannot write" in err
+
+
+def test_ctrl_c_is_one_line_and_no_traceback(small_model_path, tmp_path):
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    time.sleep(2)  # started, and waiting for the message
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.decode() == "partnercheck filter: interrupted\n" and out == b""
+
+
+def test_help_and_readme_say_what_exit_zero_and_an_old_header_come_to(runner):
+    """--exit-zero still fails a message it could not read or write (see the tests above), and an
+    X-Partnercheck header already in the message is removed: both say so."""
+    text = " ".join(runner.invoke(cli, ["filter", "--help"]).output.split())
+    assert "could not be read in or written out still exits 1" in text
+    assert "X-Partnercheck header already in the message is removed" in text
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`--exit-zero` makes every outcome exit 0 but one: a message that could not be read in or" in readme
+
+
+def test_a_filter_run_without_xdg_runtime_dir_finds_the_server_in_the_users_runtime_folder(monkeypatch, tmp_path):
+    """procmail, maildrop and Sieve give their filters no XDG_RUNTIME_DIR; a server started
+    by systemd (ListenStream=%t/partnercheck.sock) or from a login shell listens there."""
+    from partnercheck import settings
+
+    monkeypatch.delenv("PARTNERCHECK_SOCKET", raising=False)
+    monkeypatch.setattr(settings, "RUNTIME_DIRS", str(tmp_path))
+    assert settings.socket_path({}).endswith(os.path.join(".cache", "partnercheck", "partnercheck.sock"))
+    runtime = tmp_path / str(os.getuid())
+    runtime.mkdir()
+    assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert settings.socket_path({}) == str(runtime / "partnercheck.sock")
+
+
+@pytest.mark.parametrize("redirect, said", [("<&-", "standard input is closed"), ("0>/dev/null", "Bad file descriptor")])
+def test_a_message_that_cannot_be_read_fails_even_with_exit_zero(small_model_path, redirect, said):
+    """Nothing was read, so nothing can pass through: exit 0 with an empty output would have
+    a delivery agent (procmail's fw, maildrop's xfilter, Sieve's filter) replace the mail by it."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
+    for args in ("filter", "filter --exit-zero"):
+        done = subprocess.run(f"'{sys.executable}' -m partnercheck {args} {redirect}", shell=True,
+                              capture_output=True, env=env, timeout=60)
+        assert done.returncode == 1 and done.stdout == b""
+        assert done.stderr.decode() == f"partnercheck filter: cannot read the message: {said}\n"
+
+
+def test_a_message_over_the_limit_is_passed_through_without_being_held_whole(small_model_path, tmp_path):
+    """Under a memory limit (ulimit -v, a service's vsz_limit) smaller than the message, it
+    still comes out byte for byte: what is over 20 MB is copied as it arrives."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (96 << 20, 96 << 20))  # less than the message
+
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
+    raw = message("big", "attached\n") + b"x" * 1023 * (96 << 10) + b"\n"
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter", "--exit-zero"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=limit_memory)
+    out, err = proc.communicate(raw, timeout=120)
+    assert proc.returncode == 0 and out == raw, err.decode()
+    assert err.decode() == (f"partnercheck filter: message over the {filtering.MAX_MESSAGE_BYTES}-byte limit; "
+                            "message passed through unchanged\n")

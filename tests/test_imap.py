@@ -129,6 +129,36 @@ def test_dry_run_changes_nothing(server, env):
     assert f"{len(messages)} new messages" in run(server, "--move-to", "Pitch")
 
 
+def test_a_dry_run_that_watches_reports_each_message_once(server, env, monkeypatch):
+    """Remembering nothing on disk, it still remembers within the session: the next pass
+    reads only mail that arrived since, not the whole folder again."""
+    from partnercheck.deciding.model import cached_model
+    from partnercheck.running import imap
+    from partnercheck.running.imap_state import ImapState
+    from partnercheck.settings import default_model_path
+
+    server.append([message("quick question", PITCH_TEXT)])
+    passes = []
+
+    def wait(client, account, poll):
+        passes.append(poll)
+        if len(passes) == 2:
+            server.append([message("bread and coffee", PARTNERSHIP_TEXT)])
+        if len(passes) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(imap, "_wait", wait)
+    account = imap.Account(host="127.0.0.1", port=server.port, user=USER, security="plain")
+    lines: list[str] = []
+    state = ImapState(str(env / "imap.json"), account.identity)
+    with pytest.raises(KeyboardInterrupt):
+        imap.run(account, PASSWORD, cached_model(default_model_path()), None, state, dry_run=True, watch=True,
+                 echo=lines.append)
+    assert sum("quick question" in line for line in lines) == 1, lines
+    assert sum("bread and coffee" in line for line in lines) == 1, lines
+    assert not (env / "imap.json").exists()
+
+
 def test_keywords_only_and_move_only(server, env):
     messages = corpus_messages(3)
     verdicts = expected_verdicts(messages)
@@ -137,6 +167,46 @@ def test_keywords_only_and_move_only(server, env):
     pitch = server.folder("Pitch")
     assert len(pitch) == verdicts.count("pitch")
     assert all(not (flags & OURS) for _, flags in list(pitch.values()) + list(server.folder("INBOX").values()))
+
+
+def test_a_keyword_of_digits_set_by_another_client_is_read_as_a_keyword(server, env):
+    """IMAPClient reads a keyword such as 5 as a number; a message carrying one must not
+    stop every run (it is labelled like any other, and a pitch folder's learning reads it)."""
+    server.append([message("old thread", PARTNERSHIP_TEXT)], flags=(b"5",))
+    server.append([message("filed by hand", PITCH_TEXT)], folder="Pitch", flags=(b"2024",))
+    server.append([message("quick question", PITCH_TEXT)])
+    out = run(server, "--move-to", "Pitch")
+    assert "2 new messages" in out and "1 moved" in out
+    assert "learned 1 message as pitch" in out
+    inbox = server.folder("INBOX")
+    assert len(inbox) == 1 and b"$Partnership" in next(iter(inbox.values()))[1]
+
+
+def test_large_messages_are_fetched_a_few_at_a_time(server, env, monkeypatch):
+    """A batch is at most BATCH_BYTES of mail (a larger message comes alone), not 500
+    messages whatever their size: 500 with attachments held gigabytes."""
+    from imapclient import IMAPClient
+
+    from partnercheck.running import imap
+
+    messages = [message(f"report {i}", PARTNERSHIP_TEXT + "\n" + "x" * 40_000 * (i % 3)) for i in range(9)]
+    server.append(messages)
+    server.append([message(f"filed {i}", PITCH_TEXT + "\n" + "y" * 40_000) for i in range(3)], folder="Pitch")
+    monkeypatch.setattr(imap, "BATCH_BYTES", 100_000)
+    fetched = []
+    original = IMAPClient.fetch
+
+    def fetch(self, uids, data, *args, **kwargs):
+        if b"BODY.PEEK[]" in data:
+            sizes = original(self, uids, [b"RFC822.SIZE"])
+            fetched.append([sizes[uid][b"RFC822.SIZE"] for uid in uids])
+        return original(self, uids, data, *args, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "fetch", fetch)
+    out = run(server, "--move-to", "Pitch")
+    assert "9 new messages" in out and "learned 3 pitch" in out
+    assert len(fetched) > 2 and all(len(sizes) == 1 or sum(sizes) <= 100_000 for sizes in fetched), fetched
+    assert sum(len(sizes) for sizes in fetched) >= 12  # and the pitches moved into Pitch, read there again
 
 
 def test_uidvalidity_change(server, env):
@@ -274,6 +344,42 @@ def test_nothing_listening_is_one_clear_line(env):
                                  "--password-env", "PC_TEST_IMAP_PASSWORD"])
     assert result.exit_code == 1
     assert result.output == f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n"
+
+
+def test_a_ca_file_that_cannot_be_used_is_one_clear_line_at_once(env):
+    """Not a lost connection, tried three times and reported as one."""
+    from dovecot_server import free_port
+
+    not_pem = env / "not-a-cert.pem"
+    not_pem.write_text("hello\n")
+    cli = __import__("partnercheck.interface.cli", fromlist=["cli"]).cli
+    for ca_file, said in ((env / "missing.pem", "cannot read ca_file"), (not_pem, "holds no PEM certificate")):
+        result = CliRunner().invoke(cli, ["imap", "--host", "127.0.0.1", "--port", str(free_port()), "--user", USER,
+                                          "--password-env", "PC_TEST_IMAP_PASSWORD", "--ca-file", str(ca_file)])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith("Error: ") and said in result.output and str(ca_file) in result.output
+
+
+def test_a_pitch_folder_the_server_will_not_create_is_one_clear_line(server, env):
+    """Dovecot's Maildir separates levels with '.', and refuses a name with '/' in it."""
+    server.append([message("quick question", PITCH_TEXT)])
+    before = server.snapshot()
+    out = run(server, "--move-to", "Spam/Pitch", code=1)
+    assert out.startswith("Error: cannot create folder 'Spam/Pitch': ") and out.count("\n") == 1, out
+    assert server.snapshot() == before  # not keyworded either: the next run, with a good name, moves it
+    assert "1 moved" in run(server, "--move-to", "Spam.Pitch")
+
+
+def test_the_pitch_folder_it_creates_is_subscribed(server, env):
+    """Thunderbird and Roundcube list only subscribed folders: an unsubscribed Pitch folder
+    would hide every pitch moved into it."""
+    server.append([message("quick question", PITCH_TEXT)])
+    assert "created folder 'Pitch'" in run(server, "--move-to", "Pitch")
+    client = server.client()
+    try:
+        assert "Pitch" in [name for _, _, name in client.list_sub_folders()]
+    finally:
+        client.logout()
 
 
 def test_server_without_keywords_gets_a_clear_message(server, env, monkeypatch):

@@ -51,6 +51,8 @@ def test_settings_that_cannot_work_are_refused_before_connecting():
         check_account(Account(host="h", user="sam", pitch_folder="inbox"))
     with pytest.raises(ImapError, match="nothing to do"):
         check_account(Account(host="h", user="sam", keywords={}))
+    with pytest.raises(ImapError, match="both the pitch folder and the partnership folder"):
+        check_account(Account(host="h", user="sam", pitch_folder="Sorted", partnership_folder="Sorted"))
 
 
 def test_passwords_from_a_file_a_command_or_the_environment(tmp_path, monkeypatch):
@@ -83,3 +85,72 @@ def test_a_state_file_with_an_unknown_shape_of_pending_moves_is_read(tmp_path):
     state.set_unmoved("INBOX", 1, [5], pending=True)
     assert state.unmoved("INBOX", 1) == {5}
 
+
+@pytest.mark.parametrize("accounts", [[], {"me": []}, {"me": {"folders": []}}, {"me": {"moved": {}}},
+                                      {"me": {"folders": {"INBOX": {"uidvalidity": "7", "last_uid": 3}}}},
+                                      {"me": {"folders": {"INBOX": {"uidvalidity": 7}}}}])
+def test_a_state_file_of_another_shape_is_one_clear_line(tmp_path, accounts):
+    import json
+
+    from partnercheck.running.imap_state import ImapState, StateError
+
+    path = tmp_path / "imap.json"
+    path.write_text(json.dumps({"version": 1, "accounts": accounts}))
+    with pytest.raises(StateError, match="not a partnercheck imap state file; move it away"):
+        ImapState(str(path), "me").folder("INBOX")
+
+
+def test_two_accounts_saving_one_state_file_keep_each_others_entries(tmp_path):
+    """Two runs at once (a --watch per account) share the default state file; each one's save
+    must keep what the other saved since it read the file."""
+    from partnercheck.running.imap_state import ImapState
+
+    path = str(tmp_path / "imap.json")
+    work, home = ImapState(path, "sam@work:993"), ImapState(path, "sam@home:993")
+    work.set_folder("INBOX", 7, 120)
+    work.add_moved(["d1"])
+    work.save()
+    home.set_folder("INBOX", 9, 40)
+    home.save()
+    work.set_folder("INBOX", 7, 130)
+    work.save()
+    assert ImapState(path, "sam@work:993").folder("INBOX") == (7, 130)
+    assert ImapState(path, "sam@work:993").moved("d1")
+    assert ImapState(path, "sam@home:993").folder("INBOX") == (9, 40)
+
+
+def test_two_runs_for_one_account_keep_the_messages_each_moved(tmp_path):
+    """A cron run beside a --watch: a message either one moved to the pitch folder is still
+    recognised when the user moves it back."""
+    from partnercheck.running.imap_state import ImapState
+
+    path = str(tmp_path / "imap.json")
+    cron, watch = ImapState(path, "sam@work:993"), ImapState(path, "sam@work:993")
+    cron.add_moved(["d1"])
+    cron.save()
+    watch.add_moved(["d2"])
+    watch.save()
+    assert watch.moved("d1")
+    again = ImapState(path, "sam@work:993")
+    assert again.moved("d1") and again.moved("d2")
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
+    ("port", "993", "port must be a port number"),
+    ("port", 0, "port must be a port number"),
+    ("port", True, "port must be a port number"),
+    ("timeout", "x", "timeout must be a number of seconds"),
+    ("timeout", -1, "timeout must be a number of seconds"),
+    ("host", 5, "host must be a string in quotes"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_naming_the_key(key, value, said):
+    with pytest.raises(ImapError, match=rf"\[imap.work\] {said}"):
+        account_from_config({"imap": {"work": {key: value}}}, "work")
+
+
+def test_values_of_the_right_kind_are_taken():
+    account = account_from_config({"imap": {"work": {"port": 1993, "learn": False, "timeout": 2.5,
+                                                     "ca_file": "~/ca.pem"}}}, "work")
+    assert (account.port, account.learn, account.timeout) == (1993, False, 2.5)
+    assert not account.ca_file.startswith("~")

@@ -140,6 +140,10 @@ def personal_model_path(store: str) -> str:
     return store + ".model" if path == store else path
 
 
+#: Where systemd keeps each user's runtime folder ($XDG_RUNTIME_DIR), by user id.
+RUNTIME_DIRS = "/run/user"
+
+
 def socket_path(config: dict | None = None) -> str:
     """Where the classification server listens: $PARTNERCHECK_SOCKET, config, or a per-user default."""
     if os.environ.get(SOCKET_ENV):
@@ -147,6 +151,10 @@ def socket_path(config: dict | None = None) -> str:
     if config and config.get("socket"):
         return os.path.expanduser(str(config["socket"]))
     runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime and hasattr(os, "getuid"):
+        # What pam_systemd sets it to: procmail, maildrop and Sieve run filters without it,
+        # and would not find a server that systemd (or the user's shell) started there.
+        runtime = os.path.join(RUNTIME_DIRS, str(os.getuid()))
     if runtime and os.path.isdir(runtime):
         return os.path.join(runtime, "partnercheck.sock")
     return os.path.join(os.path.expanduser("~"), ".cache", "partnercheck", "partnercheck.sock")

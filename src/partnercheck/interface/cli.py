@@ -85,7 +85,7 @@ def model_options(func):
     func = click.option("--rules", "rules_file", type=click.Path(dir_okay=False),
                         help="An extra rules file of your own, on top of the config file's.")(func)
     func = click.option("-m", "--model", "model_option", metavar="PATH",
-                        help="Model file (default: $PARTNERCHECK_MODEL, the config file, or the shipped model).")(func)
+                        help="Model file (default: $PARTNERCHECK_MODEL, the config file's, your personal model, or the shipped one).")(func)
     return func
 
 
@@ -245,14 +245,16 @@ def explain(file, fmt, model_option, rules_file, as_json, **kwargs):
 # ----------------------------------------------------------------------------- filter
 
 @cli.command("filter")
-@click.option("--exit-zero", is_flag=True, help="Always exit 0 (procmail's `w` flag needs it).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the verdict, and on errors (procmail's `w` flag "
+              "needs it); a message that could not be read in or written out still exits 1.")
 @click.option("--no-server", is_flag=True, help="Classify in this process even if `partnercheck serve` is running.")
 @model_options
 def filter_command(exit_zero, no_server, model_option, rules_file):
     """Read one message on stdin, write it to stdout with an X-Partnercheck header.
 
     The header's first word is the verdict: `X-Partnercheck: pitch; score=0.97;
-    rules=PRICE_PLANS,SALES_CALL_ASK`. Nothing else in the message changes. Exit
+    rules=PRICE_PLANS,SALES_CALL_ASK`. Any X-Partnercheck header already in the
+    message is removed; nothing else changes. Exit
     codes: 0 other, 10 partnership, 11 pitch, 12 unsure, 1 error. On any error the
     message is written out unchanged and the error goes to stderr: mail is never lost.
     Uses a running `partnercheck serve` when there is one (fast), else loads the model.

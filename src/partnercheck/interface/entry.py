@@ -26,21 +26,36 @@ def main() -> None:
 def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | None = None,
                rules_file: str | None = None) -> int:
     """Read one message from stdin, write it out with its header; the exit code."""
-    from ..running.filtering import filter_message
-
-    raw = b""
     try:
-        raw = sys.stdin.buffer.read()
+        return _filter_stdin(exit_zero, use_server, model_option, rules_file)
+    except KeyboardInterrupt:  # Ctrl-C: one line, as for every other failure, and no traceback
+        sys.stderr.write("partnercheck filter: interrupted\n")
+        return 130
+
+
+def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, rules_file: str | None) -> int:
+    from ..running.filtering import MAX_MESSAGE_BYTES, filter_message
+
+    try:
+        raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # cannot happen with a real stdin, but never lose what was read
-        output, code, error = raw, 1, f"{exc.__class__.__name__}: {exc}"
+    except BaseException as exc:  # stdin closed (<&-), a read error, out of memory
+        why = "standard input is closed" if sys.stdin is None else getattr(exc, "strerror", None) \
+            or ": ".join(filter(None, (exc.__class__.__name__, str(exc))))
+        sys.stderr.write(f"partnercheck filter: cannot read the message: {why}\n")
+        return 1  # even with --exit-zero: there is nothing to pass through, and an empty output would replace the mail
+    if len(raw) > MAX_MESSAGE_BYTES:  # passed through as it comes: never held whole in memory
+        output, code, error = raw, 1, f"message over the {MAX_MESSAGE_BYTES}-byte limit"
+        rest = iter(lambda: sys.stdin.buffer.read(1 << 20), b"")
     else:
-        output, code, error = filter_message(raw, use_server, model_option, rules_file)
+        (output, code, error), rest = filter_message(raw, use_server, model_option, rules_file), iter(())
     if error:
         sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
-        sys.stdout.buffer.write(output)
+        _write_all(sys.stdout.buffer, output)
+        for chunk in rest:
+            _write_all(sys.stdout.buffer, chunk)
         sys.stdout.flush()
     except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
         _quiet_stdout()
@@ -48,6 +63,21 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
                          f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
     return 0 if exit_zero else code
+
+
+def _write_all(out, data: bytes) -> None:
+    """Write all of ``data``. Unbuffered (``PYTHONUNBUFFERED``, ``python -u``), stdout is a raw
+    file whose ``write`` makes one system call and may take only part of the data (a reader
+    that goes away mid-message): write the rest, so that the failure is seen and reported."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if not written:  # None: a non-blocking stdout that is full
+            import errno
+            import os
+
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        view = view[written:]
 
 
 def _quiet_stdout() -> None:

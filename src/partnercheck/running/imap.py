@@ -28,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..labels import VERDICTS
 from ..reading.mail import parse_message
@@ -36,6 +36,10 @@ from .imap_state import ImapState, digest
 
 #: Messages fetched and classified per round trip.
 BATCH = 500
+#: Bytes of mail fetched per round trip, at most (a larger message comes alone): read and
+#: parsed, a message takes about 3.5 times its size in memory, and 500 messages with
+#: attachments of a few megabytes each took gigabytes.
+BATCH_BYTES = 32 * 1024 * 1024
 DEFAULT_KEYWORDS = {"partnership": "$Partnership", "pitch": "$Pitch", "unsure": "$Unsure"}
 SECURITY = ("tls", "starttls", "plain")
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
@@ -117,15 +121,30 @@ def account_from_config(config: dict, name: str | None, where: str = "config fil
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ImapError(f"{where}: [imap.{name}] folders must be a list of folder names")
             account.folders = list(value)
-        elif key == "port":
-            account.port = int(value)
-        elif key == "learn":
-            account.learn = bool(value)
+        elif not _of_kind(key, value):
+            raise ImapError(f"{where}: [imap.{name}] {key} must be {_KINDS.get(key, 'a string in quotes')}")
         elif key == "timeout":
             account.timeout = float(value)
         else:
-            setattr(account, key, os.path.expanduser(str(value)) if key in ("password_file", "ca_file") else str(value))
+            setattr(account, key, os.path.expanduser(value) if key in ("password_file", "ca_file") else value)
     return account
+
+
+#: What the keys that are not strings must be.
+_KINDS = {"port": "a port number from 1 to 65535", "learn": "true or false",
+          "timeout": "a number of seconds above 0"}
+
+
+def _of_kind(key: str, value) -> bool:
+    if key == "learn":
+        return isinstance(value, bool)  # not the string "false", which bool() takes for true
+    if isinstance(value, bool):
+        return False  # TOML's true and false are no numbers
+    if key == "port":
+        return isinstance(value, int) and 1 <= value <= 65535
+    if key == "timeout":
+        return isinstance(value, (int, float)) and value > 0
+    return isinstance(value, str)
 
 
 def _keywords(value, where: str) -> dict[str, str]:
@@ -159,6 +178,10 @@ def check_account(account: Account) -> None:
     for special in (account.pitch_folder, account.partnership_folder):
         if special and _folder_key(special) in labelled:
             raise ImapError(f"{special!r} is both a folder to label and the pitch or partnership folder")
+    if account.pitch_folder and account.partnership_folder \
+            and _folder_key(account.pitch_folder) == _folder_key(account.partnership_folder):
+        raise ImapError(f"{account.pitch_folder!r} is both the pitch folder and the partnership folder: what you "
+                        "file there could not be learned as both")
 
     if not account.keywords and not account.pitch_folder:
         raise ImapError("nothing to do: no keywords and no pitch folder (set keywords or --move-to)")
@@ -224,7 +247,7 @@ def connect(account: Account, password: str):
     from imapclient.exceptions import IMAPClientError, LoginError
 
     port = account.port or DEFAULT_PORTS[account.security]
-    context = ssl.create_default_context(cafile=account.ca_file) if account.security != "plain" else None
+    context = _tls_context(account) if account.security != "plain" else None
     where = f"{account.host}:{port}"
     try:
         client = IMAPClient(account.host, port, ssl=account.security == "tls", ssl_context=context,
@@ -252,6 +275,17 @@ def connect(account: Account, password: str):
     except _connection_errors() as exc:
         raise ImapError(f"{where}: connection lost while logging in: {_text(exc)}") from None
     return client
+
+
+def _tls_context(account: Account) -> ssl.SSLContext:
+    """The TLS context, trusting ``ca_file`` too when one is named; a CA file that cannot be
+    read is the account's mistake, said at once (not a lost connection, tried again)."""
+    try:
+        return ssl.create_default_context(cafile=account.ca_file)
+    except ssl.SSLError as exc:
+        raise ImapError(f"ca_file {account.ca_file} holds no PEM certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ImapError(f"cannot read ca_file {account.ca_file}: {exc.strerror or exc}") from None
 
 
 def _text(exc: BaseException) -> str:
@@ -370,8 +404,7 @@ class Labeller:
         judge = Judge(self.model, self.policy, folder, jobs=self.jobs if len(uids) >= PARALLEL_FROM else 1)
         try:
             pending = None
-            for start in range(0, len(uids), self.batch):
-                chunk = uids[start:start + self.batch]
+            for chunk in self._batches(uids):
                 todo, returned, stranded = self._fetch(folder, uidvalidity, chunk)
                 job = judge.submit(todo)
                 if pending is not None:
@@ -384,6 +417,26 @@ class Labeller:
         if not uids and (known != uidvalidity):
             self._done(folder, uidvalidity, last)
 
+    def _batches(self, uids: list[int]) -> Iterator[list[int]]:
+        """``uids`` in batches of at most :attr:`batch` messages and :data:`BATCH_BYTES` bytes
+        (by the sizes the server gives), so that large messages are not all held at once."""
+        for start in range(0, len(uids), self.batch):
+            chunk = uids[start:start + self.batch]
+            if len(chunk) == 1:  # one new message, as --watch mostly sees: no round trip for its size
+                yield chunk
+                continue
+            sizes = self.client.fetch(chunk, [b"RFC822.SIZE"])
+            batch, total = [], 0
+            for uid in chunk:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE") or 0)
+                if batch and total + size > BATCH_BYTES:
+                    yield batch
+                    batch, total = [], 0
+                batch.append(uid)
+                total += size
+            if batch:
+                yield batch
+
     def _finish(self, folder: str, uidvalidity: int, chunk: list[int], todo, returned, stranded, job) -> None:
         self._act(folder, uidvalidity, todo, returned, job(), stranded)
         self._done(folder, uidvalidity, chunk[-1])
@@ -392,8 +445,8 @@ class Labeller:
         if self._unlearned and not self.dry_run and self.learner is not None:
             self.learner.learn(self._unlearned)
         self._unlearned = []
+        self.state.set_folder(folder, uidvalidity, last_uid)  # a dry run's next pass (--watch) too; never saved
         if not self.dry_run:
-            self.state.set_folder(folder, uidvalidity, last_uid)
             done = [uid for uid in self.state.unmoved(folder, uidvalidity) if uid <= last_uid]
             self.state.set_unmoved(folder, uidvalidity, done, pending=False)  # moved, or gone by now
             self.state.save()
@@ -411,7 +464,7 @@ class Labeller:
     def _check_keywords(self, folder: str, info: dict) -> None:
         if b"PERMANENTFLAGS" not in info:
             return  # RFC 3501: without PERMANENTFLAGS, every flag may be set permanently
-        permanent = {f.lower() for f in info[b"PERMANENTFLAGS"]}
+        permanent = _flags(info[b"PERMANENTFLAGS"])
         if b"\\*" in permanent or self._ours <= permanent:
             return
         raise ImapError(f"{self.account.address} does not let partnercheck set keywords in {folder!r} "
@@ -428,7 +481,7 @@ class Labeller:
             raw = _body(fetched.get(uid))
             if raw is None:
                 continue  # expunged since the search (by another client)
-            flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
+            flags = _flags(fetched[uid].get(b"FLAGS", ()))
             if self.account.pitch_folder and self.state.moved(digest(raw)):
                 returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
             elif uid in unmoved:
@@ -519,14 +572,13 @@ class Labeller:
             uids = []
         else:
             uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
-        for start in range(0, len(uids), self.batch):
-            chunk = uids[start:start + self.batch]
+        for chunk in self._batches(uids):
             fetched = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS"])
             for uid in chunk:
                 raw = _body(fetched.get(uid))
                 if raw is None:
                     continue
-                flags = {f.lower() for f in fetched[uid].get(b"FLAGS", ())}
+                flags = _flags(fetched[uid].get(b"FLAGS", ()))
                 if label == "pitch" and ((self._pitch_kw and self._pitch_kw.lower() in flags)
                                          or self.state.moved(digest(raw))):
                     continue  # moved or labelled pitch by us: the user taught nothing
@@ -549,9 +601,25 @@ class Labeller:
             if self.dry_run:
                 self.echo(f"would create folder {folder!r}")
             else:
-                self.client.create_folder(folder)
+                self._create(folder)
                 self.echo(f"created folder {folder!r}")
         self._checked_destination = True
+
+    def _create(self, folder: str) -> None:
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            self.client.create_folder(folder)
+        except _connection_errors():
+            raise
+        except IMAPClientError as exc:  # a name the server refuses ("Spam/Pitch" where "." separates)
+            raise ImapError(f"cannot create folder {folder!r}: {_text(exc)}") from None
+        try:  # mail programs that list only subscribed folders (Thunderbird, Roundcube) show it then
+            self.client.subscribe_folder(folder)
+        except _connection_errors():
+            raise
+        except IMAPClientError:
+            pass  # a server without subscriptions: every folder is listed
 
     def _move(self, folder: str, uidvalidity: int, pitches: list[tuple[int, bytes, str]]) -> None:
         self._ensure_destination()
@@ -642,6 +710,12 @@ class Labeller:
                 if any(digest(body) == fingerprint for body in map(_body, bodies.values()) if body is not None):
                     arrived.add(uid)
         return arrived
+
+
+def _flags(values) -> set[bytes]:
+    """Flags and keywords, lower-cased; IMAPClient reads a keyword of digits only (``5``,
+    which any client may set) as a number."""
+    return {(str(f).encode() if isinstance(f, int) else f).lower() for f in values}
 
 
 def _body(item: dict | None) -> bytes | None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..atomic import atomic_file
 
@@ -52,7 +54,7 @@ class ImapState:
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise StateError(f"{self.path}: cannot read the imap state ({exc}); move it away to start afresh") from None
-        if not isinstance(data, dict) or data.get("version") != 1:
+        if not isinstance(data, dict) or data.get("version") != 1 or not _well_formed(data.get("accounts", {})):
             raise StateError(f"{self.path}: not a partnercheck imap state file; move it away to start afresh")
         return data
 
@@ -128,10 +130,54 @@ class ImapState:
     # -------------------------------------------------------------------- save
 
     def save(self) -> None:
+        """Write this account's entry into the file as it is now: another account's run (a
+        second ``--watch``) may have saved its own since this one read the file, and writing
+        back what was read then would undo that; the messages another run for this account
+        moved are kept too."""
+        folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-            with atomic_file(self.path, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                json.dump(self._all, handle, indent=1, sort_keys=True)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            with _locked(folder):
+                self._all = self._read()
+                accounts = self._all.setdefault("accounts", {})
+                # What another run for this account moved meanwhile (a cron run beside a
+                # --watch) stays known, so that the user moving it back is still recognised.
+                self.add_moved(accounts.get(self.account, {}).get("moved", ()))
+                accounts[self.account] = self._entry
+                with atomic_file(self.path, "w", encoding="utf-8") as handle:
+                    os.fchmod(handle.fileno(), 0o600)
+                    json.dump(self._all, handle, indent=1, sort_keys=True)
         except OSError as exc:
             raise StateError(f"{self.path}: cannot write the imap state: {exc}") from None
+
+
+def _well_formed(accounts) -> bool:
+    """Whether the parts that every run reads have the shape this module writes."""
+    if not isinstance(accounts, dict) or not all(isinstance(entry, dict) for entry in accounts.values()):
+        return False
+    for entry in accounts.values():
+        folders, moved = entry.get("folders", {}), entry.get("moved", [])
+        if not isinstance(folders, dict) or not isinstance(moved, list) \
+                or not all(isinstance(key, str) for key in moved):
+            return False
+        for folder in folders.values():
+            numbers = [folder.get(key) for key in ("uidvalidity", "last_uid")] if isinstance(folder, dict) else [None]
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+                return False
+    return True
+
+
+@contextmanager
+def _locked(folder: str) -> Iterator[None]:
+    """The state file's folder locked against other partnercheck runs saving at the same time."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this system: saved unlocked, as before
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
