@@ -169,6 +169,22 @@ def test_outlook_style_quote_block():
     assert new == "Yes, let's do it." and quoted.endswith("Shall we co-host?")
 
 
+def test_a_newsletter_with_underscore_dividers_keeps_its_text():
+    """A line of underscores ends the text only before a few lines of sign-off; a digest
+    that draws such lines above and between its sections is all text."""
+    sections = "\n\n".join(f"SECTION {n}\n" + "\n".join(f"Item {n}.{i}: notes on the spring release."
+                                                        for i in range(6)) for n in range(4))
+    rule = "_" * 54
+    new, quoted, signature = split_reply(f"{rule}\n\nTHE TOOLMAKERS DIGEST, ISSUE 9\n{rule}\n\n{sections}\n")
+    assert "Item 3.5: notes on the spring release." in new and "TOOLMAKERS DIGEST" in new
+    assert (quoted, signature) == ("", "")
+    new, _, signature = split_reply(f"see you at the workshop\n\n{rule}\nGet the new Webmail app, free\n")
+    assert (new, signature) == ("see you at the workshop", f"{rule}\nGet the new Webmail app, free")
+    new, quoted, _ = split_reply(f"works for me\n\n{rule}\nFrom: Ana Lima\nSent: Monday\nTo: Bo\n"
+                                 "Subject: dates\n\n" + "\n".join(f"line {i} of her note" for i in range(30)))
+    assert new == "works for me" and "line 29 of her note" not in new
+
+
 def test_sent_from_phone_is_a_signature():
     new, _, signature = split_reply("ok see you there\n\nSent from my iPhone")
     assert new == "ok see you there" and signature == "Sent from my iPhone"

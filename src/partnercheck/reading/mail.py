@@ -661,10 +661,33 @@ def split_reply(text: str) -> tuple[str, str, str]:
             quoted.extend(lines[index:])
             break
         if not in_signature and stripped[:1] in _SIGNATURE_FIRST and _SIGNATURE_START.match(stripped):
-            in_signature = True
+            in_signature = not stripped.startswith("_") or _short_block_after(lines, index)
         (signature if in_signature else new).append(line)
         previous_blank = not stripped
     return "\n".join(new).strip(), "\n".join(quoted).strip(), "\n".join(signature).strip()
+
+
+#: A sign-off block is a few lines (the longest in the corpus, 7); text that goes on longer
+#: after a line of underscores is a newsletter's or digest's own, which draws such lines
+#: between its sections and often above its first.
+SIGNATURE_MAX_LINES = 15
+
+
+def _short_block_after(lines: list[str], index: int) -> bool:
+    """Whether at most :data:`SIGNATURE_MAX_LINES` lines with text follow ``lines[index]``
+    (a line of underscores) before the end, a quoted line or an Outlook ``From:`` block:
+    only then is it a signature's delimiter rather than a divider."""
+    count = 0
+    for line in lines[index + 1:]:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(">") or (":" in stripped[:9] and _OUTLOOK_QUOTE.match(stripped)):
+            return True
+        count += 1
+        if count > SIGNATURE_MAX_LINES:
+            return False
+    return True
 
 
 def _looks_like_outlook_block(lines: list[str], index: int) -> bool:
