@@ -39,6 +39,21 @@ def test_block_list_always_pitch_and_allow_list_never():
     assert label != "pitch"
 
 
+@pytest.mark.parametrize("body", ["hi", "ok sounds good", "lunch at 1?"])
+def test_a_note_of_a_few_words_is_too_little_text_to_judge(shipped_model, body):
+    """The model never saw a message this short: a word or two fill its whole vector, and
+    "hi" alone read as pitch at 99%."""
+    verdict = classify_one(parse_message(message("hi", body)), shipped_model)
+    assert verdict.label == "unsure" and verdict.decided_by.startswith("too little text to judge")
+    assert "too little text" in verdict.summary()
+
+
+def test_a_few_words_that_fire_a_rule_are_judged(shipped_model):
+    verdict = classify_one(parse_message(message("seo", "guaranteed first page rankings, plans from $99")),
+                           shipped_model)
+    assert verdict.hits and verdict.label == "pitch" and verdict.decided_by is None
+
+
 def test_user_rule_decides_or_nudges():
     scores = {"partnership": 0.6, "pitch": 0.3, "other": 0.1}
     label, _, why = decide(scores, [_user_rule("pitch", True)], T)

@@ -70,6 +70,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
         docs = [extract(records[i], model.rules, sentences=clues is True) for i in readable]
         matrix = vectorize(docs, weights.table, weights.idf, weights.rule_index)
         probabilities = weights.probabilities(matrix)
+        known_words = weights.known_words(matrix).tolist()
         thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
         decided: list[Verdict] = []  # one per matrix row
         for row, (i, doc) in enumerate(zip(readable, docs)):
@@ -80,7 +81,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
                 hits.extend(policy.user_hits(record, sentences=clues is True))
                 sender_list = policy.sender_list(record)
             scores = {label: float(p) for label, p in zip(weights.labels, probabilities[row])}
-            label, scores, decided_by = decide(scores, hits, thresholds, sender_list)
+            label, scores, decided_by = decide(scores, hits, thresholds, sender_list, known_words[row])
             if sender_list is not None:  # say so when the learned sender memory decided
                 decided_by = policy.sender_reason(record, label, scores, decided_by)
             verdict = Verdict(label, scores, hits, decided_by=decided_by)

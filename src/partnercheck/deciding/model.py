@@ -90,6 +90,16 @@ class Weights:
             table=vectorizer.table_,
         )
 
+    def known_words(self, matrix) -> np.ndarray:
+        """Per row of ``matrix``, how many distinct body and subject words of the vocabulary
+        it holds (not word pairs, rules, links, headers or shapes)."""
+        if getattr(self, "_word_columns", None) is None:
+            words = (" " not in name and (":" not in name or name.startswith("subject:")) for name in self.feature_names)
+            self._word_columns = np.fromiter(words, dtype=bool, count=len(self.feature_names))
+            self._word_columns[len(self.vocabulary):] = False  # rule columns
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        return np.bincount(rows, weights=self._word_columns[matrix.indices], minlength=matrix.shape[0]).astype(int)
+
     def probabilities(self, matrix) -> np.ndarray:
         """Calibrated probabilities, as ``CalibratedClassifierCV.predict_proba`` computes them:
         a sigmoid of each one-vs-rest SVM score, normalised to sum to one."""

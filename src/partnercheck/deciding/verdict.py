@@ -9,7 +9,11 @@ The decision, in order:
    other rules (which the model never saw in training), give the top label; it stands only
    if its probability reaches ``min_confidence`` and leads the runner-up by ``min_margin``,
    and a ``pitch`` stands only if ``partnership`` scored below ``partnership_guard``.
-   Anything else is ``unsure``: a close call is left to a person.
+   Anything else is ``unsure``: a close call is left to a person;
+4. before that, a message with fewer than :data:`MIN_KNOWN_WORDS` words the model knows and
+   no rule hit is ``unsure``, decided by too little text: the shortest training message
+   has 6 such words, and one word alone fills the whole of a message's TF-IDF vector
+   ("hi" alone read as pitch at 99%).
 
 The guard exists because the costly mistake is filing a genuine partnership as a pitch:
 the default cut-offs are chosen by train.py on out-of-fold predictions so that fewer than
@@ -139,15 +143,22 @@ class Verdict:
         }
 
 
+#: Fewer distinct words than this that the model knows (body and subject), with no rule
+#: hit, are too little text to judge.
+MIN_KNOWN_WORDS = 4
+
+
 def decide(
     probabilities: dict[str, float],
     hits: list[RuleHit],
     thresholds: Thresholds,
     sender_list: str | None = None,
+    known_words: int | None = None,
 ) -> tuple[str, dict[str, float], str | None]:
     """The verdict label, the (possibly nudged) scores and what decided it outright, if anything.
 
-    ``sender_list`` is ``"allow"`` or ``"block"`` when the sender is on one of the user's lists.
+    ``sender_list`` is ``"allow"`` or ``"block"`` when the sender is on one of the user's lists;
+    ``known_words`` the message's count of words the model knows (``None``: not checked).
     """
     scores = _nudged(probabilities, [h for h in hits if h.rule.user and not h.rule.decide])
     if sender_list == "block":
@@ -167,6 +178,8 @@ def decide(
         top = ranked[0]
         label = top if scores[top] >= thresholds.min_confidence / 2 else UNSURE
         return label, scores, None
+    if known_words is not None and known_words < MIN_KNOWN_WORDS and not hits:
+        return UNSURE, scores, f"too little text to judge ({known_words} of its words known to the model)"
     top = ranked[0]
     if scores[top] < thresholds.min_confidence or scores[top] - scores[ranked[1]] < thresholds.min_margin:
         return UNSURE, scores, None
