@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -238,6 +239,28 @@ def test_learn_from_a_corrected_label_file(runner, tmp_path):
     labels.write_text(labels.read_text().replace(",partnership,", ",spam,"))
     typo = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
     assert typo.exit_code == 1 and "'spam' 1x" in typo.stderr and "the others learned" in typo.stderr
+
+
+def test_label_file_cells_are_kept_from_spreadsheet_formulas(runner, tmp_path):
+    """Text a spreadsheet would run as a formula is written with a ' before it and read back
+    as it was: the rows still find their messages, one of them by its subject alone."""
+    folder = tmp_path / "inbox"
+    formula = '=HYPERLINK("https://x.example/","open")'
+    pitch = message(formula, PITCH_TEXT, sender="Tom <tom@vendor.example>")
+    write(folder / "=a.eml", b"".join(line for line in pitch.splitlines(True) if not line.startswith(b"Message-ID")))
+    write(folder / "b.eml", message("'=minutes", OTHER_TEXT, sender="Li <li@work.example>"))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(folder), "-o", str(labels), "-q"]).exit_code == 0
+    rows = list(csv.DictReader(labels.open(newline="")))
+    assert [(r["key"], r["subject"]) for r in rows] == [("'=a.eml", "'" + formula), ("b.eml", "''=minutes")]
+    as_json = runner.invoke(cli, ["label", str(folder), "--nl", "-q"]).stdout
+    assert [json.loads(line)["subject"] for line in as_json.splitlines()] == [formula, "'=minutes"]
+    resumed = runner.invoke(cli, ["label", str(folder), "-o", str(labels), "--resume"])
+    assert resumed.exit_code == 0 and "2 already done" in resumed.stderr
+    assert list(csv.DictReader(labels.open(newline=""))) == rows
+    labels.write_text(labels.read_text().replace(",pitch,", ",partnership,"))  # the user's correction
+    result = runner.invoke(cli, ["learn", str(labels), "--no-retrain"])
+    assert result.exit_code == 0 and "1 added" in result.stderr, result.output
 
 
 def test_a_broken_store_is_one_line(runner, tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from typing import IO, Iterator, NamedTuple
 
 from ..errors import PartnercheckError
 from ..labels import LABELS
+from .cells import from_spreadsheet_safe
 from .mail import (
     EmailRecord,
     decode_mixed,
@@ -485,8 +486,11 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
             raise SourceError(f"{source} is a label file, named as the source of another one's rows; "
                               "a label file's rows name the mail they label")
         if refetched:  # the other columns name those of the exports its rows name
-            yield from _refetch(_chain(first, rows), label_col, source, Columns(columns.body, columns.subject,
-                                                                              columns.sender))
+            rows = _chain(first, rows)
+            if fmt != "jsonl":  # CSV and TSV cells as `label` wrote them, kept from spreadsheets' formulas
+                rows = ((number, {name: from_spreadsheet_safe(value) if isinstance(value, str) else value
+                                  for name, value in row.items()}) for number, row in rows)
+            yield from _refetch(rows, label_col, source, Columns(columns.body, columns.subject, columns.sender))
             return
         raise SourceError(
             f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "

@@ -21,6 +21,7 @@ from typing import IO
 
 from ..atomic import discard, open_temp_beside
 from ..errors import PartnercheckError
+from ..reading.cells import from_spreadsheet_safe, spreadsheet_safe
 from ..reading.mail import without_lone_surrogates
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
@@ -114,7 +115,7 @@ class RowWriter:
             return json.dumps(dict(zip(self.fields, values)), ensure_ascii=False) + "\n"
         self._buffer.seek(0)
         self._buffer.truncate()
-        self._csv.writerow(values)
+        self._csv.writerow(list(map(spreadsheet_safe, values)))
         return self._buffer.getvalue()
 
     def write(self, values: list) -> None:
@@ -130,7 +131,7 @@ class RowWriter:
         else:
             self._buffer.seek(0)
             self._buffer.truncate()
-            self._csv.writerows(rows)
+            self._csv.writerows([list(map(spreadsheet_safe, values)) for values in rows])
             text = self._buffer.getvalue()
         self._put(text)
 
@@ -220,7 +221,8 @@ class RowWriter:
                     if reader.fieldnames is not None and reader.fieldnames != self.fields:
                         raise ValueError(f"its columns are not those of {self.fmt} labels "
                                          "(another format, or another file)")
-                    rows.extend(reader)
+                    rows.extend({name: from_spreadsheet_safe(value) if isinstance(value, str) else value
+                                 for name, value in row.items()} for row in reader)
         except (OSError, ValueError, csv.Error) as exc:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
         self.done = {(str(r.get("source", "")), str(r.get("key", ""))) for r in rows}
