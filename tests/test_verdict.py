@@ -39,13 +39,20 @@ def test_block_list_always_pitch_and_allow_list_never():
     assert label != "pitch"
 
 
-@pytest.mark.parametrize("body", ["hi", "ok sounds good", "lunch at 1?"])
-def test_a_note_of_a_few_words_is_too_little_text_to_judge(shipped_model, body):
+def test_a_note_of_a_few_words_is_too_little_text_to_judge(shipped_model):
     """The model never saw a message this short: a word or two fill its whole vector, and
     "hi" alone read as pitch at 99%."""
-    verdict = classify_one(parse_message(message("hi", body)), shipped_model)
+    verdict = classify_one(parse_message(message("hi", "hi")), shipped_model)
     assert verdict.label == "unsure" and verdict.decided_by.startswith("too little text to judge")
     assert "too little text" in verdict.summary()
+
+
+@pytest.mark.parametrize("body", ["Thanks!", "ok sounds good", "lunch at 1?", "Invoice attached"])
+def test_a_short_everyday_note_stays_other(shipped_model, body):
+    """Too little text keeps a short note from being a pitch or a partnership, not from
+    being ordinary mail: no $Unsure keyword and no exit 12 on every "Thanks!"."""
+    verdict = classify_one(parse_message(message("hi", body)), shipped_model)
+    assert verdict.label == "other" and verdict.decided_by is None
 
 
 def test_a_few_words_that_fire_a_rule_are_judged(shipped_model):

@@ -11,9 +11,10 @@ The decision, in order:
    and a ``pitch`` stands only if ``partnership`` scored below ``partnership_guard``.
    Anything else is ``unsure``: a close call is left to a person;
 4. before that, a message with fewer than :data:`MIN_KNOWN_WORDS` words the model knows and
-   no rule hit is ``unsure``, decided by too little text: the shortest training message
-   has 6 such words, and one word alone fills the whole of a message's TF-IDF vector
-   ("hi" alone read as pitch at 99%).
+   no rule hit is ``unsure`` when the model reads it as a partnership or a pitch, decided by
+   too little text (a short note it reads as ``other`` stays ``other``, as ordinary mail
+   should): the shortest training message has 6 such words, and one word alone fills the
+   whole of a message's TF-IDF vector ("hi" alone read as pitch at 99%).
 
 The guard exists because the costly mistake is filing a genuine partnership as a pitch:
 the default cut-offs are chosen by train.py on out-of-fold predictions so that fewer than
@@ -26,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..labels import PARTNERSHIP, PITCH, UNSURE
+from ..labels import OTHER, PARTNERSHIP, PITCH, UNSURE
 from ..understanding.rules import RuleHit
 
 
@@ -144,7 +145,7 @@ class Verdict:
 
 
 #: Fewer distinct words than this that the model knows (body and subject), with no rule
-#: hit, are too little text to judge.
+#: hit, are too little text to judge a partnership or a pitch.
 MIN_KNOWN_WORDS = 4
 
 
@@ -178,9 +179,9 @@ def decide(
         top = ranked[0]
         label = top if scores[top] >= thresholds.min_confidence / 2 else UNSURE
         return label, scores, None
-    if known_words is not None and known_words < MIN_KNOWN_WORDS and not hits:
-        return UNSURE, scores, f"too little text to judge ({known_words} of its words known to the model)"
     top = ranked[0]
+    if known_words is not None and known_words < MIN_KNOWN_WORDS and not hits and top != OTHER:
+        return UNSURE, scores, f"too little text to judge ({known_words} of its words known to the model)"
     if scores[top] < thresholds.min_confidence or scores[top] - scores[ranked[1]] < thresholds.min_margin:
         return UNSURE, scores, None
     if top == PITCH and scores.get(PARTNERSHIP, 0.0) >= thresholds.partnership_guard:
