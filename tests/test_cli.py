@@ -473,6 +473,22 @@ def test_relative_paths_in_the_config_file_are_beside_it_whatever_the_folder(tmp
     assert (folder / "learned.sqlite3").exists() and not (tmp_path / "learned.sqlite3").exists()
 
 
+def test_an_imap_accounts_relative_files_are_beside_the_config_file(tmp_path, monkeypatch):
+    """`password_file = "work.pass"` is read beside the config file when `imap` runs from
+    cron in the home folder, as the config file's other relative paths are."""
+    folder = tmp_path / "conf"
+    config = write(folder / "config.toml", "[imap.work]\nhost = 'h'\nuser = 'u'\n"
+                   "password_file = 'work.pass'\nca_file = 'ca.pem'\n")
+    (folder / "work.pass").write_text("secret\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    from partnercheck.running.imap import account_from_config, read_password
+    from partnercheck.settings import read_config
+
+    account = account_from_config(read_config(), None)
+    assert account.ca_file == str(folder / "ca.pem") and read_password(account, prompt=False) == "secret"
+
+
 @pytest.mark.parametrize("text, error", [
     (b"modle = 'x.model'\n", "unknown key modle"),
     (b"store = 5\n", "store must be a path in quotes"),

@@ -67,6 +67,8 @@ def read_config(path: str | None = None) -> dict:
 #: The config file's keys that name a file or socket, and all the keys it may have.
 _PATH_KEYS = ("model", "rules", "store", "socket", "imap_state")
 _KEYS = (*_PATH_KEYS, "allow", "block", "thresholds", "imap")
+#: The keys of an ``[imap.NAME]`` account that name a file.
+_IMAP_PATH_KEYS = ("password_file", "ca_file")
 
 
 def _checked(config: dict, path: str) -> dict:
@@ -75,11 +77,17 @@ def _checked(config: dict, path: str) -> dict:
     unknown = sorted(set(config) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key {', '.join(unknown)} (the keys are {', '.join(_KEYS)})")
+    folder = os.path.dirname(os.path.abspath(path))
     for key in _PATH_KEYS:
         if key in config and not isinstance(config[key], str):
             raise ConfigError(f'{path}: {key} must be a path in quotes, like {key} = "~/..."')
         if config.get(key):  # a relative path is the config file's neighbour, from whatever folder a command runs
-            config[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(config[key]))
+            config[key] = os.path.join(folder, os.path.expanduser(config[key]))
+    accounts = config.get("imap")
+    for account in accounts.values() if isinstance(accounts, dict) else ():
+        for key in _IMAP_PATH_KEYS:  # the same for an account's files (imap checks their kinds)
+            if isinstance(account, dict) and isinstance(account.get(key), str) and account[key]:
+                account[key] = os.path.join(folder, os.path.expanduser(account[key]))
     return config
 
 
