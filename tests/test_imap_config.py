@@ -137,7 +137,8 @@ def test_two_runs_for_one_account_keep_the_messages_each_moved(tmp_path):
 
 @pytest.mark.parametrize("key, value, said", [
     ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
-    ("port", "993", "port must be a port number"),
+    ("port", "imaps", "port must be a port number"),
+    ("port", "99999", "port must be a port number"),
     ("port", 0, "port must be a port number"),
     ("port", True, "port must be a port number"),
     ("timeout", "x", "timeout must be a number of seconds"),
@@ -154,3 +155,5 @@ def test_values_of_the_right_kind_are_taken():
                                                      "ca_file": "~/ca.pem"}}}, "work")
     assert (account.port, account.learn, account.timeout) == (1993, False, 2.5)
     assert not account.ca_file.startswith("~")
+    quoted = account_from_config({"imap": {"work": {"port": "993", "timeout": "30"}}}, "work")
+    assert (quoted.port, quoted.timeout) == (993, 30.0)  # as earlier versions read them

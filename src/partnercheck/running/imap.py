@@ -121,7 +121,7 @@ def account_from_config(config: dict, name: str | None, where: str = "config fil
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ImapError(f"{where}: [imap.{name}] folders must be a list of folder names")
             account.folders = list(value)
-        elif not _of_kind(key, value):
+        elif not _of_kind(key, value := _unquoted(key, value)):
             raise ImapError(f"{where}: [imap.{name}] {key} must be {_KINDS.get(key, 'a string in quotes')}")
         elif key == "timeout":
             account.timeout = float(value)
@@ -133,6 +133,17 @@ def account_from_config(config: dict, name: str | None, where: str = "config fil
 #: What the keys that are not strings must be.
 _KINDS = {"port": "a port number from 1 to 65535", "learn": "true or false",
           "timeout": "a number of seconds above 0"}
+
+
+def _unquoted(key: str, value):
+    """A port or timeout written in quotes (``port = "993"``), as earlier versions read it:
+    its number; any other value as it is."""
+    if key in ("port", "timeout") and isinstance(value, str):
+        try:
+            return int(value) if key == "port" else float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _of_kind(key: str, value) -> bool:
