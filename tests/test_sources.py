@@ -91,6 +91,16 @@ def test_a_content_length_that_ends_nowhere_near_a_separator_is_ignored(tmp_path
     assert [r.subject for r in records] == ["one", "", "two"]
 
 
+@pytest.mark.parametrize("body, declared", [(b"hi\n", 3), (b"hi\n\n", 4), (b"", 0)])
+def test_a_content_length_that_ends_at_the_next_from_line_ends_its_message_there(tmp_path, body, declared):
+    """A body whose declared length takes it to the next From line itself (no blank line
+    between the messages, the blank line counted, an empty body) ends there."""
+    separator = b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    data = (separator + b"Subject: one\nContent-Length: %d\n\n" % declared + body
+            + separator + b"Subject: two\nContent-Length: 4\n\nbye\n")
+    assert [r.subject for r in Source(str(write(tmp_path / "inbox.mbox", data)))] == ["one", "two"]
+
+
 def test_the_progress_of_a_read_mbox_is_its_whole_size(tmp_path):
     """The separator lines count as read: a progress bar ends at 100%, not at 90%."""
     source = Source(str(write(tmp_path / "inbox.mbox", MBOX)))

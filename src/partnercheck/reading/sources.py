@@ -439,7 +439,7 @@ def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool
     if declared is None:
         return False
     end = body + int(declared.group(1))
-    if end <= at or end - at > _MAX_DECLARED_BODY:
+    if end <= at + 1 or end - at > _MAX_DECLARED_BODY:  # it ends before the separator's line starts
         return False
     if not final and data.find(b"\n", end + 4) == -1:  # the separator line after it is not all read
         return None
