@@ -84,6 +84,14 @@ def test_an_mboxcl2_body_line_that_looks_like_a_separator_stays_in_its_message(t
         assert [(r.subject, r.body) for r in records] == [("one", body.decode().strip()), ("two", "bye")], block
 
 
+def test_an_mboxcl2_with_crlf_lines_and_an_upper_case_content_length(tmp_path):
+    body = b"We could co-host.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nstill the body\n"
+    data = _mboxcl2(body, declared=len(body) + body.count(b"\n"))
+    data = data.replace(b"Content-Length", b"CONTENT-LENGTH").replace(b"\n", b"\r\n")
+    records = list(Source(str(write(tmp_path / "inbox.mbox", data))))
+    assert [r.subject for r in records] == ["one", "two"] and "still the body" in records[0].body
+
+
 @pytest.mark.parametrize("declared", [10, 40, 10**9])
 def test_a_content_length_that_ends_nowhere_near_a_separator_is_ignored(tmp_path, declared):
     body = b"Invoice attached.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nFrom: bob@example.com\n\nhi\n"

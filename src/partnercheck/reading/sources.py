@@ -428,8 +428,11 @@ def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool
     ignored, as mutt ignores it). ``None``: its end is past what was read, and ``final``
     says more data may come."""
     head_end = data.find(b"\n\n", start, at + 1)  # the blank line may end where the separator's line starts
-    crlf_end = data.find(b"\r\n\r\n", start, at + 1)
-    if crlf_end != -1 and (head_end == -1 or crlf_end < head_end):
+    last = at if head_end == -1 else head_end
+    if b"content-length:" not in data[start:last + 1].lower():  # most mail: nothing more to look for
+        return False
+    crlf_end = data.find(b"\r\n\r\n", start, last + 3)
+    if crlf_end != -1:
         head_end, body = crlf_end, crlf_end + 4
     elif head_end != -1:
         body = head_end + 2
