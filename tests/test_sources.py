@@ -183,6 +183,14 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
         ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
 
 
+def test_an_eml_file_in_a_folder_is_one_message_whatever_its_body_holds(tmp_path):
+    body = "Let us co-host.\nFrom Berlin, Tue 2 January, it is a short trip.\nAna"
+    write(tmp_path / "saved" / "a.eml", b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+          + message("one", body))
+    (record,) = list(Source(str(tmp_path / "saved")))
+    assert (record.key, record.subject) == ("a.eml", "one") and "short trip" in record.body
+
+
 def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):
     write(tmp_path / "Maildir" / "cur" / "1.host:2,S", MBOX)
     (record,) = list(Source(str(tmp_path / "Maildir")))

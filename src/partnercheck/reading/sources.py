@@ -257,7 +257,7 @@ class Source:
                     if self.format == "maildir":  # one message a file, by definition
                         yield RawMessage(key, handle.read(), label)
                     else:
-                        yield from _messages_in_file(handle, key, label, file.suffix.lower() in _MBOX_SUFFIXES)
+                        yield from _messages_in_file(handle, key, label, file.suffix.lower())
                 except OSError as exc:  # a failing disk or network file system: the next file may read
                     yield RawMessage(key, b"", label, _read_failure(file, exc))
 
@@ -276,12 +276,14 @@ class Source:
                 yield record
 
 
-def _messages_in_file(handle: IO[bytes], key: str, label: str | None, named_mbox: bool) -> Iterator[RawMessage]:
-    """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file of more
-    than one message that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its
-    messages, keyed ``KEY:N``, as the mbox alone would; any other file is one message, read
-    whole (``From `` line and all), keyed ``KEY``."""
-    if named_mbox or _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
+    """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
+    suffix of more than one message that opens as an mbox does (Thunderbird's ``Inbox``),
+    gives each of its messages, keyed ``KEY:N``, as the mbox alone would; any other file (an
+    .eml whose body has a line that looks like a separator too) is one message, read whole
+    (``From `` line and all), keyed ``KEY``."""
+    named_mbox = suffix in _MBOX_SUFFIXES
+    if named_mbox or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
         messages = read_mbox(handle)
         opening = list(islice(messages, 2))
         if named_mbox or len(opening) > 1:
