@@ -418,9 +418,13 @@ def test_a_cp1252_export_reads_as_text(tmp_path):
     assert record.body == body and record.readable
 
 
-@pytest.mark.parametrize("name, codec, delimiter", [("export.csv", "utf-16", ","), ("export.tsv", "utf-16-be", "\t")])
+@pytest.mark.parametrize("name, codec, delimiter", [
+    ("export.csv", "utf-16", ","), ("export.tsv", "utf-16-be", "\t"),
+    ("export.txt", "utf-16", "\t"), ("Unicode Text", "utf-16-be", "\t"), ("export.txt", "utf-16", ","),
+])
 def test_a_utf16_export_with_its_byte_order_mark_reads_as_text(tmp_path, name, codec, delimiter):
-    """Excel's "Unicode Text" and Outlook's Unicode exports are UTF-16 with a byte order mark."""
+    """Excel's "Unicode Text" (saved as .txt) and Outlook's Unicode exports are UTF-16 with
+    a byte order mark."""
     body = "Nous proposons un atelier commun,\nà la médiathèque."
     text = f'Subject{delimiter}Body\r\nAtelier{delimiter}"{body}"\r\n'
     data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)

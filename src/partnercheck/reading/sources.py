@@ -131,7 +131,7 @@ class Source:
             self.format = fmt or STREAM
             self.name = "-"
         else:
-            self.format = fmt or detect_format(path)
+            self.format = fmt or detect_format(path, self.columns)
             self.name = os.path.abspath(path)
 
     @property
@@ -305,9 +305,11 @@ def to_record(message: RawMessage, source: str) -> EmailRecord:
     return record
 
 
-def detect_format(path: str) -> str:
+def detect_format(path: str, columns: Columns | None = None) -> str:
     """Recognise a source's format from its path and, for files, its first bytes; a pipe
-    whose name says nothing is :data:`STREAM` until its first line is read."""
+    whose name says nothing is :data:`STREAM` until its first line is read. A file that
+    opens with a UTF-16 byte order mark (Excel's "Unicode Text", saved as .txt) is told by
+    its first line, as standard input is."""
     p = Path(path)
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
@@ -327,7 +329,10 @@ def detect_format(path: str) -> str:
     if _is_pipe(path):
         return STREAM
     with _open_read(p) as handle:
-        return "mbox" if _opens_mbox(handle.read(_MBOX_LEAD)) else "eml"
+        head = handle.read(_MBOX_LEAD)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # mail never opens so
+        return _stream_format(head.partition(b"\n")[0], columns or Columns())
+    return "mbox" if _opens_mbox(head) else "eml"
 
 
 #: How far into a file its first ``From `` line is looked for.
