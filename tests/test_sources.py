@@ -183,6 +183,18 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
         ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
 
 
+def test_a_message_in_an_mbox_without_a_suffix_in_a_folder_keeps_its_key_when_the_mbox_grows(tmp_path):
+    """Thunderbird's Drafts or a new folder hold one message at first: keyed Drafts:1, as
+    they are once another arrives, so that --resume and a label file still find it."""
+    drafts = tmp_path / "Local Folders" / "Drafts"
+    first = MBOX.split(b"\nFrom sam")[0] + b"\n"
+    write(drafts, first)
+    assert [(r.key, r.subject) for r in Source(str(tmp_path / "Local Folders"))] == [("Drafts:1", "first")]
+    write(drafts, MBOX)
+    assert [(r.key, r.subject) for r in Source(str(tmp_path / "Local Folders"))] == [
+        ("Drafts:1", "first"), ("Drafts:2", "second")]
+
+
 def test_an_eml_file_in_a_folder_is_one_message_whatever_its_body_holds(tmp_path):
     body = "Let us co-host.\nFrom Berlin, Tue 2 January, it is a short trip.\nAna"
     write(tmp_path / "saved" / "a.eml", b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"

@@ -24,7 +24,6 @@ import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
@@ -278,19 +277,14 @@ class Source:
 
 def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
     """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
-    suffix of more than one message that opens as an mbox does (Thunderbird's ``Inbox``),
-    gives each of its messages, keyed ``KEY:N``, as the mbox alone would; any other file (an
-    .eml whose body has a line that looks like a separator too) is one message, read whole
-    (``From `` line and all), keyed ``KEY``."""
-    named_mbox = suffix in _MBOX_SUFFIXES
-    if named_mbox or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
-        messages = read_mbox(handle)
-        opening = list(islice(messages, 2))
-        if named_mbox or len(opening) > 1:
-            for number, raw in chain(opening, messages):
-                yield RawMessage(f"{key}:{number}", raw, label)
-            return
-        handle.seek(0)
+    suffix that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its messages,
+    keyed ``KEY:N``, as the mbox alone would, one message or more (so that a message keeps
+    its key when the mbox grows); any other file (an .eml whose body has a line that looks
+    like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
+    if suffix in _MBOX_SUFFIXES or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+        for number, raw in read_mbox(handle):
+            yield RawMessage(f"{key}:{number}", raw, label)
+        return
     yield RawMessage(key, handle.read(), label)
 
 
