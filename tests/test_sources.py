@@ -84,11 +84,29 @@ def test_an_mboxcl2_body_line_that_looks_like_a_separator_stays_in_its_message(t
         assert [(r.subject, r.body) for r in records] == [("one", body.decode().strip()), ("two", "bye")], block
 
 
+def test_an_mboxcl2_with_crlf_lines_and_an_upper_case_content_length(tmp_path):
+    body = b"We could co-host.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nstill the body\n"
+    data = _mboxcl2(body, declared=len(body) + body.count(b"\n"))
+    data = data.replace(b"Content-Length", b"CONTENT-LENGTH").replace(b"\n", b"\r\n")
+    records = list(Source(str(write(tmp_path / "inbox.mbox", data))))
+    assert [r.subject for r in records] == ["one", "two"] and "still the body" in records[0].body
+
+
 @pytest.mark.parametrize("declared", [10, 40, 10**9])
 def test_a_content_length_that_ends_nowhere_near_a_separator_is_ignored(tmp_path, declared):
     body = b"Invoice attached.\nFrom bob@example.com Mon Jan  1 00:00:00 2024\nFrom: bob@example.com\n\nhi\n"
     records = list(Source(str(write(tmp_path / "inbox.mbox", _mboxcl2(body, declared)))))
     assert [r.subject for r in records] == ["one", "", "two"]
+
+
+@pytest.mark.parametrize("body, declared", [(b"hi\n", 3), (b"hi\n\n", 4), (b"", 0)])
+def test_a_content_length_that_ends_at_the_next_from_line_ends_its_message_there(tmp_path, body, declared):
+    """A body whose declared length takes it to the next From line itself (no blank line
+    between the messages, the blank line counted, an empty body) ends there."""
+    separator = b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    data = (separator + b"Subject: one\nContent-Length: %d\n\n" % declared + body
+            + separator + b"Subject: two\nContent-Length: 4\n\nbye\n")
+    assert [r.subject for r in Source(str(write(tmp_path / "inbox.mbox", data)))] == ["one", "two"]
 
 
 def test_the_progress_of_a_read_mbox_is_its_whole_size(tmp_path):
@@ -163,6 +181,26 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
     assert [(r.key, r.subject) for r in records] == [
         ("Inbox:1", "first"), ("Inbox:2", "second"), ("Takeout.mbox:1", "first"), ("Takeout.mbox:2", "second"),
         ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
+
+
+def test_a_message_in_an_mbox_without_a_suffix_in_a_folder_keeps_its_key_when_the_mbox_grows(tmp_path):
+    """Thunderbird's Drafts or a new folder hold one message at first: keyed Drafts:1, as
+    they are once another arrives, so that --resume and a label file still find it."""
+    drafts = tmp_path / "Local Folders" / "Drafts"
+    first = MBOX.split(b"\nFrom sam")[0] + b"\n"
+    write(drafts, first)
+    assert [(r.key, r.subject) for r in Source(str(tmp_path / "Local Folders"))] == [("Drafts:1", "first")]
+    write(drafts, MBOX)
+    assert [(r.key, r.subject) for r in Source(str(tmp_path / "Local Folders"))] == [
+        ("Drafts:1", "first"), ("Drafts:2", "second")]
+
+
+def test_an_eml_file_in_a_folder_is_one_message_whatever_its_body_holds(tmp_path):
+    body = "Let us co-host.\nFrom Berlin, Tue 2 January, it is a short trip.\nAna"
+    write(tmp_path / "saved" / "a.eml", b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+          + message("one", body))
+    (record,) = list(Source(str(tmp_path / "saved")))
+    assert (record.key, record.subject) == ("a.eml", "one") and "short trip" in record.body
 
 
 def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):
@@ -392,9 +430,13 @@ def test_a_cp1252_export_reads_as_text(tmp_path):
     assert record.body == body and record.readable
 
 
-@pytest.mark.parametrize("name, codec, delimiter", [("export.csv", "utf-16", ","), ("export.tsv", "utf-16-be", "\t")])
+@pytest.mark.parametrize("name, codec, delimiter", [
+    ("export.csv", "utf-16", ","), ("export.tsv", "utf-16-be", "\t"),
+    ("export.txt", "utf-16", "\t"), ("Unicode Text", "utf-16-be", "\t"), ("export.txt", "utf-16", ","),
+])
 def test_a_utf16_export_with_its_byte_order_mark_reads_as_text(tmp_path, name, codec, delimiter):
-    """Excel's "Unicode Text" and Outlook's Unicode exports are UTF-16 with a byte order mark."""
+    """Excel's "Unicode Text" (saved as .txt) and Outlook's Unicode exports are UTF-16 with
+    a byte order mark."""
     body = "Nous proposons un atelier commun,\nà la médiathèque."
     text = f'Subject{delimiter}Body\r\nAtelier{delimiter}"{body}"\r\n'
     data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)

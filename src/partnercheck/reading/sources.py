@@ -24,7 +24,6 @@ import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
@@ -131,7 +130,7 @@ class Source:
             self.format = fmt or STREAM
             self.name = "-"
         else:
-            self.format = fmt or detect_format(path)
+            self.format = fmt or detect_format(path, self.columns)
             self.name = os.path.abspath(path)
 
     @property
@@ -257,7 +256,7 @@ class Source:
                     if self.format == "maildir":  # one message a file, by definition
                         yield RawMessage(key, handle.read(), label)
                     else:
-                        yield from _messages_in_file(handle, key, label, file.suffix.lower() in _MBOX_SUFFIXES)
+                        yield from _messages_in_file(handle, key, label, file.suffix.lower())
                 except OSError as exc:  # a failing disk or network file system: the next file may read
                     yield RawMessage(key, b"", label, _read_failure(file, exc))
 
@@ -276,19 +275,16 @@ class Source:
                 yield record
 
 
-def _messages_in_file(handle: IO[bytes], key: str, label: str | None, named_mbox: bool) -> Iterator[RawMessage]:
-    """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file of more
-    than one message that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its
-    messages, keyed ``KEY:N``, as the mbox alone would; any other file is one message, read
-    whole (``From `` line and all), keyed ``KEY``."""
-    if named_mbox or _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
-        messages = read_mbox(handle)
-        opening = list(islice(messages, 2))
-        if named_mbox or len(opening) > 1:
-            for number, raw in chain(opening, messages):
-                yield RawMessage(f"{key}:{number}", raw, label)
-            return
-        handle.seek(0)
+def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
+    """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
+    suffix that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its messages,
+    keyed ``KEY:N``, as the mbox alone would, one message or more (so that a message keeps
+    its key when the mbox grows); any other file (an .eml whose body has a line that looks
+    like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
+    if suffix in _MBOX_SUFFIXES or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+        for number, raw in read_mbox(handle):
+            yield RawMessage(f"{key}:{number}", raw, label)
+        return
     yield RawMessage(key, handle.read(), label)
 
 
@@ -303,9 +299,11 @@ def to_record(message: RawMessage, source: str) -> EmailRecord:
     return record
 
 
-def detect_format(path: str) -> str:
+def detect_format(path: str, columns: Columns | None = None) -> str:
     """Recognise a source's format from its path and, for files, its first bytes; a pipe
-    whose name says nothing is :data:`STREAM` until its first line is read."""
+    whose name says nothing is :data:`STREAM` until its first line is read. A file that
+    opens with a UTF-16 byte order mark (Excel's "Unicode Text", saved as .txt) is told by
+    its first line, as standard input is."""
     p = Path(path)
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
@@ -325,7 +323,10 @@ def detect_format(path: str) -> str:
     if _is_pipe(path):
         return STREAM
     with _open_read(p) as handle:
-        return "mbox" if _opens_mbox(handle.read(_MBOX_LEAD)) else "eml"
+        head = handle.read(_MBOX_LEAD)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # mail never opens so
+        return _stream_format(head.partition(b"\n")[0], columns or Columns())
+    return "mbox" if _opens_mbox(head) else "eml"
 
 
 #: How far into a file its first ``From `` line is looked for.
@@ -428,8 +429,11 @@ def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool
     ignored, as mutt ignores it). ``None``: its end is past what was read, and ``final``
     says more data may come."""
     head_end = data.find(b"\n\n", start, at + 1)  # the blank line may end where the separator's line starts
-    crlf_end = data.find(b"\r\n\r\n", start, at + 1)
-    if crlf_end != -1 and (head_end == -1 or crlf_end < head_end):
+    last = at if head_end == -1 else head_end
+    if b"content-length:" not in data[start:last + 1].lower():  # most mail: nothing more to look for
+        return False
+    crlf_end = data.find(b"\r\n\r\n", start, last + 3)
+    if crlf_end != -1:
         head_end, body = crlf_end, crlf_end + 4
     elif head_end != -1:
         body = head_end + 2
@@ -439,7 +443,7 @@ def _inside_declared_body(data: bytes, start: int, at: int, final: bool) -> bool
     if declared is None:
         return False
     end = body + int(declared.group(1))
-    if end <= at or end - at > _MAX_DECLARED_BODY:
+    if end <= at + 1 or end - at > _MAX_DECLARED_BODY:  # it ends before the separator's line starts
         return False
     if not final and data.find(b"\n", end + 4) == -1:  # the separator line after it is not all read
         return None
