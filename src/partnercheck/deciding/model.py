@@ -95,8 +95,7 @@ class Weights:
         it holds (not word pairs, rules, links, headers or shapes)."""
         if getattr(self, "_word_columns", None) is None:
             words = (" " not in name and (":" not in name or name.startswith("subject:")) for name in self.feature_names)
-            self._word_columns = np.fromiter(words, dtype=bool, count=len(self.feature_names))
-            self._word_columns[len(self.vocabulary):] = False  # rule columns
+            self._word_columns = np.fromiter(words, dtype=bool, count=len(self.feature_names))  # rules: "rule:ID"
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
         return np.bincount(rows, weights=self._word_columns[matrix.indices], minlength=matrix.shape[0]).astype(int)
 
