@@ -158,9 +158,6 @@ def parse_message(raw: bytes, key: str = "", source: str = "") -> EmailRecord:
     return record
 
 
-_UTF8_BOM = b"\xef\xbb\xbf"
-
-
 def header_fields(raw: bytes, problems: list[str]) -> tuple[list[tuple[str, str]], bytes]:
     """The header fields ``(name, raw value)`` of a message, unfolded, and its body bytes.
 
@@ -168,7 +165,7 @@ def header_fields(raw: bytes, problems: list[str]) -> tuple[list[tuple[str, str]
     ``From `` envelope line is skipped; a line that is not a header ends the header block
     (a message with no blank line after its headers).
     """
-    head, body = _split_head(raw.removeprefix(_UTF8_BOM))  # a Windows tool's mark would hide the first field
+    head, body = _split_head(raw.removeprefix(codecs.BOM_UTF8))  # a Windows tool's mark would hide the first field
     if len(head) > MAX_HEAD_BYTES:
         problems.append(f"header block over {MAX_HEAD_BYTES} bytes; the rest ignored")
         head = head[:MAX_HEAD_BYTES]

@@ -324,19 +324,21 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
         return STREAM
     with _open_read(p) as handle:
         head = handle.read(_MBOX_LEAD)
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # mail never opens so
+    if head[:2] in _UTF16_BOMS:  # mail never opens so
         return _stream_format(head.partition(b"\n")[0], columns or Columns())
     return "mbox" if _opens_mbox(head) else "eml"
 
 
 #: How far into a file its first ``From `` line is looked for.
 _MBOX_LEAD = 4096
+#: What a UTF-16 text opens with (a table export from Excel or Outlook); mail never does.
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def _without_lead(data: bytes) -> bytes:
     """``data`` without a UTF-8 byte order mark and blank lines at its start, which an
     mbox written or edited on Windows can have before its first ``From `` line."""
-    return data.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    return data.removeprefix(codecs.BOM_UTF8).lstrip(b"\r\n")
 
 
 def _opens_mbox(data: bytes) -> bool:
@@ -530,7 +532,7 @@ def _table_encoding(stream: IO[bytes]) -> str:
     UTF-16 there (a cut-off last byte) are read as U+FFFD: no byte of it is kept."""
     peek = getattr(stream, "peek", None)
     first = peek(2)[:2] if peek is not None else b""
-    return "utf-16" if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    return "utf-16" if first in _UTF16_BOMS else "utf-8-sig"
 
 
 def record_from_fields(body: str, subject: str = "", sender: str = "", key: str = "", source: str = "") -> EmailRecord:
@@ -756,8 +758,8 @@ def _stream_format(first: bytes, columns: Columns) -> str:
     writes them) and none shaped like words of a sentence; else one message. Mail always
     starts with a header, and text without headers stays one message unless its first line
     is such a header line."""
-    first = first.removeprefix(b"\xef\xbb\xbf")
-    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # a UTF-16 export, read so by read_table
+    first = first.removeprefix(codecs.BOM_UTF8)
+    if first[:2] in _UTF16_BOMS:  # a UTF-16 export, read so by read_table
         first = first[:len(first) // 2 * 2].decode("utf-16", "replace").encode("utf-8")
     if _JSON_OBJECT.match(first):  # before header fields, which '{"body":' looks like
         return "jsonl"
