@@ -31,3 +31,8 @@ def spreadsheet_safe(value):
 def from_spreadsheet_safe(text: str) -> str:
     """The text of a cell that :func:`spreadsheet_safe` wrote."""
     return text[1:] if text[:1] == "'" and _ESCAPED.match(text) else text
+
+
+def row_from_spreadsheet_safe(row: dict) -> dict:
+    """A CSV or TSV row as :func:`spreadsheet_safe` wrote its text cells, read back."""
+    return {name: from_spreadsheet_safe(value) if isinstance(value, str) else value for name, value in row.items()}

@@ -29,7 +29,7 @@ from typing import IO, Iterator, NamedTuple
 
 from ..errors import PartnercheckError
 from ..labels import LABELS
-from .cells import from_spreadsheet_safe
+from .cells import row_from_spreadsheet_safe
 from .mail import (
     EmailRecord,
     decode_mixed,
@@ -494,8 +494,7 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
         if refetched:  # the other columns name those of the exports its rows name
             rows = _chain(first, rows)
             if fmt != "jsonl":  # CSV and TSV cells as `label` wrote them, kept from spreadsheets' formulas
-                rows = ((number, {name: from_spreadsheet_safe(value) if isinstance(value, str) else value
-                                  for name, value in row.items()}) for number, row in rows)
+                rows = ((number, row_from_spreadsheet_safe(row)) for number, row in rows)
             yield from _refetch(rows, label_col, source, Columns(columns.body, columns.subject, columns.sender))
             return
         raise SourceError(

@@ -21,7 +21,7 @@ from typing import IO
 
 from ..atomic import discard, open_temp_beside
 from ..errors import PartnercheckError
-from ..reading.cells import from_spreadsheet_safe, spreadsheet_safe
+from ..reading.cells import row_from_spreadsheet_safe, spreadsheet_safe
 from ..reading.mail import without_lone_surrogates
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
@@ -221,8 +221,7 @@ class RowWriter:
                     if reader.fieldnames is not None and reader.fieldnames != self.fields:
                         raise ValueError(f"its columns are not those of {self.fmt} labels "
                                          "(another format, or another file)")
-                    rows.extend({name: from_spreadsheet_safe(value) if isinstance(value, str) else value
-                                 for name, value in row.items()} for row in reader)
+                    rows.extend(map(row_from_spreadsheet_safe, reader))
         except (OSError, ValueError, csv.Error) as exc:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
         self.done = {(str(r.get("source", "")), str(r.get("key", ""))) for r in rows}
