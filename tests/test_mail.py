@@ -222,6 +222,24 @@ def test_an_alternative_with_a_blank_plain_part_is_read_from_its_html(parts):
     assert "Plans start at $99 a month." in parse_message(_alternative(*parts)).body
 
 
+_FULL_HTML = (b"<html><body><p>Hi there,</p><p>Our agency builds landing pages that convert. Plans start at "
+              b"$99 a month, and this week we are offering a free audit of your site.</p><p>Book 15 minutes "
+              b"on my calendar and I will show you three quick wins.</p></body></html>")
+
+
+def test_a_stub_plain_part_beside_a_full_html_part_is_read_from_the_html():
+    raw = _alternative(("text/plain", "", b"View this email in your browser: https://mail.example.com/v/81"),
+                       ("text/html; charset=utf-8", "quoted-printable", _FULL_HTML))
+    body = parse_message(raw).body
+    assert "Plans start at $99 a month" in body and "View this email" not in body
+
+
+def test_a_short_plain_part_with_the_same_text_in_html_is_read_as_plain():
+    raw = _alternative(("text/plain", "", b"Thanks, see you at 3. (sent from my phone)"),
+                       ("text/html", "", b"<div dir=ltr>Thanks, see you at 3.<br>(sent from my phone)</div>"))
+    assert parse_message(raw).body == "Thanks, see you at 3. (sent from my phone)"
+
+
 @pytest.mark.parametrize("cte", ["base64", "8bit"])
 @pytest.mark.parametrize("charset, codec", [
     ("utf-16", "utf-16"),  # with a byte order mark

@@ -481,15 +481,39 @@ def _add_text(acc: _BodyParts, ctype: str, text: str, forwarded: bool) -> None:
 def _preferred_alternative(children: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], bytes]]:
     """From a multipart/alternative, the plain-text part when it has text (once decoded: a
     blank part in base64 is not blank bytes), else the richest: the last HTML part, else the
-    last part (a calendar part after the HTML does not hide the HTML's text)."""
-    html = []
+    last part (a calendar part after the HTML does not hide the HTML's text).
+
+    A plain part of a line or two beside an HTML part with several times its text is a
+    stub ("View this email in your browser", "Your mail program cannot show HTML"), as bulk
+    mail programs write them: then the HTML is what the reader sees, and what is read."""
+    html, plain = [], None
     for first, data in children:
         ctype = (first.get("content-type") or "text/plain").split(";")[0].strip().lower()
-        if ctype == "text/plain" and _payload(first, data, []).strip():
-            return [(first, data)]
+        if ctype == "text/plain" and plain is None:
+            text = _payload(first, data, []).strip()
+            if text:
+                plain = [(first, data)], len(text)
         if ctype == "text/html":
             html = [(first, data)]
+    if plain is not None:
+        chosen, length = plain
+        if html and length < STUB_PLAIN_CHARS and len(_html_text(*html[0])) >= STUB_RATIO * length:
+            return html
+        return chosen
     return html or children[-1:]
+
+
+#: A plain alternative shorter than this, beside an HTML one with STUB_RATIO times its text
+#: or more, is a stub and the HTML is read instead (the HTML is parsed twice then, so only
+#: short plain parts are compared).
+STUB_PLAIN_CHARS = 200
+STUB_RATIO = 3
+
+
+def _html_text(first: dict[str, str], data: bytes) -> str:
+    charset = _CHARSET.search(first.get("content-type") or "")
+    text = _decode_bytes(_payload(first, data, []), charset.group(1).lower() if charset else "us-ascii", [])
+    return html_to_text(text).text.strip()
 
 
 def _payload(first: dict[str, str], data: bytes, problems: list[str]) -> bytes:
