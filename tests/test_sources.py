@@ -203,6 +203,27 @@ def test_an_eml_file_in_a_folder_is_one_message_whatever_its_body_holds(tmp_path
     assert (record.key, record.subject) == ("a.eml", "one") and "short trip" in record.body
 
 
+def _emlx(raw: bytes) -> bytes:
+    flags = (b'<?xml version="1.0" encoding="UTF-8"?>\n<plist version="1.0">\n<dict>\n<key>flags</key>\n'
+             b"<integer>8590195713</integer>\n</dict>\n</plist>\n")
+    return str(len(raw)).encode() + b"       \n" + raw + flags
+
+
+def test_apple_mail_emlx_files_are_read_without_their_length_line_and_flags(tmp_path):
+    """Apple Mail keeps each message as Messages/N.emlx (N.partial.emlx while attachments
+    are stored apart) inside folders named INBOX.mbox: a line with the message's length,
+    the message, then a property list."""
+    messages = tmp_path / "Mail" / "V10" / "INBOX.mbox" / "Data" / "Messages"
+    write(messages / "12.emlx", _emlx(message("one", "Shall we co-host the spring meetup?")))
+    write(messages / "13.partial.emlx", _emlx(message("two", "Notes attached.")))
+    records = list(Source(str(tmp_path / "Mail")))
+    assert [(r.key, r.subject) for r in records] == [
+        ("V10/INBOX.mbox/Data/Messages/12.emlx", "one"), ("V10/INBOX.mbox/Data/Messages/13.partial.emlx", "two")]
+    assert all("plist" not in r.body and "flags" not in r.body for r in records)
+    (single,) = list(Source(str(messages / "12.emlx")))
+    assert single.subject == "one" and single.body.strip() == "Shall we co-host the spring meetup?"
+
+
 def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):
     write(tmp_path / "Maildir" / "cur" / "1.host:2,S", MBOX)
     (record,) = list(Source(str(tmp_path / "Maildir")))

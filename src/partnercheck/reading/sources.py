@@ -65,7 +65,7 @@ SUBJECT_COLUMNS = ("subject",)
 FROM_COLUMNS = ("from", "sender", "from_addr", "from: (address)")  # the last is Outlook's
 LABEL_COLUMNS = ("label", "verdict")
 _MBOX_SUFFIXES = {".mbox", ".mbx"}
-_EML_SUFFIXES = {".eml", ".msg", ".txt", "", *_MBOX_SUFFIXES}
+_EML_SUFFIXES = {".eml", ".emlx", ".msg", ".txt", "", *_MBOX_SUFFIXES}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -218,7 +218,7 @@ class Source:
         else:
             raw = stream.read()
             self.position = len(raw)
-            yield RawMessage(os.path.basename(self.name), raw)
+            yield RawMessage(os.path.basename(self.name), without_emlx_wrapper(raw))
 
     @contextmanager
     def _stream(self) -> Iterator[IO[bytes]]:
@@ -285,7 +285,21 @@ def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: st
         for number, raw in read_mbox(handle):
             yield RawMessage(f"{key}:{number}", raw, label)
         return
-    yield RawMessage(key, handle.read(), label)
+    yield RawMessage(key, without_emlx_wrapper(handle.read()), label)
+
+
+_EMLX_LENGTH = re.compile(rb"(\d{1,12})[ \t]*\r?\n")
+
+
+def without_emlx_wrapper(raw: bytes) -> bytes:
+    """The message inside an Apple Mail ``.emlx`` file, which opens with a line holding the
+    message's length in bytes and ends with an XML property list of flags after it; any
+    other message as it is (no mail opens with a line of digits alone, so the file's name
+    need not say which it is)."""
+    found = _EMLX_LENGTH.match(raw)
+    if found is None or int(found.group(1)) > len(raw) - found.end():
+        return raw
+    return raw[found.end():found.end() + int(found.group(1))]
 
 
 def to_record(message: RawMessage, source: str) -> EmailRecord:
