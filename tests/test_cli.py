@@ -320,6 +320,30 @@ def test_train_with_given_labels(runner, tmp_path):
     assert wrong.exit_code == 2 and "one per source" in wrong.output
 
 
+def test_train_and_evaluate_skip_label_rows_still_marked_unsure(runner, tmp_path):
+    """A label file whose `unsure` rows nobody has decided yet: train and evaluate use the
+    rows that say a label, and say how many they skipped, as `learn` does."""
+    mbox = write(tmp_path / "inbox.mbox", b"".join(
+        b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
+        for label in ("partnership", "pitch", "other") for p in sorted((DATA / label).glob("*.eml"))[:12]))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["verdict"] = "unsure" if i % 12 == 0 else ("partnership", "pitch", "other")[i // 12]
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    scored = runner.invoke(cli, ["evaluate", str(labels)])
+    assert scored.exit_code == 0, scored.output
+    assert "messages: 33 (3 still marked unsure, skipped)" in scored.output
+    trained = runner.invoke(cli, ["train", str(labels), "-o", str(tmp_path / "m.model")])
+    assert trained.exit_code == 0, trained.output
+    assert "skipped 3 message(s) still marked unsure" in trained.output and "messages: 33" in trained.output
+
+
 @pytest.fixture
 def pipe_of():
     """``pipe_of(data)``: a pipe's read end named /dev/fd/N, as bash's ``<(cat file)`` names

@@ -449,6 +449,8 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     model, cv_scores, prepared = training.train(records, seed=seed, info={"trained_on": list(sources)})
     if prepared.duplicates:
         click.echo(f"dropped {prepared.duplicates} duplicate message(s)", err=True)
+    if prepared.undecided:
+        click.echo(f"skipped {prepared.undecided} message(s) still marked unsure", err=True)
     click.echo("cross-validated (5 folds):")
     click.echo(cv_scores.to_text())
     click.echo(f"thresholds: {model.thresholds.to_dict()}")

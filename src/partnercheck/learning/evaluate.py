@@ -22,6 +22,7 @@ class Scores:
     rule_hits: dict[str, Counter] = field(default_factory=dict)
     unreadable: int = 0
     groups: list[str] = field(default_factory=list)  # where each message came from, when known
+    undecided: int = 0  # rows of a label file still marked unsure, which say no true label
 
     @property
     def total(self) -> int:
@@ -80,6 +81,7 @@ class Scores:
         return {
             "messages": self.total,
             "unreadable": self.unreadable,
+            "undecided": self.undecided,
             "macro_f1": round(self.macro_f1(), 4),
             "accuracy_of_decided": round(self.accuracy_decided(), 4),
             "unsure_rate": round(self.unsure_rate(), 4),
@@ -100,7 +102,8 @@ class Scores:
 
     def to_text(self) -> str:
         lines = [
-            f"messages: {self.total}" + (f" ({self.unreadable} unreadable, skipped)" if self.unreadable else ""),
+            f"messages: {self.total}" + "".join(f" ({count} {what}, skipped)" for count, what in (
+                (self.unreadable, "unreadable"), (self.undecided, "still marked unsure")) if count),
             f"macro-F1: {self.macro_f1():.3f}   unsure: {self.unsure_rate():.1%}   "
             f"accuracy where decided: {self.accuracy_decided():.3f}",
             f"partnerships labelled pitch: {self.partnership_as_pitch():.1%}   "
@@ -132,12 +135,13 @@ class Scores:
 
 
 def score_model(model, records, policy=None, batch: int = 256) -> Scores:
-    """Classify labelled records and score the verdicts; unreadable records are counted apart."""
+    """Classify labelled records and score the verdicts; unreadable records, and rows of a
+    label file whose verdict was left ``unsure`` (no true label given), are counted apart."""
     from ..deciding.classify import classify
 
     truth, verdicts, groups = [], [], []
     rule_hits: dict[str, Counter] = defaultdict(Counter)
-    unreadable = 0
+    unreadable = undecided = 0
     pending = []
 
     def flush():
@@ -150,6 +154,9 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
         pending.clear()
 
     for record in records:
+        if record.label == UNSURE:
+            undecided += 1
+            continue
         if record.label not in LABELS:
             what = "has no label" if record.label is None else f"label {record.label!r} is not one of {', '.join(LABELS)}"
             raise ValueError(f"{record.source}:{record.key}: {what}")
@@ -160,7 +167,7 @@ def score_model(model, records, policy=None, batch: int = 256) -> Scores:
         if len(pending) >= batch:
             flush()
     flush()
-    return Scores(truth, verdicts, dict(rule_hits), unreadable, groups)
+    return Scores(truth, verdicts, dict(rule_hits), unreadable, groups, undecided)
 
 
 def source_group(record) -> str:

@@ -19,7 +19,7 @@ from sklearn.base import clone
 from ..deciding.model import Model
 from ..deciding.verdict import Thresholds, decide
 from ..errors import PartnercheckError
-from ..labels import LABELS, PARTNERSHIP, PITCH
+from ..labels import LABELS, PARTNERSHIP, PITCH, UNSURE
 from ..reading.normalize import normalize
 from ..understanding.features import extract
 from ..understanding.rules import builtin_rules
@@ -56,6 +56,7 @@ class Prepared:
     docs: list[KeptDoc] = field(repr=False)
     near_copies: np.ndarray | None = field(repr=False)
     duplicates: int = 0
+    undecided: int = 0  # rows of a label file still marked unsure: no label to learn
 
 
 def prepare(records, key=lambda record: record.key, near_copies: bool = True) -> Prepared:
@@ -71,9 +72,12 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
     unknown: dict[str, list[str]] = {}
     empty: list[str] = []
     seen: set[bytes] = set()
-    duplicates = 0
+    duplicates = undecided = 0
     for record in records:
         where = f"{record.source}:{record.key}" if record.source else record.key
+        if record.label == UNSURE:  # `label` wrote it and nobody corrected it, as `learn` skips it
+            undecided += 1
+            continue
         if record.label not in LABELS:
             unknown.setdefault(str(record.label), []).append(where)
             continue
@@ -109,7 +113,7 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
         raise TrainingError(f"too few examples to learn from: {', '.join(short)}; "
                             f"each label needs at least {MIN_PER_LABEL}")
     near = np.array(near_duplicate_groups(signatures)) if near_copies else None
-    return Prepared(keys, labels, docs, near, duplicates)
+    return Prepared(keys, labels, docs, near, duplicates, undecided)
 
 
 def compared_text(record) -> str:
