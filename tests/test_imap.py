@@ -481,6 +481,9 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
     try:
         first = output.next(120)  # the first pass over an empty INBOX
         assert b"0 new messages" in first and b"watching" in first, first
+        # A second run for the account (cron beside the watch) is refused; a dry run is not.
+        assert "another partnercheck imap run is working on this account" in run(server, "--move-to", "Pitch", code=1)
+        assert "0 new messages" in run(server, "--dry-run")
         server.append([message("quick question", PITCH_TEXT)])
         line = output.next(55)  # woken by IDLE, before the 60 s poll
         if line.startswith(b"created folder"):

@@ -135,6 +135,23 @@ def test_two_runs_for_one_account_keep_the_messages_each_moved(tmp_path):
     assert again.moved("d1") and again.moved("d2")
 
 
+def test_one_run_at_a_time_works_on_an_account(tmp_path):
+    """A cron run beside a --watch of the same account is refused in one line, while the
+    --watch runs; another account, or the same one once the first run ends, is not."""
+    from partnercheck.running.imap_state import ImapState, StateError
+
+    path = str(tmp_path / "state" / "imap.json")
+    watch = ImapState(path, "sam@work:993")
+    with watch.running():
+        with pytest.raises(StateError, match="another partnercheck imap run is working on this account"):
+            with ImapState(path, "sam@work:993").running():
+                pass
+        with ImapState(path, "sam@home:993").running():
+            pass
+    with ImapState(path, "sam@work:993").running():
+        pass
+
+
 @pytest.mark.parametrize("key, value, said", [
     ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
     ("port", "imaps", "port must be a port number"),

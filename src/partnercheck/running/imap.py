@@ -813,7 +813,18 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
     """Label the account's folders once (or, with ``watch``, until interrupted), reconnecting
     after a dropped connection; returns what the last pass did. ``reload`` gives the model
     and policy again before every pass after the first (a personal model retrained by the
-    learner is then used from the next pass on)."""
+    learner is then used from the next pass on). A dry run, which changes nothing, may run
+    beside another run; any other run claims the account first (:meth:`ImapState.running`)."""
+    if dry_run:
+        return _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner,
+                    retries, jobs, reload)
+    with state.running():
+        return _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner,
+                    retries, jobs, reload)
+
+
+def _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner, retries, jobs,
+         reload) -> Summary:
     failures = passes = 0
     client = None
     total = Summary()

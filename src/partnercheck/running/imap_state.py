@@ -8,7 +8,10 @@ a COPY + EXPUNGE move is under way on a server without MOVE, which messages it w
 (so that a run cut off half way does not copy them a second time).
 
 The file is JSON, written atomically after every batch (a crash leaves the old or the new
-file), readable only by its owner.
+file), readable only by its owner. One run at a time works on an account (:meth:`ImapState.running`),
+as isbg keeps one at a time with its lock file: two runs (a cron job beside a ``--watch``)
+would fetch, judge and move the same messages, and each would save its own idea of where it
+had got to.
 """
 
 from __future__ import annotations
@@ -45,6 +48,34 @@ class ImapState:
         self._moved_order: list = moved
         self._moved = set(moved)
         self._entry = entry
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """This account claimed for one run, until the block ends (or the process does: the
+        lock is the kernel's, so a killed run leaves nothing to clean up). Raises
+        :class:`StateError` when another run holds it."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this system: runs are not kept apart
+            yield
+            return
+        folder = os.path.dirname(os.path.abspath(self.path))
+        name = hashlib.blake2b(self.account.encode(), digest_size=6).hexdigest()
+        path = os.path.join(folder, f".{os.path.basename(self.path)}.{name}.lock")
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot open the imap run lock: {exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StateError(f"{self.account}: another partnercheck imap run is working on this account "
+                                 "(a --watch, or a run not finished yet); this one did nothing") from None
+            yield
+        finally:
+            os.close(fd)
 
     def _read(self) -> dict:
         if not os.path.exists(self.path):
