@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -815,59 +816,51 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
     and policy again before every pass after the first (a personal model retrained by the
     learner is then used from the next pass on). A dry run, which changes nothing, may run
     beside another run; any other run claims the account first (:meth:`ImapState.running`)."""
-    if dry_run:
-        return _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner,
-                    retries, jobs, reload)
-    with state.running():
-        return _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner,
-                    retries, jobs, reload)
-
-
-def _run(account, password, model, policy, state, dry_run, watch, poll, echo, batch, verbose, learner, retries, jobs,
-         reload) -> Summary:
-    failures = passes = 0
-    client = None
-    total = Summary()
-    while True:
-        try:
-            if client is None:
-                try:
-                    client = connect(account, password)
-                except ImapError as exc:
-                    if not failures:
-                        raise  # the first connection: wrong host, port or password, said at once
-                    raise ConnectionError(str(exc)) from None  # a server coming back: tried again
-            if reload is not None and passes:
-                model, policy = reload()
-            labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,
-                                batch=batch, verbose=verbose, jobs=jobs, learner=learner)
-            summary = labeller.run()
-            if learner is not None and labeller.lessons and not dry_run:
-                learner.finish()
-            for _, label in labeller.lessons:
-                summary.learned[label] += 1
-            _add(total, summary)
-            failures = 0
-            if summary.verdicts or summary.returned or not watch or passes == 0:
-                echo(f"{account.identity}: " + summary.line(dry_run) + ("; watching" if watch and passes == 0 else ""))
-            passes += 1
-            if not watch:
-                return total
-            _wait(client, account, poll)
-        except _connection_errors() as exc:
-            failures += 1
-            if client is not None:
-                _close(client, log_out=False)
-                client = None
-            if failures > retries:
-                raise ImapError(f"{account.address}: connection lost ({_text(exc)}); gave up after "
-                                f"{retries} reconnections; what was done is saved, run again to go on") from None
-            echo(f"{account.address}: connection lost ({_text(exc)}); reconnecting")
-            time.sleep(min(2 ** (failures - 1), 30) * 0.5)
-        except BaseException as exc:
-            if client is not None:
-                _close(client, log_out=not isinstance(exc, KeyboardInterrupt))
-            raise
+    with nullcontext() if dry_run else state.running():
+        failures = passes = 0
+        client = None
+        total = Summary()
+        while True:
+            try:
+                if client is None:
+                    try:
+                        client = connect(account, password)
+                    except ImapError as exc:
+                        if not failures:
+                            raise  # the first connection: wrong host, port or password, said at once
+                        raise ConnectionError(str(exc)) from None  # a server coming back: tried again
+                if reload is not None and passes:
+                    model, policy = reload()
+                labeller = Labeller(client, account, model, policy, state, dry_run=dry_run, echo=echo,
+                                    batch=batch, verbose=verbose, jobs=jobs, learner=learner)
+                summary = labeller.run()
+                if learner is not None and labeller.lessons and not dry_run:
+                    learner.finish()
+                for _, label in labeller.lessons:
+                    summary.learned[label] += 1
+                _add(total, summary)
+                failures = 0
+                if summary.verdicts or summary.returned or not watch or passes == 0:
+                    watching = "; watching" if watch and passes == 0 else ""
+                    echo(f"{account.identity}: {summary.line(dry_run)}{watching}")
+                passes += 1
+                if not watch:
+                    return total
+                _wait(client, account, poll)
+            except _connection_errors() as exc:
+                failures += 1
+                if client is not None:
+                    _close(client, log_out=False)
+                    client = None
+                if failures > retries:
+                    raise ImapError(f"{account.address}: connection lost ({_text(exc)}); gave up after "
+                                    f"{retries} reconnections; what was done is saved, run again to go on") from None
+                echo(f"{account.address}: connection lost ({_text(exc)}); reconnecting")
+                time.sleep(min(2 ** (failures - 1), 30) * 0.5)
+            except BaseException as exc:
+                if client is not None:
+                    _close(client, log_out=not isinstance(exc, KeyboardInterrupt))
+                raise
 
 
 def _add(total: Summary, one: Summary) -> None:
