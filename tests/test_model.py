@@ -250,9 +250,9 @@ def test_a_writer_on_another_host_keeps_its_temporary_file_whatever_the_host_nam
     assert other.exists() and (tmp_path / "out.csv").read_bytes() == b"done"
 
 
-def test_clues_are_never_function_words_or_names(shipped_model):
+def test_clues_are_never_function_words_greetings_or_names(shipped_model):
     """The reasons a person reads carry meaning: no "the", no subject word "for", no pair
-    like "of the", and never a word of the sender's or recipients' names."""
+    like "of the" or "hi we", and never a word of the sender's or recipients' names."""
     from conftest import DATA
 
     from partnercheck.deciding.classify import classify
@@ -260,7 +260,8 @@ def test_clues_are_never_function_words_or_names(shipped_model):
     from partnercheck.understanding.features import FUNCTION_WORDS, _role_stems, snowball
 
     function_words = {"the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "is", "this", "that",
-                      "they", "them", "until", "both", "my", "he", "she", "your", "our", "veri", "onli"}
+                      "they", "them", "until", "both", "my", "he", "she", "your", "our", "veri", "onli",
+                      "hi", "hello", "dear", "thank", "regard", "cheer"}
     records = list(Source(str(DATA)))[::9]
     shown = 0
     for record, verdict in zip(records, classify(records, shipped_model)):

@@ -38,11 +38,17 @@ if TYPE_CHECKING:
 CLUES = 5
 
 
+#: Greetings and sign-offs, which open and close mail of every label: like function words,
+#: they say nothing to a reader as a clue ("hi we" is no reason for a verdict).
+_GREETINGS = frozenset("hi hello hey dear thanks thank regards cheers sincerely".split())
+
+
 @functools.lru_cache(maxsize=1)
 def _function_stems() -> frozenset:
-    """The function words and their Snowball stems ("does" is the token "doe"): a clue of
-    them alone says nothing to a reader. Made on first use: only clues need the stemmer."""
-    return FUNCTION_WORDS | {snowball().stem(word) for word in FUNCTION_WORDS}
+    """The function words, greetings and their Snowball stems ("does" is the token "doe"): a
+    clue of them alone says nothing to a reader. Made on first use: only clues need the stemmer."""
+    words = FUNCTION_WORDS | _GREETINGS
+    return words | {snowball().stem(word) for word in words}
 
 
 #: A feature whose contribution to the SVM's score is under this share of the message's
