@@ -306,6 +306,9 @@ def test_bad_jsonl_is_one_clear_error_or_one_unreadable_row(tmp_path):
     path = write(tmp_path / "bad.jsonl", 'not json\n{"text": "ok"}\n')
     with pytest.raises(SourceError, match="line 1 is not JSON"):
         list(Source(str(path)))
+    for array in ('[{"text": "one"}, {"text": "two"}]\n', '[\n  {"text": "one"}\n]\n'):  # a .json export
+        with pytest.raises(SourceError, match=r"a JSON array, not JSON lines .*jq -c '\.\[\]' .*export\.json"):
+            list(Source(str(write(tmp_path / "export.json", array))))
     # after a good first line, a bad line costs only itself
     path = write(tmp_path / "some.jsonl", '{"text": "ok"}\nnot json\n[1]\n{"text": 1' + "0" * 5000 + '}\n{"text": "last"}\n')
     records = list(Source(str(path)))

@@ -689,6 +689,11 @@ def _json_rows(text: IO[str], source: str) -> Iterator[tuple[int, dict]]:
         except (RecursionError, ValueError):  # nested past the stack, or an integer past Python's digit limit
             problem = f"line {number} is JSON too deeply nested or too large to read"
         if problem and first:
+            if line.lstrip().startswith("["):  # a .json export of one array, as many tools write
+                import shlex
+
+                problem = ("a JSON array, not JSON lines (one message object a line); "
+                           f"jq -c '.[]' {shlex.quote(source)} gives JSON lines")
             raise SourceError(f"{source}: {problem}")
         first = False
         yield number, ({_ROW_PROBLEMS: [problem]} if problem else row)
