@@ -3,6 +3,7 @@ and on any failure the message passes through untouched."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -100,6 +101,34 @@ def test_too_large_passes_through(runner, monkeypatch):
     raw = message("hello", PARTNERSHIP_TEXT)
     result = runner.invoke(cli, ["filter"], input=raw)
     assert result.stdout_bytes == raw and "limit" in result.stderr
+
+
+def test_a_read_error_in_a_message_over_the_limit_is_named_as_one(monkeypatch, capsys):
+    """A message too large to hold is copied as it arrives; standard input failing half way
+    is a read error (exit 1, even with --exit-zero), not taken for a reader that went away."""
+    import errno
+    import types
+
+    from partnercheck.interface.entry import run_filter
+
+    class FailingInput:
+        def __init__(self):
+            self.reads = 0
+
+        def read(self, size):
+            self.reads += 1
+            if self.reads > 1:
+                raise OSError(errno.EIO, "Input/output error")
+            return b"Subject: big\n\n" + b"x" * size
+
+    monkeypatch.setattr(filtering, "MAX_MESSAGE_BYTES", 100)
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=FailingInput()))
+    out = io.TextIOWrapper(io.BytesIO())
+    monkeypatch.setattr(sys, "stdout", out)
+    assert run_filter(exit_zero=True) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "partnercheck filter: cannot read the rest of the message (Input/output error); what was written of it is cut off")
+    assert out.buffer.getvalue().startswith(b"Subject: big\n\nxxx")
 
 
 def test_add_header_keeps_line_endings():

@@ -47,7 +47,7 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         return 1  # even with --exit-zero: there is nothing to pass through, and an empty output would replace the mail
     if len(raw) > MAX_MESSAGE_BYTES:  # passed through as it comes: never held whole in memory
         output, code, error = raw, 1, f"message over the {MAX_MESSAGE_BYTES}-byte limit"
-        rest = iter(lambda: sys.stdin.buffer.read(1 << 20), b"")
+        rest = _rest_of_stdin()
     else:
         (output, code, error), rest = filter_message(raw, use_server, model_option, rules_file), iter(())
     if error:
@@ -57,12 +57,32 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         for chunk in rest:
             _write_all(sys.stdout.buffer, chunk)
         sys.stdout.flush()
+    except _ReadError as exc:
+        sys.stderr.write(f"partnercheck filter: cannot read the rest of the message ({exc}); what was "
+                         "written of it is cut off\n")
+        return 1
     except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
         _quiet_stdout()
         sys.stderr.write(f"partnercheck filter: cannot write the message out "
                          f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
     return 0 if exit_zero else code
+
+
+class _ReadError(Exception):
+    """Standard input failed after the message had begun to be written out."""
+
+
+def _rest_of_stdin():
+    """The rest of a message too large to hold, a block at a time."""
+    while True:
+        try:
+            chunk = sys.stdin.buffer.read(1 << 20)
+        except OSError as exc:
+            raise _ReadError(exc.strerror or exc.__class__.__name__) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def _write_all(out, data: bytes) -> None:
