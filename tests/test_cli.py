@@ -532,6 +532,17 @@ def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_pat
     assert sorted(os.listdir(tmp_path)) == ["config.toml"]
 
 
+def test_a_config_file_that_sets_one_cut_off_keeps_the_models_others(tmp_path, monkeypatch):
+    """[thresholds] min_confidence = 0.5, the shipped model's own value: nothing changes. A pitch
+    whose P(partnership) is 0.28 stays a pitch under the model's partnership guard of 0.4."""
+    message_path = str(DATA / "pitch" / "b21-037.eml")
+    before = CliRunner().invoke(cli, ["classify", message_path])
+    assert "\tpitch\t" in before.output
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", b"[thresholds]\nmin_confidence = 0.5\n")))
+    after = CliRunner().invoke(cli, ["classify", message_path])
+    assert after.exit_code == 0 and after.output == before.output
+
+
 def test_train_refuses_an_output_it_cannot_write_before_training(runner, tmp_path):
     plain = write(tmp_path / "plain.txt", b"x")
     for output, words in ((tmp_path, "is a folder"), (plain / "m.model", "is a file, not a folder")):
