@@ -7,7 +7,7 @@ config file's lists.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from ..learning.memory import BLOCK, SenderMemory, reason
 from ..reading.mail import EmailRecord
@@ -89,10 +89,13 @@ def load_policy(config: dict | None = None, rules_option: str | None = None, sto
     if "thresholds" in config:
         try:
             values = {k: float(v) for k, v in dict(config["thresholds"]).items()}
+            keys = [f.name for f in fields(Thresholds)]
+            unknown = [k for k in values if k not in keys]
+            if unknown:
+                raise ValueError(f"unknown key {', '.join(unknown)} (the keys are {', '.join(keys)})")
             outside = [k for k, v in values.items() if not 0 <= v <= 1]  # NaN included
             if outside:
                 raise ValueError(f"{', '.join(outside)} must be between 0 and 1")
-            Thresholds(**values)  # no key it does not know
             thresholds = values
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
