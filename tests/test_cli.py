@@ -519,6 +519,7 @@ def test_an_imap_accounts_relative_files_are_beside_the_config_file(tmp_path, mo
     (b"model = ['a', 'b']\n", "model must be a path in quotes"),
     (b"[thresholds]\nmin_confidence = 7\n", "min_confidence must be between 0 and 1"),
     (b"[thresholds]\npartnership_guard = nan\n", "partnership_guard must be between 0 and 1"),
+    (b"[thresholds]\nmin_confidnce = 0.5\n", "unknown key min_confidnce (the keys are min_confidence, partnership_guard"),
     (b"# caf\xe9\nallow = []\n", "must be UTF-8"),
     (b"block = ['*.vendor.example']\n", "block holds '*.vendor.example', which no sender matches"),
 ])
@@ -530,6 +531,17 @@ def test_a_config_file_that_cannot_mean_what_it_says_is_one_line(small_model_pat
         result = CliRunner().invoke(cli, args, input=message("a", PITCH_TEXT))
         assert result.exit_code == 1 and error in result.output and len(result.output.strip().splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["config.toml"]
+
+
+def test_a_config_file_that_sets_one_cut_off_keeps_the_models_others(tmp_path, monkeypatch):
+    """[thresholds] min_confidence = 0.5, the shipped model's own value: nothing changes. A pitch
+    whose P(partnership) is 0.28 stays a pitch under the model's partnership guard of 0.4."""
+    message_path = str(DATA / "pitch" / "b21-037.eml")
+    before = CliRunner().invoke(cli, ["classify", message_path])
+    assert "\tpitch\t" in before.output
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", b"[thresholds]\nmin_confidence = 0.5\n")))
+    after = CliRunner().invoke(cli, ["classify", message_path])
+    assert after.exit_code == 0 and after.output == before.output
 
 
 def test_train_refuses_an_output_it_cannot_write_before_training(runner, tmp_path):

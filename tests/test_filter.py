@@ -460,6 +460,15 @@ def test_a_message_that_cannot_be_read_fails_even_with_exit_zero(small_model_pat
         assert done.stderr.decode() == f"partnercheck filter: cannot read the message: {said}\n"
 
 
+def test_a_closed_standard_output_is_said_in_words(small_model_path):
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path}
+    for args in ("filter --no-server", "filter --exit-zero"):
+        done = subprocess.run(f"'{sys.executable}' -m partnercheck {args} >&-", shell=True, input=message("hi", "hello"),
+                              capture_output=True, env=env, timeout=60)
+        assert done.returncode == 1
+        assert done.stderr.decode() == "partnercheck filter: cannot write the message out (standard output is closed)\n"
+
+
 def test_a_message_over_the_limit_is_passed_through_without_being_held_whole(small_model_path, tmp_path):
     """Under a memory limit (ulimit -v, a service's vsz_limit) smaller than the message, it
     still comes out byte for byte: what is over 20 MB is copied as it arrives."""

@@ -422,6 +422,20 @@ def test_corrected_away_from_pitch_is_never_pitch_again(tmp_path, shipped_model)
         assert store.forget([pitchy]) == 1 and not store.memory()
 
 
+def test_relabelling_a_correction_away_from_pitch_keeps_the_sender_allowed(tmp_path):
+    """Said partnership, then other: the message was still a pitch to begin with, though
+    the allow list it earned makes partnercheck no longer say so."""
+    path = tmp_path / "m.eml"
+    path.write_bytes(message("quick question", PITCH_TEXT, sender="Bo <bo@roastery.example>"))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["learn", "--no-retrain", "--as", "partnership", str(path)])
+    assert "bo@roastery.example on the allow list" in first.stderr
+    second = runner.invoke(cli, ["learn", "--no-retrain", "--as", "other", str(path)])
+    assert second.exit_code == 0 and "off the allow list" not in second.stderr, second.stderr
+    verdict = runner.invoke(cli, ["classify", str(path)])
+    assert "\tpitch\t" not in verdict.stdout and "learned: sender bo@roastery.example" in verdict.stdout
+
+
 def test_the_filter_header_tells_a_correction_away_from_pitch(tmp_path):
     raw = b"X-Partnercheck: pitch; score=0.91; rules=PRICE_PLANS\n" + message(
         "breakfast?", PARTNERSHIP_TEXT, sender="Bo <bo@roastery.example>")

@@ -85,7 +85,7 @@ def test_config_file_policy(tmp_path, monkeypatch):
                    "[thresholds]\nmin_confidence = 0.7\npartnership_guard = 0.1\n")
     monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
     policy = load_policy()
-    assert policy.thresholds == Thresholds(0.7, 0.1)
+    assert policy.cut_offs(Thresholds(0.5, 0.4, 0.1)) == Thresholds(0.7, 0.1, 0.1)
     assert policy.sender_list(parse_message(message("x", "y"))) == "allow"
     assert [h.id for h in policy.user_hits(parse_message(message("cheap TONER", "y")))] == ["TONER"]
 

@@ -77,7 +77,7 @@ def classify(records: Iterable[EmailRecord], model: "Model", policy: "Policy | N
         matrix = vectorize(docs, weights.table, weights.idf, weights.rule_index)
         probabilities = weights.probabilities(matrix)
         known_words = weights.known_words(matrix).tolist()
-        thresholds = policy.thresholds if policy is not None and policy.thresholds else model.thresholds
+        thresholds = policy.cut_offs(model.thresholds) if policy is not None else model.thresholds
         decided: list[Verdict] = []  # one per matrix row
         for row, (i, doc) in enumerate(zip(readable, docs)):
             record = records[i]

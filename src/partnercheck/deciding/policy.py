@@ -7,7 +7,7 @@ config file's lists.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from ..learning.memory import BLOCK, SenderMemory, reason
 from ..reading.mail import EmailRecord
@@ -24,8 +24,12 @@ class Policy:
     rules: RuleSet | None = None
     allow: frozenset[str] = field(default_factory=frozenset)
     block: frozenset[str] = field(default_factory=frozenset)
-    thresholds: Thresholds | None = None
+    thresholds: dict[str, float] | None = None  # the cut-offs the config file sets; the model has the others
     memory: SenderMemory = field(default_factory=SenderMemory)
+
+    def cut_offs(self, model: Thresholds) -> Thresholds:
+        """The model's cut-offs, with those the config file sets instead."""
+        return replace(model, **self.thresholds) if self.thresholds else model
 
     def user_hits(self, record: EmailRecord, sentences: bool = True) -> list[RuleHit]:
         if not self.rules:
@@ -85,10 +89,14 @@ def load_policy(config: dict | None = None, rules_option: str | None = None, sto
     if "thresholds" in config:
         try:
             values = {k: float(v) for k, v in dict(config["thresholds"]).items()}
+            keys = [f.name for f in fields(Thresholds)]
+            unknown = [k for k in values if k not in keys]
+            if unknown:
+                raise ValueError(f"unknown key {', '.join(unknown)} (the keys are {', '.join(keys)})")
             outside = [k for k, v in values.items() if not 0 <= v <= 1]  # NaN included
             if outside:
                 raise ValueError(f"{', '.join(outside)} must be between 0 and 1")
-            thresholds = Thresholds(**values)
+            thresholds = values
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_path()}: bad [thresholds]: {exc}") from None
     from ..learning.corrections import StoreError, read_memory

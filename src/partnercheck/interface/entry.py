@@ -63,8 +63,9 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         return 1
     except (OSError, AttributeError, ValueError) as exc:  # the reader went away, or there is no stdout
         _quiet_stdout()
-        sys.stderr.write(f"partnercheck filter: cannot write the message out "
-                         f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})\n")
+        why = "standard output is closed" if sys.stdout is None else getattr(exc, "strerror", None) \
+            or exc.__class__.__name__
+        sys.stderr.write(f"partnercheck filter: cannot write the message out ({why})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
     return 0 if exit_zero else code
 

@@ -284,9 +284,10 @@ class Store:
     # ------------------------------------------------------------------ corrections
 
     def _matches(self, key: str, message_id: str) -> list[tuple]:
-        rows = self._db.execute("SELECT id, label, sender FROM corrections WHERE digest = ?", (key,)).fetchall()
+        columns = "id, label, sender, was_pitch"
+        rows = self._db.execute(f"SELECT {columns} FROM corrections WHERE digest = ?", (key,)).fetchall()
         if message_id:
-            rows += self._db.execute("SELECT id, label, sender FROM corrections WHERE message_id = ? AND digest != ?",
+            rows += self._db.execute(f"SELECT {columns} FROM corrections WHERE message_id = ? AND digest != ?",
                                      (message_id, key)).fetchall()
         return rows
 
@@ -297,8 +298,9 @@ class Store:
 
         Whether a correction moves a message away from pitch (which the sender memory
         needs) is known from an ``X-Partnercheck: pitch`` header the filter gave it, an
-        earlier pitch label in the store, or ``judge``, which gives the verdict a record
-        gets now, if the caller has one.
+        earlier pitch label in the store or an earlier correction away from pitch (said
+        partnership, then other), or ``judge``, which gives the verdict a record gets now,
+        if the caller has one.
         """
         if label is not None and label not in LABELS:
             raise StoreError(f"unknown label {label!r}; choose one of {', '.join(LABELS)}")
@@ -318,7 +320,7 @@ class Store:
             verdict = judge(record) if judge is not None else None
             with self._transaction():
                 matches = self._matches(key, message_id)
-                was_pitch = verdict == PITCH or any(m[1] == PITCH for m in matches) or filed_as_pitch(record)
+                was_pitch = verdict == PITCH or any(m[1] == PITCH or m[3] for m in matches) or filed_as_pitch(record)
                 senders = {m[2] for m in matches} | {record.from_addr.lower()}
                 if matches and all(m[1] == label_now for m in matches) and len(matches) == 1:
                     summary.unchanged += 1
