@@ -203,8 +203,10 @@ def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
     folder = tmp_path / "exported"
     assert runner.invoke(cli, ["learned", "--export", str(folder)]).exit_code == 0
     assert [r.label for r in Source(str(folder))] == ["pitch"]
-    forgot = runner.invoke(cli, ["learned", "--forget-key", row["key"]])
-    assert "forgot 1 correction; 0 left" in forgot.stderr
+    unknown = runner.invoke(cli, ["learned", "--forget-key", "0" * 32 if row["key"] != "0" * 32 else "1" * 32])
+    assert unknown.exit_code == 1 and "no correction has the key" in unknown.output
+    forgot = runner.invoke(cli, ["learned", "--forget-key", row["key"][:6]])  # a start of it, as git takes
+    assert forgot.exit_code == 0 and "forgot 1 correction; 0 left" in forgot.stderr
     assert runner.invoke(cli, ["learned"]).stdout.splitlines()[1:] == []
 
 

@@ -622,7 +622,8 @@ def _judge(store, config):
 @click.option("--export", metavar="PATH",
               help="Write the corrections as a labelled source for `train`: a .jsonl file, or a new folder "
                    "with partnership/, pitch/ and other/ sub-folders.")
-@click.option("--forget-key", "forget_keys", multiple=True, metavar="KEY", help="Forget the correction with this key.")
+@click.option("--forget-key", "forget_keys", multiple=True, metavar="KEY",
+              help="Forget the correction with this key (or a start of it, 6 characters or more, that no other key has).")
 @store_option
 def learned(output, out_fmt, export, forget_keys, store_option):
     """List what `partnercheck learn` stored, export it, or forget entries by key.
@@ -635,7 +636,7 @@ def learned(output, out_fmt, export, forget_keys, store_option):
       partnercheck learned
       partnercheck learned --nl -o learned.jsonl
       partnercheck learned --export corrections.jsonl && partnercheck train corrections.jsonl -o m.model
-      partnercheck learned --forget-key 3f2a9c...
+      partnercheck learned --forget-key 3f2a9c
     """
     from ..learning.corrections import Store, retrain_personal, store_path
 

@@ -71,6 +71,10 @@ _KEY = re.compile(r"[0-9a-f]{32}")
 _LIST_FIELDS = ["key", "message_id", "label", "from", "subject", "date", "learned", "origin"]
 
 
+#: The shortest start of a key that ``learned --forget-key`` takes for the whole key.
+MIN_KEY_PREFIX = 6
+
+
 class StoreError(PartnercheckError):
     """A store that cannot be used; the message says which and why."""
 
@@ -375,9 +379,12 @@ class Store:
         return removed
 
     def forget_keys(self, keys: Iterable[str]) -> int:
-        """Forget corrections by their key (as ``partnercheck learned`` lists them)."""
+        """Forget corrections by their key as ``partnercheck learned`` lists them, or by the
+        start of one (:data:`MIN_KEY_PREFIX` characters or more, as git takes an abbreviated
+        hash) that no other key shares. Raises :class:`StoreError`, having forgotten nothing,
+        for a key that names no correction or several."""
         removed = 0
-        for key in keys:
+        for key in [self._one_key(key) for key in keys]:
             with self._transaction():
                 rows = self._db.execute("SELECT id, sender FROM corrections WHERE digest = ?", (key,)).fetchall()
                 self._db.execute("DELETE FROM corrections WHERE digest = ?", (key,))
@@ -385,6 +392,17 @@ class Store:
                     memory.relearn(self._db, sender)
                 removed += len(rows)
         return removed
+
+    def _one_key(self, key: str) -> str:
+        found = self._db.execute("SELECT DISTINCT digest FROM corrections WHERE digest = ?", (key,)).fetchall()
+        if not found and len(key) >= MIN_KEY_PREFIX:
+            found = self._db.execute("SELECT DISTINCT digest FROM corrections WHERE substr(digest, 1, ?) = ?",
+                                     (len(key), key)).fetchall()
+        if not found:
+            raise StoreError(f"no correction has the key {key!r}; `partnercheck learned` lists them")
+        if len(found) > 1:
+            raise StoreError(f"{len(found)} corrections have keys that start {key!r}; give more of the key")
+        return found[0][0]
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM corrections").fetchone()[0]
