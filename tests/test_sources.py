@@ -183,6 +183,28 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
         ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
 
 
+def test_a_maildir_in_a_folder_gives_the_messages_of_its_cur_and_new(tmp_path):
+    """mbsync and offlineimap keep one Maildir a folder (~/Mail/account/INBOX/cur): a folder
+    of them gives every message there, whatever its file name, and none of the Maildirs' own
+    files; a message read since (new/ to cur/, flags added) keeps its stable key."""
+    account = tmp_path / "Mail" / "account"
+    write(account / "INBOX" / "cur" / "1700000001.M1P1.host,U=1:2,S", message("read", "one"))
+    write(account / "INBOX" / "new" / "1700000002.M2P1.host,U=2", message("unread", "two"))
+    write(account / "INBOX" / "tmp" / "1700000003.M3P1.host", message("in delivery", "three"))
+    write(account / "INBOX" / "dovecot-uidlist", b"3 V1 N3\n")
+    write(account / "INBOX" / "maildirfolder", b"")
+    write(account / "Sent" / "cur" / "1700000004.M4P1.host:2,S",
+          b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n" + message("sent", "four"))
+    write(account / "notes.eml", message("note", "five"))
+    source = Source(str(tmp_path / "Mail"))
+    assert [(r.key, r.subject) for r in source] == [
+        ("account/notes.eml", "note"), ("account/INBOX/cur/1700000001.M1P1.host,U=1:2,S", "read"),
+        ("account/INBOX/new/1700000002.M2P1.host,U=2", "unread"),
+        ("account/Sent/cur/1700000004.M4P1.host:2,S", "sent")]
+    assert source.stable_key("account/INBOX/new/1700000002.M2P1.host,U=2") == source.stable_key(
+        "account/INBOX/cur/1700000002.M2P1.host,U=2:2,RS") != source.stable_key("account/notes.eml")
+
+
 def test_a_message_in_an_mbox_without_a_suffix_in_a_folder_keeps_its_key_when_the_mbox_grows(tmp_path):
     """Thunderbird's Drafts or a new folder hold one message at first: keyed Drafts:1, as
     they are once another arrives, so that --resume and a label file still find it."""

@@ -65,6 +65,8 @@ SUBJECT_COLUMNS = ("subject",)
 FROM_COLUMNS = ("from", "sender", "from_addr", "from: (address)")  # the last is Outlook's
 LABEL_COLUMNS = ("label", "verdict")
 _MBOX_SUFFIXES = {".mbox", ".mbx"}
+#: A Maildir's folders of messages (tmp/ holds mail still being delivered).
+_MAILDIR_SUBS = ("cur", "new")
 _EML_SUFFIXES = {".eml", ".emlx", ".msg", ".txt", "", *_MBOX_SUFFIXES}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -174,7 +176,7 @@ class Source:
         if not path.is_dir():
             raise SourceError(f"{self.path}: not a folder, so it cannot be read as {self.format}")
         if self.format == "maildir":
-            files = [(f, None) for sub in ("cur", "new") for f in _files(path / sub, recursive=False)]
+            files = [(f, None) for sub in _MAILDIR_SUBS for f in _files(path / sub, recursive=False)]
         elif self.format == "labelled":
             files = _labelled_files(path)
         else:
@@ -185,11 +187,16 @@ class Source:
     def stable_key(self, key: str) -> str:
         """What stays of a message's ``key`` while the message stays in this source: the key
         itself, but in a Maildir, whose mail program renames a message's file when it is
-        read, flagged or moved from new/ to cur/, the file's unique name alone. Rows of an
+        read, flagged or moved from new/ to cur/, the file's unique name alone (after the
+        Maildir's path, for a Maildir inside a folder). Rows of an
         earlier run are matched by it, so that ``--resume`` and a label file find them."""
-        if self.format != "maildir":
+        if self.format == "maildir":
+            return _MAILDIR_INFO.sub("", key.rpartition("/")[2])
+        if self.format not in ("folder", "labelled"):
             return key
-        return _MAILDIR_INFO.sub("", key.rpartition("/")[2])
+        head, _, name = key.rpartition("/")
+        maildir, _, sub = head.rpartition("/")
+        return f"{maildir}/{_MAILDIR_INFO.sub('', name)}" if sub in _MAILDIR_SUBS else key
 
     def _existing(self) -> Path:
         path = Path(self.path)
@@ -253,7 +260,7 @@ class Source:
                 continue
             with handle:
                 try:
-                    if self.format == "maildir":  # one message a file, by definition
+                    if self.format == "maildir" or file.parent.name in _MAILDIR_SUBS:  # one message a file, by definition
                         yield RawMessage(key, handle.read(), label)
                     else:
                         yield from _messages_in_file(handle, key, label, file.suffix.lower())
@@ -847,6 +854,10 @@ def _files(folder: Path, recursive: bool) -> list[Path]:
         return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
+        if any(sub in dirnames for sub in _MAILDIR_SUBS):  # a Maildir (mbsync's and offlineimap's keep one a folder)
+            found.extend(f for sub in _MAILDIR_SUBS for f in _files(Path(dirpath) / sub, recursive=False))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in (*_MAILDIR_SUBS, "tmp"))
+            continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in _EML_SUFFIXES:
