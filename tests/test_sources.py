@@ -648,6 +648,45 @@ def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _read_as_a_user(path: Path) -> list | str:
+    """[key, subject, problems] of each message of ``path``, or the error's line, as read by a
+    process that file permissions apply to: this one's user, or root without its right to
+    read and list anything (setpriv)."""
+    read = ("import json, sys; from partnercheck.reading.sources import Source, SourceError\n"
+            "try: print(json.dumps([[r.key, r.subject, r.problems] for r in Source(sys.argv[1])]))\n"
+            "except SourceError as exc: print(json.dumps(str(exc)))")
+    argv = [sys.executable, "-c", read, str(path)]
+    if not os.geteuid():
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv is needed to read as root without root's right to read everything")
+        caps = "-dac_override,-dac_read_search"
+        argv = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_clear_line(tmp_path):
+    """A sub-folder or a Maildir's cur/ without read permission is one unreadable message
+    saying so, and the rest is read; a source folder that cannot be listed is an error."""
+    write(tmp_path / "export" / "a.eml", message("a", "one"))
+    write(tmp_path / "export" / "locked" / "b.eml", message("b", "two"))
+    write(tmp_path / "md" / "cur" / "1.host:2,S", message("c", "three"))
+    write(tmp_path / "md" / "new" / "2.host", message("d", "four"))
+    write(tmp_path / "closed" / "e.eml", message("e", "five"))
+    for folder in ("export/locked", "md/cur", "closed"):
+        (tmp_path / folder).chmod(0)
+    try:
+        assert _read_as_a_user(tmp_path / "export") == [
+            ["a.eml", "a", []], ["locked", "", [f"{tmp_path}/export/locked: cannot list it: permission denied"]]]
+        assert _read_as_a_user(tmp_path / "md") == [
+            ["cur", "", [f"{tmp_path}/md/cur: cannot list it: permission denied"]], ["new/2.host", "d", []]]
+        assert _read_as_a_user(tmp_path / "closed") == f"{tmp_path}/closed: cannot list it: permission denied"
+    finally:
+        for folder in ("export/locked", "md/cur", "closed"):
+            (tmp_path / folder).chmod(0o755)
+
+
 def test_sources_are_never_modified(tmp_path):
     mbox = write(tmp_path / "inbox.mbox", MBOX)
     write(tmp_path / "md" / "new" / "1.host", message("n", "new"))

@@ -246,10 +246,13 @@ class Source:
             with _open_read(Path(self.path)) as stream:
                 yield stream
 
-    def _folder_messages(self, root: Path, files: list[tuple[Path, str | None]]) -> Iterator[RawMessage]:
+    def _folder_messages(self, root: Path, files: list[tuple[Path | _Unlisted, str | None]]) -> Iterator[RawMessage]:
         for file, label in files:
-            key = file.relative_to(root).as_posix()
             self.position += 1
+            if isinstance(file, _Unlisted):
+                yield RawMessage(file.path.relative_to(root).as_posix(), b"", label, file.problem)
+                continue
+            key = file.relative_to(root).as_posix()
             if _special(file):  # opening or reading it could wait for ever
                 yield RawMessage(key, b"", label, f"{file}: not a regular file, so not read")
                 continue
@@ -327,10 +330,13 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
     its first line, as standard input is."""
     p = Path(path)
     if p.is_dir():
-        if (p / "cur").is_dir() or (p / "new").is_dir():
-            return "maildir"
-        if any(child.is_dir() and child.name.lower() in LABELS for child in p.iterdir()):
-            return "labelled"
+        try:
+            if (p / "cur").is_dir() or (p / "new").is_dir():
+                return "maildir"
+            if any(child.is_dir() and child.name.lower() in LABELS for child in p.iterdir()):
+                return "labelled"
+        except OSError as exc:
+            raise SourceError(_listing_failure(p, exc)) from None
         return "folder"
     if not p.exists():
         raise SourceError(f"{path}: no such file or directory")
@@ -847,13 +853,34 @@ def _open_read(path: Path) -> IO[bytes]:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _files(folder: Path, recursive: bool) -> list[Path]:
-    if not folder.is_dir():
-        return []
+class _Unlisted(NamedTuple):
+    """A folder whose messages cannot be listed (no permission), and the line saying so."""
+
+    path: Path
+    problem: str
+
+
+def _listing_failure(folder: Path, exc: OSError) -> str:
+    reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or exc
+    return f"{folder}: cannot list it: {reason}"
+
+
+def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
+    """The message files in ``folder``, with each sub-folder that cannot be listed in its place."""
     if not recursive:  # a Maildir's cur/ or new/: everything there is a message, readable or not
-        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+        try:
+            return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            return [_Unlisted(folder, _listing_failure(folder, exc))]
+    found: list[Path | _Unlisted] = []
+
+    def unlisted(exc: OSError) -> None:  # os.walk calls it where the folder's listing would be
+        if isinstance(exc.filename, str) and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            found.append(_Unlisted(Path(exc.filename), _listing_failure(Path(exc.filename), exc)))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
         if any(sub in dirnames for sub in _MAILDIR_SUBS):  # a Maildir (mbsync's and offlineimap's keep one a folder)
             found.extend(f for sub in _MAILDIR_SUBS for f in _files(Path(dirpath) / sub, recursive=False))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in (*_MAILDIR_SUBS, "tmp"))
