@@ -205,6 +205,21 @@ def test_a_maildir_in_a_folder_gives_the_messages_of_its_cur_and_new(tmp_path):
         "account/INBOX/cur/1700000002.M2P1.host,U=2:2,RS") != source.stable_key("account/notes.eml")
 
 
+def test_a_thunderbird_folder_with_a_dot_in_its_name_is_read(tmp_path):
+    """Thunderbird names a folder's mbox file as the folder is named ("Archives.2023",
+    "J. Smith"): it is read as the mbox it is; files beside it that are not mail are not."""
+    folder = tmp_path / "Local Folders"
+    write(folder / "Archives.2023", MBOX)
+    write(folder / "Archives.2023.msf", b"// <!-- <mdb:mork:z v=\"1.4\"/> -->")
+    write(folder / "Inbox.sbd" / "J. Smith", MBOX)
+    write(folder / "msgFilterRules.dat", b'version="9"\n')
+    write(folder / "report.pdf", b"%PDF-1.4\nFrom here on, a document\n")
+    records = list(Source(str(folder)))
+    assert [(r.key, r.subject) for r in records] == [
+        ("Archives.2023:1", "first"), ("Archives.2023:2", "second"),
+        ("Inbox.sbd/J. Smith:1", "first"), ("Inbox.sbd/J. Smith:2", "second")]
+
+
 def test_a_message_in_an_mbox_without_a_suffix_in_a_folder_keeps_its_key_when_the_mbox_grows(tmp_path):
     """Thunderbird's Drafts or a new folder hold one message at first: keyed Drafts:1, as
     they are once another arrives, so that --resume and a label file still find it."""

@@ -287,11 +287,13 @@ class Source:
 
 def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
     """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
-    suffix that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its messages,
+    suffix that opens as an mbox does (Thunderbird's ``Inbox``), or one whose suffix names no
+    message file (listed as it opens as an mbox: Thunderbird's ``Archives.2023``), gives each of its messages,
     keyed ``KEY:N``, as the mbox alone would, one message or more (so that a message keeps
     its key when the mbox grows); any other file (an .eml whose body has a line that looks
     like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
-    if suffix in _MBOX_SUFFIXES or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+    if suffix in _MBOX_SUFFIXES or suffix not in _EML_SUFFIXES or not suffix and _opens_mbox(
+            handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):  # a suffix of no message file was listed as an mbox
         for number, raw in read_mbox(handle):
             yield RawMessage(f"{key}:{number}", raw, label)
         return
@@ -887,9 +889,20 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
             continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in _EML_SUFFIXES:
+            if not name.startswith(".") and (Path(name).suffix.lower() in _EML_SUFFIXES
+                                             or _is_mbox_file(Path(dirpath) / name)):
                 found.append(Path(dirpath) / name)
     return found
+
+
+def _is_mbox_file(path: Path) -> bool:
+    """Whether a file whose suffix names no mail file opens as an mbox: Thunderbird names a
+    folder's mbox as the folder is named ("Archives.2023", "J. Smith")."""
+    try:
+        with open(path, "rb") as handle:
+            return _opens_mbox(handle.read(_MBOX_LEAD))
+    except OSError:
+        return False
 
 
 def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
