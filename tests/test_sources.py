@@ -205,6 +205,19 @@ def test_a_maildir_in_a_folder_gives_the_messages_of_its_cur_and_new(tmp_path):
         "account/INBOX/cur/1700000002.M2P1.host,U=2:2,RS") != source.stable_key("account/notes.eml")
 
 
+def test_an_empty_thunderbird_folder_holds_no_message(tmp_path, capsys):
+    """Thunderbird keeps an empty folder (Trash, Drafts, Templates) as an empty file without a
+    suffix: an mbox of no messages, as an empty .mbox is, not an unreadable message."""
+    folder = tmp_path / "Local Folders"
+    write(folder / "Inbox", MBOX)
+    for name in ("Drafts", "Templates", "Trash"):
+        write(folder / name, b"")
+        write(folder / f"{name}.msf", b"// <!-- <mdb:mork:z v=\"1.4\"/> -->")
+    assert [(r.key, r.problems) for r in Source(str(folder))] == [("Inbox:1", []), ("Inbox:2", [])]
+    write(tmp_path / "saved" / "lost.eml", b"")  # an .eml file is one message, empty or not
+    assert [(r.key, r.problems) for r in Source(str(tmp_path / "saved"))] == [("lost.eml", ["empty message"])]
+
+
 def test_a_thunderbird_folder_with_a_dot_in_its_name_is_read(tmp_path):
     """Thunderbird names a folder's mbox file as the folder is named ("Archives.2023",
     "J. Smith"): it is read as the mbox it is; files beside it that are not mail are not."""

@@ -289,11 +289,12 @@ def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: st
     """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
     suffix that opens as an mbox does (Thunderbird's ``Inbox``), or one whose suffix names no
     message file (listed as it opens as an mbox: Thunderbird's ``Archives.2023``), gives each of its messages,
-    keyed ``KEY:N``, as the mbox alone would, one message or more (so that a message keeps
+    keyed ``KEY:N``, as the mbox alone would, none (an empty file without a suffix is
+    Thunderbird's empty Trash), one or more (so that a message keeps
     its key when the mbox grows); any other file (an .eml whose body has a line that looks
     like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
-    if suffix in _MBOX_SUFFIXES or suffix not in _EML_SUFFIXES or not suffix and _opens_mbox(
-            handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):  # a suffix of no message file was listed as an mbox
+    head = b"" if suffix else handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]
+    if suffix in _MBOX_SUFFIXES or suffix not in _EML_SUFFIXES or not suffix and (not head or _opens_mbox(head)):
         for number, raw in read_mbox(handle):
             yield RawMessage(f"{key}:{number}", raw, label)
         return
