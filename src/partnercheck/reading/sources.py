@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 from contextlib import contextmanager
@@ -356,7 +357,27 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
         head = handle.read(_MBOX_LEAD)
     if head[:2] in _UTF16_BOMS:  # mail never opens so
         return _stream_format(head.partition(b"\n")[0], columns or Columns())
+    _refuse_compressed(path, head)
     return "mbox" if _opens_mbox(head) else "eml"
+
+
+#: How compressed files and archives open (mail never does so), what they are, and the
+#: command that writes one's content out (none for an archive of many files).
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "zcat"), (re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P)"), "bzip2", "bzcat"),
+    (b"\xfd7zXZ\x00", "xz", "xzcat"), (b"\x28\xb5\x2f\xfd", "zstd", "zstdcat"),
+    (b"PK\x03\x04", "zip", None), (b"7z\xbc\xaf\x27\x1c", "7z", None),
+)
+
+
+def _refuse_compressed(path: str, head: bytes) -> None:
+    """Stop with one line on a compressed file (an ``inbox.mbox.gz``, Takeout's ``.zip``),
+    which would read as one message of binary data, saying how to read its mail."""
+    for magic, kind, cat in _COMPRESSED:
+        if head.startswith(magic) if isinstance(magic, bytes) else magic.match(head):
+            if cat is None:
+                raise SourceError(f"{path}: a {kind} archive; unpack it first and name the mail in it")
+            raise SourceError(f"{path}: {kind}-compressed; decompress it first, or name it as <({cat} {shlex.quote(path)})")
 
 
 #: How far into a file its first ``From `` line is looked for.
