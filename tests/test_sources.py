@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, message, write
+from conftest import FIXTURES, PITCH_TEXT, message, write
 from dovecot_server import as_mail_user, mail_user_can_run
 
+from partnercheck.reading.mail import parse_message
 from partnercheck.reading.sources import Columns, Source, SourceError, detect_format
 
 MBOX = (
@@ -333,6 +334,29 @@ def test_an_outlook_csv_export_gives_the_sender_address(tmp_path):
             '"Hello","Shall we co-host?\r\nAna","Ana Ruiz","ana@x.example","SMTP"\r\n')
     (record,) = list(Source(str(write(tmp_path / "outlook.csv", text.encode("cp1252")))))
     assert (record.subject, record.body, record.from_addr) == ("Hello", "Shall we co-host?\r\nAna", "ana@x.example")
+
+
+def test_an_html_body_in_a_table_export_is_read_as_the_mail_would_show_it(tmp_path, shipped_model):
+    """Exports that keep a message's HTML (a web mail's, an API's) give its text, links and
+    tracking pixel, as the same message in an .eml is read; a body
+    of plain text that speaks of <tags> stays as it is."""
+    from partnercheck.deciding.classify import classify
+
+    html = ('<html><head><style>.x{color:#333}</style></head><body><div dir="ltr">'
+            + "".join(f"<p>{line}</p>" for line in PITCH_TEXT.split("\n"))
+            + '<p><a href="https://cal.example/tom">Book a time</a></p><img src="https://t.example/o.gif" width="1" '
+            'height="1"></div></body></html>')
+    rows = [{"subject": "quick question", "from": "tom@vendor.example", "body": html},
+            {"subject": "markup", "from": "tom@vendor.example", "body": "Use <p> for a paragraph."}]
+    table = write(tmp_path / "export.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
+    record, plain = list(Source(str(table)))
+    eml = parse_message(message("quick question", html, sender="tom@vendor.example").replace(
+        b"text/plain", b"text/html"))
+    assert "<" not in record.body and "Plans start at $3,500 per month." in record.body
+    assert (record.body, record.links, record.tracking_pixel, record.html_only) == (
+        eml.body, eml.links, eml.tracking_pixel, eml.html_only)
+    assert [v.label for v in classify([record, eml], shipped_model)] == ["pitch", "pitch"]
+    assert plain.body == "Use <p> for a paragraph."
 
 
 def test_a_csv_export_with_semicolons_is_read_by_them(tmp_path):

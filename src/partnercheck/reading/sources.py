@@ -37,6 +37,7 @@ from .mail import (
     drop_if_binary,
     header_text,
     parse_message,
+    read_html_body,
     split_reply,
     without_lone_surrogates,
 )
@@ -586,19 +587,26 @@ def _table_encoding(stream: IO[bytes]) -> str:
 
 
 def record_from_fields(body: str, subject: str = "", sender: str = "", key: str = "", source: str = "") -> EmailRecord:
-    """A record for mail that arrives as fields rather than as a message (table rows)."""
+    """A record for mail that arrives as fields rather than as a message (table rows); a
+    body that is HTML is read as a message's HTML part is."""
     from email.utils import parseaddr
 
     name, addr = parseaddr(header_text(sender))
-    new, quoted, signature = split_reply(body)
-    record = EmailRecord(
-        key=key, source=source, from_name=name, from_addr=addr.lower(), subject=header_text(subject),
-        body=new, quoted=quoted, signature=signature,
-    )
+    record = EmailRecord(key=key, source=source, from_name=name, from_addr=addr.lower(), subject=header_text(subject))
+    if _HTML_BODY.match(body):  # a web mail's or an API's export keeps the HTML
+        read_html_body(record, body)
+    else:
+        record.body, record.quoted, record.signature = split_reply(body)
+        drop_if_binary(record)
     if not body.strip():
         record.problems.append("empty message")
-    drop_if_binary(record)
     return record
+
+
+#: A body cell that is an HTML document or fragment: it opens with a tag that only HTML
+#: opens with (text that speaks of <p> further on stays text).
+_HTML_BODY = re.compile(r"\s*(?:<!doctype html|<!--|<(?:html|head|body|meta|div|p|table|span|br|font|center)[\s/>])",
+                        re.I)
 
 
 class _Row(NamedTuple):
