@@ -130,6 +130,35 @@ def test_errors_are_one_line_without_traceback(runner, args, fragment):
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name, packer, fragment", [
+    ("inbox.mbox.gz", "gzip", "gzip-compressed; decompress it first, or name it as <(zcat "),
+    ("inbox.mbox.bz2", "bz2", "bzip2-compressed"),
+    ("inbox.mbox.xz", "lzma", "xz-compressed"),
+    ("takeout-001.zip", "zip", "a zip archive; unpack it"),
+])
+def test_a_compressed_mailbox_is_one_clear_error(runner, tmp_path, name, packer, fragment):
+    """A compressed mailbox (Takeout's download, a .mbox.gz) is not read as one binary
+    message: the command stops with one line saying how to read it."""
+    import importlib
+
+    mbox = b"From a@b Mon Jan  1 00:00:00 2024\n" + message("hi", PITCH_TEXT)
+    path = write(tmp_path / name, _zipped(mbox) if packer == "zip" else importlib.import_module(packer).compress(mbox))
+    for command in (["label", str(path)], ["inspect", str(path)]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0]
+
+
+def _zipped(data: bytes) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Takeout/Mail/All mail Including Spam and Trash.mbox", data)
+    return buffer.getvalue()
+
+
 def test_evaluate_with_nothing_to_score_is_an_error(runner, tmp_path):
     result = runner.invoke(cli, ["evaluate", str(tmp_path)])
     assert result.exit_code == 1 and "no labelled message to score" in result.output

@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, message, write
+from conftest import FIXTURES, PITCH_TEXT, message, write
 from dovecot_server import as_mail_user, mail_user_can_run
 
+from partnercheck.reading.mail import parse_message
 from partnercheck.reading.sources import Columns, Source, SourceError, detect_format
 
 MBOX = (
@@ -183,6 +184,56 @@ def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
         ("one.eml", "one"), ("single.mbox:1", "first"), ("Inbox.sbd/Work:1", "first"), ("Inbox.sbd/Work:2", "second")]
 
 
+def test_a_maildir_in_a_folder_gives_the_messages_of_its_cur_and_new(tmp_path):
+    """mbsync and offlineimap keep one Maildir a folder (~/Mail/account/INBOX/cur): a folder
+    of them gives every message there, whatever its file name, and none of the Maildirs' own
+    files; a message read since (new/ to cur/, flags added) keeps its stable key."""
+    account = tmp_path / "Mail" / "account"
+    write(account / "INBOX" / "cur" / "1700000001.M1P1.host,U=1:2,S", message("read", "one"))
+    write(account / "INBOX" / "new" / "1700000002.M2P1.host,U=2", message("unread", "two"))
+    write(account / "INBOX" / "tmp" / "1700000003.M3P1.host", message("in delivery", "three"))
+    write(account / "INBOX" / "dovecot-uidlist", b"3 V1 N3\n")
+    write(account / "INBOX" / "maildirfolder", b"")
+    write(account / "Sent" / "cur" / "1700000004.M4P1.host:2,S",
+          b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n" + message("sent", "four"))
+    write(account / "notes.eml", message("note", "five"))
+    source = Source(str(tmp_path / "Mail"))
+    assert [(r.key, r.subject) for r in source] == [
+        ("account/notes.eml", "note"), ("account/INBOX/cur/1700000001.M1P1.host,U=1:2,S", "read"),
+        ("account/INBOX/new/1700000002.M2P1.host,U=2", "unread"),
+        ("account/Sent/cur/1700000004.M4P1.host:2,S", "sent")]
+    assert source.stable_key("account/INBOX/new/1700000002.M2P1.host,U=2") == source.stable_key(
+        "account/INBOX/cur/1700000002.M2P1.host,U=2:2,RS") != source.stable_key("account/notes.eml")
+
+
+def test_an_empty_thunderbird_folder_holds_no_message(tmp_path, capsys):
+    """Thunderbird keeps an empty folder (Trash, Drafts, Templates) as an empty file without a
+    suffix: an mbox of no messages, as an empty .mbox is, not an unreadable message."""
+    folder = tmp_path / "Local Folders"
+    write(folder / "Inbox", MBOX)
+    for name in ("Drafts", "Templates", "Trash"):
+        write(folder / name, b"")
+        write(folder / f"{name}.msf", b"// <!-- <mdb:mork:z v=\"1.4\"/> -->")
+    assert [(r.key, r.problems) for r in Source(str(folder))] == [("Inbox:1", []), ("Inbox:2", [])]
+    write(tmp_path / "saved" / "lost.eml", b"")  # an .eml file is one message, empty or not
+    assert [(r.key, r.problems) for r in Source(str(tmp_path / "saved"))] == [("lost.eml", ["empty message"])]
+
+
+def test_a_thunderbird_folder_with_a_dot_in_its_name_is_read(tmp_path):
+    """Thunderbird names a folder's mbox file as the folder is named ("Archives.2023",
+    "J. Smith"): it is read as the mbox it is; files beside it that are not mail are not."""
+    folder = tmp_path / "Local Folders"
+    write(folder / "Archives.2023", MBOX)
+    write(folder / "Archives.2023.msf", b"// <!-- <mdb:mork:z v=\"1.4\"/> -->")
+    write(folder / "Inbox.sbd" / "J. Smith", MBOX)
+    write(folder / "msgFilterRules.dat", b'version="9"\n')
+    write(folder / "report.pdf", b"%PDF-1.4\nFrom here on, a document\n")
+    records = list(Source(str(folder)))
+    assert [(r.key, r.subject) for r in records] == [
+        ("Archives.2023:1", "first"), ("Archives.2023:2", "second"),
+        ("Inbox.sbd/J. Smith:1", "first"), ("Inbox.sbd/J. Smith:2", "second")]
+
+
 def test_a_message_in_an_mbox_without_a_suffix_in_a_folder_keeps_its_key_when_the_mbox_grows(tmp_path):
     """Thunderbird's Drafts or a new folder hold one message at first: keyed Drafts:1, as
     they are once another arrives, so that --resume and a label file still find it."""
@@ -283,6 +334,29 @@ def test_an_outlook_csv_export_gives_the_sender_address(tmp_path):
             '"Hello","Shall we co-host?\r\nAna","Ana Ruiz","ana@x.example","SMTP"\r\n')
     (record,) = list(Source(str(write(tmp_path / "outlook.csv", text.encode("cp1252")))))
     assert (record.subject, record.body, record.from_addr) == ("Hello", "Shall we co-host?\r\nAna", "ana@x.example")
+
+
+def test_an_html_body_in_a_table_export_is_read_as_the_mail_would_show_it(tmp_path, shipped_model):
+    """Exports that keep a message's HTML (a web mail's, an API's) give its text, links and
+    tracking pixel, as the same message in an .eml is read; a body
+    of plain text that speaks of <tags> stays as it is."""
+    from partnercheck.deciding.classify import classify
+
+    html = ('<html><head><style>.x{color:#333}</style></head><body><div dir="ltr">'
+            + "".join(f"<p>{line}</p>" for line in PITCH_TEXT.split("\n"))
+            + '<p><a href="https://cal.example/tom">Book a time</a></p><img src="https://t.example/o.gif" width="1" '
+            'height="1"></div></body></html>')
+    rows = [{"subject": "quick question", "from": "tom@vendor.example", "body": html},
+            {"subject": "markup", "from": "tom@vendor.example", "body": "Use <p> for a paragraph."}]
+    table = write(tmp_path / "export.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
+    record, plain = list(Source(str(table)))
+    eml = parse_message(message("quick question", html, sender="tom@vendor.example").replace(
+        b"text/plain", b"text/html"))
+    assert "<" not in record.body and "Plans start at $3,500 per month." in record.body
+    assert (record.body, record.links, record.tracking_pixel, record.html_only) == (
+        eml.body, eml.links, eml.tracking_pixel, eml.html_only)
+    assert [v.label for v in classify([record, eml], shipped_model)] == ["pitch", "pitch"]
+    assert plain.body == "Use <p> for a paragraph."
 
 
 def test_a_csv_export_with_semicolons_is_read_by_them(tmp_path):
@@ -627,6 +701,45 @@ def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
     finally:
         if not os.geteuid():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_as_a_user(path: Path) -> list | str:
+    """[key, subject, problems] of each message of ``path``, or the error's line, as read by a
+    process that file permissions apply to: this one's user, or root without its right to
+    read and list anything (setpriv)."""
+    read = ("import json, sys; from partnercheck.reading.sources import Source, SourceError\n"
+            "try: print(json.dumps([[r.key, r.subject, r.problems] for r in Source(sys.argv[1])]))\n"
+            "except SourceError as exc: print(json.dumps(str(exc)))")
+    argv = [sys.executable, "-c", read, str(path)]
+    if not os.geteuid():
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv is needed to read as root without root's right to read everything")
+        caps = "-dac_override,-dac_read_search"
+        argv = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_clear_line(tmp_path):
+    """A sub-folder or a Maildir's cur/ without read permission is one unreadable message
+    saying so, and the rest is read; a source folder that cannot be listed is an error."""
+    write(tmp_path / "export" / "a.eml", message("a", "one"))
+    write(tmp_path / "export" / "locked" / "b.eml", message("b", "two"))
+    write(tmp_path / "md" / "cur" / "1.host:2,S", message("c", "three"))
+    write(tmp_path / "md" / "new" / "2.host", message("d", "four"))
+    write(tmp_path / "closed" / "e.eml", message("e", "five"))
+    for folder in ("export/locked", "md/cur", "closed"):
+        (tmp_path / folder).chmod(0)
+    try:
+        assert _read_as_a_user(tmp_path / "export") == [
+            ["a.eml", "a", []], ["locked", "", [f"{tmp_path}/export/locked: cannot list it: permission denied"]]]
+        assert _read_as_a_user(tmp_path / "md") == [
+            ["cur", "", [f"{tmp_path}/md/cur: cannot list it: permission denied"]], ["new/2.host", "d", []]]
+        assert _read_as_a_user(tmp_path / "closed") == f"{tmp_path}/closed: cannot list it: permission denied"
+    finally:
+        for folder in ("export/locked", "md/cur", "closed"):
+            (tmp_path / folder).chmod(0o755)
 
 
 def test_sources_are_never_modified(tmp_path):

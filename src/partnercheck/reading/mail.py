@@ -345,6 +345,14 @@ def _controls(sample: bytes) -> int:
     return len(sample) - len(sample.translate(None, _CONTROL_BYTES))
 
 
+def read_html_body(record: EmailRecord, html: str) -> None:
+    """Give ``record`` the text, links and tracking pixel of ``html``, as a message whose only
+    text is that HTML part gives them (a table export's body column that holds HTML)."""
+    parts = _BodyParts()
+    _add_text(parts, "text/html", html, forwarded=False)
+    _finish_body(parts, record)
+
+
 def drop_if_binary(record: EmailRecord) -> None:
     """Empty the body of a record whose text is binary data (random bytes, a misdeclared
     attachment), noting the problem: there is nothing in it to judge, so it is unreadable

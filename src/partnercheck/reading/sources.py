@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from .mail import (
     drop_if_binary,
     header_text,
     parse_message,
+    read_html_body,
     split_reply,
     without_lone_surrogates,
 )
@@ -65,6 +67,8 @@ SUBJECT_COLUMNS = ("subject",)
 FROM_COLUMNS = ("from", "sender", "from_addr", "from: (address)")  # the last is Outlook's
 LABEL_COLUMNS = ("label", "verdict")
 _MBOX_SUFFIXES = {".mbox", ".mbx"}
+#: A Maildir's folders of messages (tmp/ holds mail still being delivered).
+_MAILDIR_SUBS = ("cur", "new")
 _EML_SUFFIXES = {".eml", ".emlx", ".msg", ".txt", "", *_MBOX_SUFFIXES}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -174,7 +178,7 @@ class Source:
         if not path.is_dir():
             raise SourceError(f"{self.path}: not a folder, so it cannot be read as {self.format}")
         if self.format == "maildir":
-            files = [(f, None) for sub in ("cur", "new") for f in _files(path / sub, recursive=False)]
+            files = [(f, None) for sub in _MAILDIR_SUBS for f in _files(path / sub, recursive=False)]
         elif self.format == "labelled":
             files = _labelled_files(path)
         else:
@@ -185,11 +189,16 @@ class Source:
     def stable_key(self, key: str) -> str:
         """What stays of a message's ``key`` while the message stays in this source: the key
         itself, but in a Maildir, whose mail program renames a message's file when it is
-        read, flagged or moved from new/ to cur/, the file's unique name alone. Rows of an
+        read, flagged or moved from new/ to cur/, the file's unique name alone (after the
+        Maildir's path, for a Maildir inside a folder). Rows of an
         earlier run are matched by it, so that ``--resume`` and a label file find them."""
-        if self.format != "maildir":
+        if self.format == "maildir":
+            return _MAILDIR_INFO.sub("", key.rpartition("/")[2])
+        if self.format not in ("folder", "labelled"):
             return key
-        return _MAILDIR_INFO.sub("", key.rpartition("/")[2])
+        head, _, name = key.rpartition("/")
+        maildir, _, sub = head.rpartition("/")
+        return f"{maildir}/{_MAILDIR_INFO.sub('', name)}" if sub in _MAILDIR_SUBS else key
 
     def _existing(self) -> Path:
         path = Path(self.path)
@@ -239,10 +248,13 @@ class Source:
             with _open_read(Path(self.path)) as stream:
                 yield stream
 
-    def _folder_messages(self, root: Path, files: list[tuple[Path, str | None]]) -> Iterator[RawMessage]:
+    def _folder_messages(self, root: Path, files: list[tuple[Path | _Unlisted, str | None]]) -> Iterator[RawMessage]:
         for file, label in files:
-            key = file.relative_to(root).as_posix()
             self.position += 1
+            if isinstance(file, _Unlisted):
+                yield RawMessage(file.path.relative_to(root).as_posix(), b"", label, file.problem)
+                continue
+            key = file.relative_to(root).as_posix()
             if _special(file):  # opening or reading it could wait for ever
                 yield RawMessage(key, b"", label, f"{file}: not a regular file, so not read")
                 continue
@@ -253,7 +265,7 @@ class Source:
                 continue
             with handle:
                 try:
-                    if self.format == "maildir":  # one message a file, by definition
+                    if self.format == "maildir" or file.parent.name in _MAILDIR_SUBS:  # one message a file, by definition
                         yield RawMessage(key, handle.read(), label)
                     else:
                         yield from _messages_in_file(handle, key, label, file.suffix.lower())
@@ -277,11 +289,14 @@ class Source:
 
 def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
     """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
-    suffix that opens as an mbox does (Thunderbird's ``Inbox``), gives each of its messages,
-    keyed ``KEY:N``, as the mbox alone would, one message or more (so that a message keeps
+    suffix that opens as an mbox does (Thunderbird's ``Inbox``), or one whose suffix names no
+    message file (listed as it opens as an mbox: Thunderbird's ``Archives.2023``), gives each of its messages,
+    keyed ``KEY:N``, as the mbox alone would, none (an empty file without a suffix is
+    Thunderbird's empty Trash), one or more (so that a message keeps
     its key when the mbox grows); any other file (an .eml whose body has a line that looks
     like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
-    if suffix in _MBOX_SUFFIXES or not suffix and _opens_mbox(handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]):
+    head = b"" if suffix else handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]
+    if suffix in _MBOX_SUFFIXES or suffix not in _EML_SUFFIXES or not suffix and (not head or _opens_mbox(head)):
         for number, raw in read_mbox(handle):
             yield RawMessage(f"{key}:{number}", raw, label)
         return
@@ -320,10 +335,13 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
     its first line, as standard input is."""
     p = Path(path)
     if p.is_dir():
-        if (p / "cur").is_dir() or (p / "new").is_dir():
-            return "maildir"
-        if any(child.is_dir() and child.name.lower() in LABELS for child in p.iterdir()):
-            return "labelled"
+        try:
+            if (p / "cur").is_dir() or (p / "new").is_dir():
+                return "maildir"
+            if any(child.is_dir() and child.name.lower() in LABELS for child in p.iterdir()):
+                return "labelled"
+        except OSError as exc:
+            raise SourceError(_listing_failure(p, exc)) from None
         return "folder"
     if not p.exists():
         raise SourceError(f"{path}: no such file or directory")
@@ -340,7 +358,27 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
         head = handle.read(_MBOX_LEAD)
     if head[:2] in _UTF16_BOMS:  # mail never opens so
         return _stream_format(head.partition(b"\n")[0], columns or Columns())
+    _refuse_compressed(path, head)
     return "mbox" if _opens_mbox(head) else "eml"
+
+
+#: How compressed files and archives open (mail never does so), what they are, and the
+#: command that writes one's content out (none for an archive of many files).
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "zcat"), (re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P)"), "bzip2", "bzcat"),
+    (b"\xfd7zXZ\x00", "xz", "xzcat"), (b"\x28\xb5\x2f\xfd", "zstd", "zstdcat"),
+    (b"PK\x03\x04", "zip", None), (b"7z\xbc\xaf\x27\x1c", "7z", None),
+)
+
+
+def _refuse_compressed(path: str, head: bytes) -> None:
+    """Stop with one line on a compressed file (an ``inbox.mbox.gz``, Takeout's ``.zip``),
+    which would read as one message of binary data, saying how to read its mail."""
+    for magic, kind, cat in _COMPRESSED:
+        if head.startswith(magic) if isinstance(magic, bytes) else magic.match(head):
+            if cat is None:
+                raise SourceError(f"{path}: a {kind} archive; unpack it first and name the mail in it")
+            raise SourceError(f"{path}: {kind}-compressed; decompress it first, or name it as <({cat} {shlex.quote(path)})")
 
 
 #: How far into a file its first ``From `` line is looked for.
@@ -549,19 +587,26 @@ def _table_encoding(stream: IO[bytes]) -> str:
 
 
 def record_from_fields(body: str, subject: str = "", sender: str = "", key: str = "", source: str = "") -> EmailRecord:
-    """A record for mail that arrives as fields rather than as a message (table rows)."""
+    """A record for mail that arrives as fields rather than as a message (table rows); a
+    body that is HTML is read as a message's HTML part is."""
     from email.utils import parseaddr
 
     name, addr = parseaddr(header_text(sender))
-    new, quoted, signature = split_reply(body)
-    record = EmailRecord(
-        key=key, source=source, from_name=name, from_addr=addr.lower(), subject=header_text(subject),
-        body=new, quoted=quoted, signature=signature,
-    )
+    record = EmailRecord(key=key, source=source, from_name=name, from_addr=addr.lower(), subject=header_text(subject))
+    if _HTML_BODY.match(body):  # a web mail's or an API's export keeps the HTML
+        read_html_body(record, body)
+    else:
+        record.body, record.quoted, record.signature = split_reply(body)
+        drop_if_binary(record)
     if not body.strip():
         record.problems.append("empty message")
-    drop_if_binary(record)
     return record
+
+
+#: A body cell that is an HTML document or fragment: it opens with a tag that only HTML
+#: opens with (text that speaks of <p> further on stays text).
+_HTML_BODY = re.compile(r"\s*(?:<!doctype html|<!--|<(?:html|head|body|meta|div|p|table|span|br|font|center)[\s/>])",
+                        re.I)
 
 
 class _Row(NamedTuple):
@@ -845,18 +890,54 @@ def _open_read(path: Path) -> IO[bytes]:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _files(folder: Path, recursive: bool) -> list[Path]:
-    if not folder.is_dir():
-        return []
+class _Unlisted(NamedTuple):
+    """A folder whose messages cannot be listed (no permission), and the line saying so."""
+
+    path: Path
+    problem: str
+
+
+def _listing_failure(folder: Path, exc: OSError) -> str:
+    reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or exc
+    return f"{folder}: cannot list it: {reason}"
+
+
+def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
+    """The message files in ``folder``, with each sub-folder that cannot be listed in its place."""
     if not recursive:  # a Maildir's cur/ or new/: everything there is a message, readable or not
-        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+        try:
+            return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            return [_Unlisted(folder, _listing_failure(folder, exc))]
+    found: list[Path | _Unlisted] = []
+
+    def unlisted(exc: OSError) -> None:  # os.walk calls it where the folder's listing would be
+        if isinstance(exc.filename, str) and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            found.append(_Unlisted(Path(exc.filename), _listing_failure(Path(exc.filename), exc)))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
+        if any(sub in dirnames for sub in _MAILDIR_SUBS):  # a Maildir (mbsync's and offlineimap's keep one a folder)
+            found.extend(f for sub in _MAILDIR_SUBS for f in _files(Path(dirpath) / sub, recursive=False))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in (*_MAILDIR_SUBS, "tmp"))
+            continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in _EML_SUFFIXES:
+            if not name.startswith(".") and (Path(name).suffix.lower() in _EML_SUFFIXES
+                                             or _is_mbox_file(Path(dirpath) / name)):
                 found.append(Path(dirpath) / name)
     return found
+
+
+def _is_mbox_file(path: Path) -> bool:
+    """Whether a file whose suffix names no mail file opens as an mbox: Thunderbird names a
+    folder's mbox as the folder is named ("Archives.2023", "J. Smith")."""
+    try:
+        with open(path, "rb") as handle:
+            return _opens_mbox(handle.read(_MBOX_LEAD))
+    except OSError:
+        return False
 
 
 def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
