@@ -634,8 +634,10 @@ def test_a_stream_whose_first_bytes_come_in_pieces_is_still_read_as_an_mbox(tmp_
 def test_a_fifo_or_device_inside_a_folder_is_reported_not_waited_on(tmp_path):
     write(tmp_path / "mail" / "a.eml", MBOX.split(b"\n", 1)[1])
     os.mkfifo(tmp_path / "mail" / "stuck.eml")
+    os.mkfifo(tmp_path / "mail" / "pipe.fifo")  # a suffix that names no mail file: not even opened to look
     os.symlink("/dev/zero", tmp_path / "mail" / "zero.eml")
     records = {r.key: r for r in Source(str(tmp_path / "mail"))}
+    assert "pipe.fifo" not in records
     assert records["a.eml"].readable
     assert all("not a regular file" in records[k].problems[0] for k in ("stuck.eml", "zero.eml"))
 

@@ -735,8 +735,6 @@ def _json_rows(text: IO[str], source: str) -> Iterator[tuple[int, dict]]:
             problem = f"line {number} is JSON too deeply nested or too large to read"
         if problem and first:
             if line.lstrip().startswith("["):  # a .json export of one array, as many tools write
-                import shlex
-
                 problem = ("a JSON array, not JSON lines (one message object a line); "
                            f"jq -c '.[]' {shlex.quote(source)} gives JSON lines")
             raise SourceError(f"{source}: {problem}")
@@ -932,8 +930,11 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
 
 def _is_mbox_file(path: Path) -> bool:
     """Whether a file whose suffix names no mail file opens as an mbox: Thunderbird names a
-    folder's mbox as the folder is named ("Archives.2023", "J. Smith")."""
+    folder's mbox as the folder is named ("Archives.2023", "J. Smith"). Only a regular file
+    is opened: opening a FIFO would wait for a writer."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
         with open(path, "rb") as handle:
             return _opens_mbox(handle.read(_MBOX_LEAD))
     except OSError:
