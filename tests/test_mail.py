@@ -222,6 +222,17 @@ def test_an_alternative_with_a_blank_plain_part_is_read_from_its_html(parts):
     assert "Plans start at $99 a month." in parse_message(_alternative(*parts)).body
 
 
+@pytest.mark.parametrize("content_type, body, expected", [
+    ("multipart/mixed", b"We would like to co-host the spring meetup with you.\n", "co-host the spring meetup"),
+    ('multipart/alternative; boundary="b1"', b"<html><body><p>Plans start at <b>$99</b> a month.</p></body></html>\n",
+     "Plans start at $99 a month."),
+])
+def test_a_multipart_whose_boundary_is_missing_or_never_comes_is_read_as_its_body(content_type, body, expected):
+    """As mail programs show such a message (old bulk mail often has one): its text, not nothing."""
+    record = parse_message(b"Subject: hello\nMIME-Version: 1.0\nContent-Type: " + content_type.encode() + b"\n\n" + body)
+    assert expected in record.body and "<" not in record.body
+
+
 _FULL_HTML = (b"<html><body><p>Hi there,</p><p>Our agency builds landing pages that convert. Plans start at "
               b"$99 a month, and this week we are offering a free audit of your site.</p><p>Book 15 minutes "
               b"on my calendar and I will show you three quick wins.</p></body></html>")

@@ -382,6 +382,12 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
     ctype = ctype.strip().lower()
     if ctype.startswith("multipart/"):
         children = [_fields(part, problems) for part in _split_multipart(data, params, problems)]
+        if not children and data.strip():
+            # No boundary, or one that never comes: mail programs show the body as it is,
+            # and so it is read, as HTML when it opens as HTML does (bulk mail, often).
+            kind = "text/html" if _HTML_START.search(data[:2048]) else "text/plain"
+            _add_text(acc, kind, _decode_bytes(data, "us-ascii", problems), forwarded)
+            return
         if ctype == "multipart/alternative":
             children = _preferred_alternative(children)
         for child_first, child_data in children:
@@ -402,6 +408,10 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
     charset_match = _CHARSET.search(params)
     charset = charset_match.group(1).lower() if charset_match else "us-ascii"
     _add_text(acc, ctype, _decode_bytes(data, charset, problems), forwarded)
+
+
+#: The start of an HTML document or of its body, near the top of a part.
+_HTML_START = re.compile(rb"<(?:!doctype html|html|body)[\s>]", re.I)
 
 
 def _fields(raw: bytes, problems: list[str]) -> tuple[dict[str, str], bytes]:
