@@ -549,6 +549,7 @@ def test_an_imap_accounts_relative_files_are_beside_the_config_file(tmp_path, mo
     (b"[thresholds]\nmin_confidence = 7\n", "min_confidence must be between 0 and 1"),
     (b"[thresholds]\npartnership_guard = nan\n", "partnership_guard must be between 0 and 1"),
     (b"[thresholds]\nmin_confidnce = 0.5\n", "unknown key min_confidnce (the keys are min_confidence, partnership_guard"),
+    (b"thresholds = 5\n", "bad [thresholds]: it must be a table"),
     (b"# caf\xe9\nallow = []\n", "must be UTF-8"),
     (b"block = ['*.vendor.example']\n", "block holds '*.vendor.example', which no sender matches"),
 ])

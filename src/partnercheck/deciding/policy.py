@@ -88,7 +88,9 @@ def load_policy(config: dict | None = None, rules_option: str | None = None, sto
     thresholds = None
     if "thresholds" in config:
         try:
-            values = {k: float(v) for k, v in dict(config["thresholds"]).items()}
+            if not isinstance(config["thresholds"], dict):
+                raise ValueError("it must be a table: a [thresholds] line with a key = value line for each cut-off")
+            values = {k: float(v) for k, v in config["thresholds"].items()}
             keys = [f.name for f in fields(Thresholds)]
             unknown = [k for k in values if k not in keys]
             if unknown:
