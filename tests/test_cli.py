@@ -465,6 +465,11 @@ def test_evaluate_and_train_read_a_pipe_once(runner, tmp_path, pipe_of, fifo_of)
         result = runner.invoke(cli, command)
         assert result.exit_code == 1
         assert result.output.strip() == f"Error: {labels}: row 1 came from the pipe {fifo} and cannot be read again"
+    # bash's <(zcat inbox.mbox.gz) is /dev/fd/63 while `label` runs, and gone (or another file) after it
+    gone = labels.read_text().replace(fifo, "/dev/fd/63")
+    labels.write_text(gone)
+    result = runner.invoke(cli, ["evaluate", str(labels)])
+    assert result.output.strip() == f"Error: {labels}: row 1 came from the pipe /dev/fd/63 and cannot be read again"
 
 
 def test_progress_bar_on_a_terminal_only(small_model_path, tmp_path):

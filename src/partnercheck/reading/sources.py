@@ -651,7 +651,7 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: row {number} names no source to read its message from")
         if source == "-":
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
-        if _is_pipe(source):  # opening it would wait for a writer, and what was written is gone
+        if _is_pipe(source) or _PROCESS_FD.match(source):  # a pipe now, or bash's <(...) long gone
             raise SourceError(f"{table}: row {number} came from the pipe {source} and cannot be read again")
         wanted.setdefault(source, {})[key] = _Row(
             number, _cell(row.get(label_col)).strip().lower(),
@@ -777,6 +777,11 @@ def _mended(text: str) -> str:
 def _with_label(record: EmailRecord, label: str) -> EmailRecord:
     record.label = label
     return record
+
+
+#: How a process names one of its open files: bash's ``<(...)`` as /dev/fd/63, which is
+#: gone, or another file altogether, once the command that labelled it has ended.
+_PROCESS_FD = re.compile(r"/(?:dev/fd|proc/(?:self|\d+)/fd)/\d+\Z")
 
 
 def _is_pipe(path: str) -> bool:
