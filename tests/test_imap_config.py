@@ -152,6 +152,24 @@ def test_one_run_at_a_time_works_on_an_account(tmp_path):
         pass
 
 
+def test_a_run_that_starts_as_another_ends_goes_on_from_where_that_one_got_to(tmp_path):
+    """A cron run reads the state file, then asks for its password while a --watch saves and
+    ends: once it has the account, it works from what the --watch saved, not from what it
+    read before (it would fetch and judge that mail again, and save its older idea of it)."""
+    from partnercheck.running.imap_state import ImapState
+
+    path = str(tmp_path / "imap.json")
+    watch, cron = ImapState(path, "sam@work:993"), ImapState(path, "sam@work:993")
+    with watch.running():
+        watch.set_folder("INBOX", 7, 130)
+        watch.add_moved(["d1"])
+        watch.save()
+    with cron.running():
+        assert cron.folder("INBOX") == (7, 130) and cron.moved("d1")
+        cron.save()
+    assert ImapState(path, "sam@work:993").folder("INBOX") == (7, 130)
+
+
 @pytest.mark.parametrize("key, value, said", [
     ("learn", "false", "learn must be true or false"),  # bool("false") is True: learning would stay on
     ("port", "imaps", "port must be a port number"),

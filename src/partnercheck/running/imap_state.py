@@ -41,8 +41,12 @@ class ImapState:
     def __init__(self, path: str, account: str) -> None:
         self.path = path
         self.account = account
+        self._load()
+
+    def _load(self) -> None:
+        """This account's entry as the state file holds it now."""
         self._all = self._read()
-        entry = self._all.setdefault("accounts", {}).setdefault(account, {})
+        entry = self._all.setdefault("accounts", {}).setdefault(self.account, {})
         self._folders: dict = entry.setdefault("folders", {})
         moved = entry.setdefault("moved", [])
         self._moved_order: list = moved
@@ -53,7 +57,9 @@ class ImapState:
     def running(self) -> Iterator[None]:
         """This account claimed for one run, until the block ends (or the process does: the
         lock is the kernel's, so a killed run leaves nothing to clean up). Raises
-        :class:`StateError` when another run holds it."""
+        :class:`StateError` when another run holds it. Once claimed, the state is read
+        again: a run that ended while this one was starting (asking for its password) has
+        saved where it got to since this one first read the file."""
         try:
             import fcntl
         except ImportError:  # no flock on this system: runs are not kept apart
@@ -73,6 +79,7 @@ class ImapState:
             except BlockingIOError:
                 raise StateError(f"{self.account}: another partnercheck imap run is working on this account "
                                  "(a --watch, or a run not finished yet); this one did nothing") from None
+            self._load()
             yield
         finally:
             os.close(fd)
