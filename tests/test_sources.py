@@ -275,6 +275,15 @@ def test_apple_mail_emlx_files_are_read_without_their_length_line_and_flags(tmp_
     assert single.subject == "one" and single.body.strip() == "Shall we co-host the spring meetup?"
 
 
+def test_a_text_without_headers_that_opens_with_a_number_is_read_whole(tmp_path):
+    """A line of digits is an .emlx file's length line only when the property list follows
+    where that length ends: a note that opens "3" over a list is not cut to its first 3 bytes."""
+    text = b"3\nways we could work together:\n- co-host the spring meetup\n- swap newsletter slots\n"
+    for path in (write(tmp_path / "notes" / "ideas.txt", text), tmp_path / "notes"):
+        (record,) = list(Source(str(path)))
+        assert record.body == text.decode().strip()
+
+
 def test_a_maildir_file_is_one_message_even_with_a_from_line(tmp_path):
     write(tmp_path / "Maildir" / "cur" / "1.host:2,S", MBOX)
     (record,) = list(Source(str(tmp_path / "Maildir")))

@@ -304,17 +304,23 @@ def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: st
 
 
 _EMLX_LENGTH = re.compile(rb"(\d{1,12})[ \t]*\r?\n")
+#: What follows the message in an ``.emlx`` file: its property list, or nothing.
+_EMLX_TAIL = re.compile(rb"\s*(?:<\?xml|<!DOCTYPE plist|<plist|\Z)")
 
 
 def without_emlx_wrapper(raw: bytes) -> bytes:
     """The message inside an Apple Mail ``.emlx`` file, which opens with a line holding the
     message's length in bytes and ends with an XML property list of flags after it; any
-    other message as it is (no mail opens with a line of digits alone, so the file's name
-    need not say which it is)."""
+    other message as it is (no mail opens with a line of digits alone, and a text without
+    headers that does, "3" over a list, has no property list where that length ends, so
+    the file's name need not say which it is)."""
     found = _EMLX_LENGTH.match(raw)
-    if found is None or int(found.group(1)) > len(raw) - found.end():
+    if found is None:
         return raw
-    return raw[found.end():found.end() + int(found.group(1))]
+    end = found.end() + int(found.group(1))
+    if end > len(raw) or not _EMLX_TAIL.match(raw, end):
+        return raw
+    return raw[found.end():end]
 
 
 def to_record(message: RawMessage, source: str) -> EmailRecord:
