@@ -206,6 +206,15 @@ def test_a_maildir_in_a_folder_gives_the_messages_of_its_cur_and_new(tmp_path):
         "account/INBOX/cur/1700000002.M2P1.host,U=2:2,RS") != source.stable_key("account/notes.eml")
 
 
+def test_a_folder_with_a_new_sub_folder_of_its_own_is_not_taken_for_a_maildir(tmp_path):
+    """Mail a person sorted into new/ and old/ beside messages of their own: every message is
+    read, where the folder was taken for a Maildir and its own messages passed over."""
+    write(tmp_path / "export" / "kept.eml", message("kept", "one"))
+    write(tmp_path / "export" / "new" / "a.eml", message("a", "two"))
+    write(tmp_path / "export" / "old" / "b.eml", message("b", "three"))
+    assert [r.key for r in Source(str(tmp_path))] == ["export/kept.eml", "export/new/a.eml", "export/old/b.eml"]
+
+
 def test_an_empty_thunderbird_folder_holds_no_message(tmp_path, capsys):
     """Thunderbird keeps an empty folder (Trash, Drafts, Templates) as an empty file without a
     suffix: an mbox of no messages, as an empty .mbox is, not an unreadable message."""

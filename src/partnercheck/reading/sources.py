@@ -927,7 +927,7 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
             found.append(_Unlisted(Path(exc.filename), _listing_failure(Path(exc.filename), exc)))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
-        if any(sub in dirnames for sub in _MAILDIR_SUBS):  # a Maildir (mbsync's and offlineimap's keep one a folder)
+        if _is_maildir(dirnames):  # mbsync and offlineimap keep one Maildir a folder
             found.extend(f for sub in _MAILDIR_SUBS for f in _files(Path(dirpath) / sub, recursive=False))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in (*_MAILDIR_SUBS, "tmp"))
             continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
@@ -937,6 +937,13 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
                                              or _is_mbox_file(Path(dirpath) / name)):
                 found.append(Path(dirpath) / name)
     return found
+
+
+def _is_maildir(dirnames: list[str]) -> bool:
+    """Whether a folder with these sub-folders is a Maildir: it has a cur/, or a new/ beside
+    the tmp/ that delivery writes to. A folder of mail that a person sorted into new/ and
+    old/ is not one, and its own messages are read."""
+    return "cur" in dirnames or "new" in dirnames and "tmp" in dirnames
 
 
 def _is_mbox_file(path: Path) -> bool:
