@@ -531,6 +531,26 @@ def test_relative_paths_in_the_config_file_are_beside_it_whatever_the_folder(tmp
     assert (folder / "learned.sqlite3").exists() and not (tmp_path / "learned.sqlite3").exists()
 
 
+def test_environment_variables_in_the_config_files_paths_are_expanded(tmp_path, monkeypatch):
+    """`store = "$HOME/mail/learned.sqlite3"` is that file in the home folder, not a folder
+    named `$HOME` beside the config file; a variable that is not set is one line."""
+    folder = tmp_path / "conf"
+    config = write(folder / "config.toml", "store = '$MAILDATA/learned.sqlite3'\nmodel = '${MAILDATA}/my.model'\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    monkeypatch.setenv("MAILDATA", str(tmp_path / "mail"))
+    from partnercheck.settings import model_path, store_path
+
+    assert store_path() == str(tmp_path / "mail" / "learned.sqlite3") and model_path() == str(tmp_path / "mail" / "my.model")
+    config.write_text("store = '$MAILDATA/learned.sqlite3'\n")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mail" / "learned.sqlite3").exists() and sorted(os.listdir(folder)) == ["config.toml"]
+    monkeypatch.delenv("MAILDATA")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 1 and "store names the environment variable $MAILDATA, which is not set" in result.output
+    assert sorted(os.listdir(folder)) == ["config.toml"]
+
+
 def test_an_imap_accounts_relative_files_are_beside_the_config_file(tmp_path, monkeypatch):
     """`password_file = "work.pass"` is read beside the config file when `imap` runs from
     cron in the home folder, as the config file's other relative paths are."""
