@@ -495,6 +495,31 @@ def test_senders_refuses_entries_no_sender_would_match_and_adds_none_of_them(tmp
     assert {e.pattern for e in read_memory().entries.values()} == {"ana@partner.example", "münchen.example"}
 
 
+def test_an_international_domain_matches_in_either_of_its_forms(tmp_path, monkeypatch):
+    """Mail names an international domain in its ASCII form (info@xn--bcher-kva.example):
+    `senders block bücher.example`, `allow = ["BÜCHER.example"]` and what is learned from
+    that mail all count for it, and the entry is removed as the listing shows it."""
+    puny, own = "Info <info@xn--bcher-kva.example>", "Info <info@bücher.example>"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["senders", "block", "bücher.example"]).exit_code == 0
+    for sender in (puny, own):
+        assert load_policy().sender_list(record("hi", OTHER_TEXT, sender=sender)) == "block", sender
+    assert runner.invoke(cli, ["senders", "remove", "bücher.example"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "allow", "XN--BCHER-KVA.example"]).exit_code == 0
+    assert load_policy().sender_list(record("hi", PITCH_TEXT, sender=own)) == "allow"
+    assert runner.invoke(cli, ["senders", "remove", "xn--bcher-kva.example"]).exit_code == 0 and not read_memory()
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", "allow = ['BÜCHER.example']\n")))
+    assert load_policy().sender_list(record("hi", PITCH_TEXT, sender=puny)) == "allow"
+    monkeypatch.delenv("PARTNERCHECK_CONFIG")
+    with Store.open(store_path()) as store:
+        assert store.learn(_pitches(sender=puny), "pitch").senders == ["info@bücher.example on the block list"]
+    listed = runner.invoke(cli, ["senders"]).stdout
+    assert "info@bücher.example,block,learned" in listed
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender=own)) == "block"
+    assert runner.invoke(cli, ["senders", "remove", "info@bücher.example"]).stderr == "removed 1 of 1\n"
+    assert not read_memory()
+
+
 def test_an_entry_by_hand_that_ran_out_lets_learning_take_over(tmp_path):
     """`senders allow tom@... --expires 30`: once the 30 days are over, Tom's pitches learned
     in two threads block him, as they would have without the entry."""
