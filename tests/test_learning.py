@@ -546,6 +546,16 @@ def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
         assert store.memory().lookup("tom@vendor.example").kind == "block"
 
 
+def test_a_store_whose_folder_holds_a_hash_or_question_mark_is_the_one_read(tmp_path, monkeypatch):
+    """`~/mail#work/learned.sqlite3`: the filter honours its sender memory, where it read an
+    empty file it made at `~/mail` instead, and every blocked sender got through."""
+    folder = tmp_path / "mail#work?old"
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(folder / "learned.sqlite3"))
+    assert CliRunner().invoke(cli, ["senders", "block", "spamvendor.example"]).exit_code == 0
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender="x@spamvendor.example")) == "block"
+    assert sorted(os.listdir(tmp_path)) == ["mail#work?old"]
+
+
 def test_no_store_means_no_memory_and_nothing_created():
     assert not read_memory() and not load_policy().memory
     assert not os.path.exists(store_path())

@@ -479,8 +479,10 @@ def read_memory(path: str | None = None, config: dict | None = None) -> memory.S
     path = path or store_path(None, config)
     if not os.path.exists(path):
         return memory.SenderMemory()
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    from urllib.parse import quote
+
+    try:  # quoted: a # or ? in the path would end the file name there, and open another file
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
     try:
