@@ -290,6 +290,27 @@ def _mbox(path, files):
     return path
 
 
+def _mounts_private_folders() -> bool:
+    return os.geteuid() == 0 and subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _mounts_private_folders(), reason="needs root and unshare to mount a read-only folder")
+def test_a_store_that_cannot_be_written_beside_still_gives_the_filter_its_sender_memory(tmp_path):
+    """A store on a read-only file system (or in a folder the mail server's user may not
+    write, where SQLite cannot make the -shm file that reading a WAL database asks for):
+    filter and classify honour its blocked senders, where every message failed to classify."""
+    folder, mail = tmp_path / "ro", write(tmp_path / "m.eml", message("hello", OTHER_TEXT, "x@spamvendor.example"))
+    folder.mkdir()
+    env = _env(tmp_path, PARTNERCHECK_STORE=str(folder / "learned.sqlite3"))
+    cli_run = f"{sys.executable} -m partnercheck"
+    script = (f"mount -t tmpfs tmpfs {folder} && {cli_run} senders block spamvendor.example && "
+              f"mount -o remount,ro {folder} && {cli_run} classify {mail} && {cli_run} filter < {mail}")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, capture_output=True, text=True)
+    assert "Read-only file system" not in result.stderr and "cannot read" not in result.stderr, result.stderr
+    assert "\tpitch\t" in result.stdout and "learned: sender spamvendor.example" in result.stdout, result.stdout
+    assert "X-Partnercheck: pitch" in result.stdout, result.stdout
+
+
 def test_kill_9_during_learn_keeps_the_store_whole(tmp_path):
     files = sorted(DATA.glob("*/*.eml"))
     mbox = _mbox(tmp_path / "all.mbox", files)
