@@ -373,6 +373,30 @@ def test_train_and_evaluate_skip_label_rows_still_marked_unsure(runner, tmp_path
     assert "skipped 3 message(s) still marked unsure" in trained.output and "messages: 33" in trained.output
 
 
+def test_train_refuses_a_message_whose_copies_were_given_different_labels(runner, tmp_path):
+    """A message in two labelled mailboxes, its verdict corrected in one row only: train
+    kept the first copy's label and dropped the correction as a duplicate. It says where."""
+    mbox = write(tmp_path / "inbox.mbox", b"".join(
+        b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
+        for label in ("partnership", "pitch", "other") for p in sorted((DATA / label).glob("*.eml"))[:12]))
+    archive = write(tmp_path / "archive.mbox", mbox.read_bytes())
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), str(archive), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["verdict"] = ("partnership", "pitch", "other")[i % 36 // 12]
+    rows[-1]["verdict"] = "pitch"  # archive.mbox:36, an other, corrected there alone
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(cli, ["train", str(labels), "-o", str(tmp_path / "m.model")])
+    assert result.exit_code == 1 and not (tmp_path / "m.model").exists()
+    assert (f"1 message(s) come twice with different labels, e.g. {mbox}:36 (other) and {archive}:36 (pitch)"
+            in result.output), result.output
+
+
 @pytest.fixture
 def pipe_of():
     """``pipe_of(data)``: a pipe's read end named /dev/fd/N, as bash's ``<(cat file)`` names
