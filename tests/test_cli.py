@@ -150,6 +150,29 @@ def test_a_compressed_mailbox_is_one_clear_error(runner, tmp_path, name, packer,
         assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0]
 
 
+@pytest.mark.parametrize("name, parts", [
+    ("labels.xlsx", {"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}),
+    ("labels.ods", {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"}),
+    ("labels-corrected", {"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}),
+])
+def test_a_label_file_saved_as_a_spreadsheet_workbook_is_one_line_saying_to_save_it_as_csv(runner, tmp_path, name,
+                                                                                              parts):
+    """labels.csv corrected in Excel or LibreOffice and saved in its own format: not 'a zip
+    archive; unpack it', which gives no mail, but what to save instead."""
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for part, text in parts.items():
+            archive.writestr(part, text)
+    for command in (["learn", "--no-retrain", str(path)], ["train", str(path), "-o", str(tmp_path / "m.model")],
+                    ["evaluate", str(path)]):
+        result = runner.invoke(cli, command)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"{path}: a spreadsheet workbook" in lines[0] and "save it from the spreadsheet as CSV" in lines[0]
+
+
 def _zipped(data: bytes) -> bytes:
     import zipfile
 
