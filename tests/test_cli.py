@@ -420,6 +420,26 @@ def test_train_refuses_a_message_whose_copies_were_given_different_labels(runner
             in result.output), result.output
 
 
+@pytest.mark.parametrize("deleted", ["key", "source"])
+def test_a_label_file_whose_source_or_key_column_was_deleted_says_so(runner, tmp_path, deleted):
+    """A column taken out in a spreadsheet: not 'no body column; name it with --body-column',
+    which sends the user looking for an option that cannot help."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[name for name in rows[0] if name != deleted], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    for command in (["learn", "--no-retrain", str(labels)], ["train", str(labels), "-o", str(tmp_path / "m.model")]):
+        result = runner.invoke(cli, command)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"{labels}: a label file without its {deleted} column; its rows find their messages" in lines[0]
+
+
 @pytest.fixture
 def pipe_of():
     """``pipe_of(data)``: a pipe's read end named /dev/fd/N, as bash's ``<(cat file)`` names

@@ -572,6 +572,10 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
                 rows = ((number, row_from_spreadsheet_safe(row)) for number, row in rows)
             yield from _refetch(rows, label_col, source, Columns(columns.body, columns.subject, columns.sender))
             return
+        lost = {"source", "key"} - set(header)
+        if "verdict" in header and len(lost) == 1:  # a label file with a column deleted in a spreadsheet
+            raise SourceError(f"{source}: a label file without its {lost.pop()} column; its rows find their "
+                              "messages by source and key: put the column back, or label the mail again")
         raise SourceError(
             f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "
             "name it with --body-column"
