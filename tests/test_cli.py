@@ -150,6 +150,29 @@ def test_a_compressed_mailbox_is_one_clear_error(runner, tmp_path, name, packer,
         assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0]
 
 
+@pytest.mark.parametrize("name, parts", [
+    ("labels.xlsx", {"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}),
+    ("labels.ods", {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"}),
+    ("labels-corrected", {"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}),
+])
+def test_a_label_file_saved_as_a_spreadsheet_workbook_is_one_line_saying_to_save_it_as_csv(runner, tmp_path, name,
+                                                                                              parts):
+    """labels.csv corrected in Excel or LibreOffice and saved in its own format: not 'a zip
+    archive; unpack it', which gives no mail, but what to save instead."""
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for part, text in parts.items():
+            archive.writestr(part, text)
+    for command in (["learn", "--no-retrain", str(path)], ["train", str(path), "-o", str(tmp_path / "m.model")],
+                    ["evaluate", str(path)]):
+        result = runner.invoke(cli, command)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"{path}: a spreadsheet workbook" in lines[0] and "save it from the spreadsheet as CSV" in lines[0]
+
+
 def _zipped(data: bytes) -> bytes:
     import zipfile
 
@@ -373,6 +396,50 @@ def test_train_and_evaluate_skip_label_rows_still_marked_unsure(runner, tmp_path
     assert "skipped 3 message(s) still marked unsure" in trained.output and "messages: 33" in trained.output
 
 
+def test_train_refuses_a_message_whose_copies_were_given_different_labels(runner, tmp_path):
+    """A message in two labelled mailboxes, its verdict corrected in one row only: train
+    kept the first copy's label and dropped the correction as a duplicate. It says where."""
+    mbox = write(tmp_path / "inbox.mbox", b"".join(
+        b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
+        for label in ("partnership", "pitch", "other") for p in sorted((DATA / label).glob("*.eml"))[:12]))
+    archive = write(tmp_path / "archive.mbox", mbox.read_bytes())
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), str(archive), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["verdict"] = ("partnership", "pitch", "other")[i % 36 // 12]
+    rows[-1]["verdict"] = "pitch"  # archive.mbox:36, an other, corrected there alone
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(cli, ["train", str(labels), "-o", str(tmp_path / "m.model")])
+    assert result.exit_code == 1 and not (tmp_path / "m.model").exists()
+    assert (f"1 message(s) come twice with different labels, e.g. {mbox}:36 (other) and {archive}:36 (pitch)"
+            in result.output), result.output
+
+
+@pytest.mark.parametrize("deleted", ["key", "source"])
+def test_a_label_file_whose_source_or_key_column_was_deleted_says_so(runner, tmp_path, deleted):
+    """A column taken out in a spreadsheet: not 'no body column; name it with --body-column',
+    which sends the user looking for an option that cannot help."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[name for name in rows[0] if name != deleted], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    for command in (["learn", "--no-retrain", str(labels)], ["train", str(labels), "-o", str(tmp_path / "m.model")]):
+        result = runner.invoke(cli, command)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"{labels}: a label file without its {deleted} column; its rows find their messages" in lines[0]
+
+
 @pytest.fixture
 def pipe_of():
     """``pipe_of(data)``: a pipe's read end named /dev/fd/N, as bash's ``<(cat file)`` names
@@ -529,6 +596,26 @@ def test_relative_paths_in_the_config_file_are_beside_it_whatever_the_folder(tmp
     result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
     assert result.exit_code == 0, result.output
     assert (folder / "learned.sqlite3").exists() and not (tmp_path / "learned.sqlite3").exists()
+
+
+def test_environment_variables_in_the_config_files_paths_are_expanded(tmp_path, monkeypatch):
+    """`store = "$HOME/mail/learned.sqlite3"` is that file in the home folder, not a folder
+    named `$HOME` beside the config file; a variable that is not set is one line."""
+    folder = tmp_path / "conf"
+    config = write(folder / "config.toml", "store = '$MAILDATA/learned.sqlite3'\nmodel = '${MAILDATA}/my.model'\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    monkeypatch.setenv("MAILDATA", str(tmp_path / "mail"))
+    from partnercheck.settings import model_path, store_path
+
+    assert store_path() == str(tmp_path / "mail" / "learned.sqlite3") and model_path() == str(tmp_path / "mail" / "my.model")
+    config.write_text("store = '$MAILDATA/learned.sqlite3'\n")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mail" / "learned.sqlite3").exists() and sorted(os.listdir(folder)) == ["config.toml"]
+    monkeypatch.delenv("MAILDATA")
+    result = CliRunner().invoke(cli, ["learn", "--as", "other", "--no-retrain", "-"], input=message("a", OTHER_TEXT))
+    assert result.exit_code == 1 and "store names the environment variable $MAILDATA, which is not set" in result.output
+    assert sorted(os.listdir(folder)) == ["config.toml"]
 
 
 def test_an_imap_accounts_relative_files_are_beside_the_config_file(tmp_path, monkeypatch):

@@ -290,6 +290,27 @@ def _mbox(path, files):
     return path
 
 
+def _mounts_private_folders() -> bool:
+    return os.geteuid() == 0 and subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _mounts_private_folders(), reason="needs root and unshare to mount a read-only folder")
+def test_a_store_that_cannot_be_written_beside_still_gives_the_filter_its_sender_memory(tmp_path):
+    """A store on a read-only file system (or in a folder the mail server's user may not
+    write, where SQLite cannot make the -shm file that reading a WAL database asks for):
+    filter and classify honour its blocked senders, where every message failed to classify."""
+    folder, mail = tmp_path / "ro", write(tmp_path / "m.eml", message("hello", OTHER_TEXT, "x@spamvendor.example"))
+    folder.mkdir()
+    env = _env(tmp_path, PARTNERCHECK_STORE=str(folder / "learned.sqlite3"))
+    cli_run = f"{sys.executable} -m partnercheck"
+    script = (f"mount -t tmpfs tmpfs {folder} && {cli_run} senders block spamvendor.example && "
+              f"mount -o remount,ro {folder} && {cli_run} classify {mail} && {cli_run} filter < {mail}")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, capture_output=True, text=True)
+    assert "Read-only file system" not in result.stderr and "cannot read" not in result.stderr, result.stderr
+    assert "\tpitch\t" in result.stdout and "learned: sender spamvendor.example" in result.stdout, result.stdout
+    assert "X-Partnercheck: pitch" in result.stdout, result.stdout
+
+
 def test_kill_9_during_learn_keeps_the_store_whole(tmp_path):
     files = sorted(DATA.glob("*/*.eml"))
     mbox = _mbox(tmp_path / "all.mbox", files)
@@ -495,6 +516,31 @@ def test_senders_refuses_entries_no_sender_would_match_and_adds_none_of_them(tmp
     assert {e.pattern for e in read_memory().entries.values()} == {"ana@partner.example", "münchen.example"}
 
 
+def test_an_international_domain_matches_in_either_of_its_forms(tmp_path, monkeypatch):
+    """Mail names an international domain in its ASCII form (info@xn--bcher-kva.example):
+    `senders block bücher.example`, `allow = ["BÜCHER.example"]` and what is learned from
+    that mail all count for it, and the entry is removed as the listing shows it."""
+    puny, own = "Info <info@xn--bcher-kva.example>", "Info <info@bücher.example>"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["senders", "block", "bücher.example"]).exit_code == 0
+    for sender in (puny, own):
+        assert load_policy().sender_list(record("hi", OTHER_TEXT, sender=sender)) == "block", sender
+    assert runner.invoke(cli, ["senders", "remove", "bücher.example"]).exit_code == 0
+    assert runner.invoke(cli, ["senders", "allow", "XN--BCHER-KVA.example"]).exit_code == 0
+    assert load_policy().sender_list(record("hi", PITCH_TEXT, sender=own)) == "allow"
+    assert runner.invoke(cli, ["senders", "remove", "xn--bcher-kva.example"]).exit_code == 0 and not read_memory()
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "config.toml", "allow = ['BÜCHER.example']\n")))
+    assert load_policy().sender_list(record("hi", PITCH_TEXT, sender=puny)) == "allow"
+    monkeypatch.delenv("PARTNERCHECK_CONFIG")
+    with Store.open(store_path()) as store:
+        assert store.learn(_pitches(sender=puny), "pitch").senders == ["info@bücher.example on the block list"]
+    listed = runner.invoke(cli, ["senders"]).stdout
+    assert "info@bücher.example,block,learned" in listed
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender=own)) == "block"
+    assert runner.invoke(cli, ["senders", "remove", "info@bücher.example"]).stderr == "removed 1 of 1\n"
+    assert not read_memory()
+
+
 def test_an_entry_by_hand_that_ran_out_lets_learning_take_over(tmp_path):
     """`senders allow tom@... --expires 30`: once the 30 days are over, Tom's pitches learned
     in two threads block him, as they would have without the entry."""
@@ -519,6 +565,16 @@ def test_removing_a_learned_entry_by_hand_starts_learning_over(tmp_path):
         assert not store.memory()  # one pitch since the removal: not yet a block
         store.learn([record("and more", PITCH_TEXT + "\nfourth", sender="tom@vendor.example")], "pitch")
         assert store.memory().lookup("tom@vendor.example").kind == "block"
+
+
+def test_a_store_whose_folder_holds_a_hash_or_question_mark_is_the_one_read(tmp_path, monkeypatch):
+    """`~/mail#work/learned.sqlite3`: the filter honours its sender memory, where it read an
+    empty file it made at `~/mail` instead, and every blocked sender got through."""
+    folder = tmp_path / "mail#work?old"
+    monkeypatch.setenv("PARTNERCHECK_STORE", str(folder / "learned.sqlite3"))
+    assert CliRunner().invoke(cli, ["senders", "block", "spamvendor.example"]).exit_code == 0
+    assert load_policy().sender_list(record("hi", OTHER_TEXT, sender="x@spamvendor.example")) == "block"
+    assert sorted(os.listdir(tmp_path)) == ["mail#work?old"]
 
 
 def test_no_store_means_no_memory_and_nothing_created():

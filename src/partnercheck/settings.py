@@ -16,13 +16,15 @@ Every key is optional::
     min_confidence = 0.6
     partnership_guard = 0.2
 
-A list entry with an ``@`` is one address; without, a domain and all its sub-domains. A
-relative path is taken from the config file's folder.
+A list entry with an ``@`` is one address; without, a domain and all its sub-domains. In a
+path, ``~`` and environment variables (``$HOME``) are expanded, and a relative path is taken
+from the config file's folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import PartnercheckError
 
@@ -82,13 +84,28 @@ def _checked(config: dict, path: str) -> dict:
         if key in config and not isinstance(config[key], str):
             raise ConfigError(f'{path}: {key} must be a path in quotes, like {key} = "~/..."')
         if config.get(key):  # a relative path is the config file's neighbour, from whatever folder a command runs
-            config[key] = os.path.join(folder, os.path.expanduser(config[key]))
+            config[key] = _config_path(config[key], folder, key, path)
     accounts = config.get("imap")
     for account in accounts.values() if isinstance(accounts, dict) else ():
         for key in _IMAP_PATH_KEYS:  # the same for an account's files (imap checks their kinds)
             if isinstance(account, dict) and isinstance(account.get(key), str) and account[key]:
-                account[key] = os.path.join(folder, os.path.expanduser(account[key]))
+                account[key] = _config_path(account[key], folder, key, path)
     return config
+
+
+#: A variable as a path names one: $NAME or ${NAME}.
+_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
+
+
+def _config_path(value: str, folder: str, key: str, path: str) -> str:
+    """A path of the config file as a file name: ``~`` and environment variables (``$HOME``,
+    ``${XDG_DATA_HOME}``) expanded, relative to the config file's folder. A variable that is
+    not set is an error: left as it is, it made a folder named ``$HOME`` beside the config file."""
+    expanded = os.path.expandvars(value)
+    unset = _VARIABLE.search(expanded)
+    if unset:
+        raise ConfigError(f"{path}: {key} names the environment variable {unset.group(0)}, which is not set")
+    return os.path.join(folder, os.path.expanduser(expanded))
 
 
 def default_model_path() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 
-from ..learning.memory import BLOCK, SenderMemory, reason
+from ..learning.memory import BLOCK, SenderMemory, canonical, reason
 from ..reading.mail import EmailRecord
 from ..reading.normalize import normalize
 from ..settings import ConfigError, config_path, read_config
@@ -39,7 +39,7 @@ class Policy:
 
     def sender_list(self, record: EmailRecord) -> str | None:
         """``"block"``, ``"allow"`` or ``None`` for the record's sender."""
-        address = record.from_addr.lower()
+        address = canonical(record.from_addr)
         if not address:
             return None
         if _listed(address, self.block):
@@ -53,7 +53,7 @@ class Policy:
                       decided_by: str | None) -> str | None:
         """What decided a verdict, saying so when the sender memory did: a learned block
         made it pitch, or a learned allow kept the model's top label, pitch, from it."""
-        address = record.from_addr.lower()
+        address = canonical(record.from_addr)
         if not self.memory or not address or _listed(address, self.block) or _listed(address, self.allow):
             return decided_by
         entry = self.memory.lookup(address)

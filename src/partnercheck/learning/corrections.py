@@ -480,17 +480,31 @@ def read_memory(path: str | None = None, config: dict | None = None) -> memory.S
     if not os.path.exists(path):
         return memory.SenderMemory()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
-    try:
-        return memory.load(db)
+        return _read_memory(path, "mode=ro")
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return memory.SenderMemory()
+        if "unable to open" in str(exc) and os.access(path, os.R_OK):
+            # A store this user may read but not write beside (a filter run as the mail
+            # server's user, a read-only file system): reading a WAL database asks to make
+            # its -shm file there. None there means no learn at work on it (one would have
+            # made it), so the file is read as it is.
+            try:
+                return _read_memory(path, "immutable=1")
+            except sqlite3.DatabaseError as again:
+                exc = again
         raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
+
+
+def _read_memory(path: str, mode: str) -> memory.SenderMemory:
+    from urllib.parse import quote
+
+    # quoted: a # or ? in the path would end the file name there, and open another file
+    db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?{mode}", uri=True, timeout=10)
+    try:
+        return memory.load(db)
     finally:
         db.close()
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 ALLOW, BLOCK = "allow", "block"
@@ -71,7 +72,27 @@ def sender_pattern(value: str) -> str | None:
     domain = value.rpartition("@")[2]
     if not _PATTERN.fullmatch(value) or domain.startswith(".") or domain.endswith(".") or ".." in domain:
         return None
-    return value
+    return canonical(value)
+
+
+def canonical(address: str) -> str:
+    """An address or a domain as entries are kept and compared: lower-cased, with the labels
+    of an international domain in their own letters. Mail names such a domain in its ASCII
+    form (``info@xn--bcher-kva.example``), a user as it is written (``bücher.example``): both
+    are ``bücher.example`` here, so that either matches the other."""
+    address = address.lower()
+    if address.isascii() and "xn--" not in address:
+        return address
+    local, at, domain = address.rpartition("@")
+    labels = []
+    for label in unicodedata.normalize("NFC", domain).split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode").lower()
+            except UnicodeError:
+                pass  # not an encoded label after all: compared as it is
+        labels.append(label)
+    return local + at + unicodedata.normalize("NFC", ".".join(labels))
 
 
 @dataclass(frozen=True)
@@ -107,7 +128,7 @@ class SenderMemory:
         """The entry for an address: the address itself first, then its domain and parents."""
         if not self.entries or not address:
             return None
-        address = address.lower()
+        address = canonical(address)
         candidates = [address]
         parts = address.rpartition("@")[2].split(".")
         candidates += [".".join(parts[i:]) for i in range(len(parts))]
@@ -147,19 +168,24 @@ def read_entries(db: sqlite3.Connection) -> list[Entry]:
 
 def load(db: sqlite3.Connection) -> SenderMemory:
     now = time.time()
-    return SenderMemory({e.pattern: e for e in read_entries(db) if e.active(now)})
+    entries: dict[str, Entry] = {}
+    for entry in read_entries(db):  # keyed as lookups ask (a store may hold an entry from before)
+        key = canonical(entry.pattern)
+        if entry.active(now) and (key not in entries or entries[key].origin != MANUAL):
+            entries[key] = entry
+    return SenderMemory(entries)
 
 
 def set_entry(db: sqlite3.Connection, pattern: str, kind: str, expires: float | None = None, note: str = "") -> None:
     """Add or replace an entry by hand (inside the caller's transaction)."""
     db.execute("INSERT OR REPLACE INTO senders(pattern, kind, origin, added, expires, note) VALUES (?,?,?,?,?,?)",
-               (pattern.lower(), kind, MANUAL, time.time(), expires, note))
+               (canonical(pattern), kind, MANUAL, time.time(), expires, note))
 
 
 def remove_entry(db: sqlite3.Connection, pattern: str) -> bool:
     """Remove an entry by hand; learning for that sender starts over from now."""
-    pattern = pattern.lower()
-    gone = db.execute("DELETE FROM senders WHERE pattern = ?", (pattern,)).rowcount
+    given, pattern = pattern.lower(), canonical(pattern)
+    gone = db.execute("DELETE FROM senders WHERE pattern IN (?, ?)", (given, pattern)).rowcount
     db.execute("INSERT OR REPLACE INTO sender_resets(pattern, at) VALUES (?, ?)", (pattern, time.time()))
     return bool(gone)
 
@@ -170,12 +196,17 @@ def relearn(db: sqlite3.Connection, address: str) -> str | None:
     address = address.lower()
     if not address or "@" not in address:
         return None
-    old = db.execute("SELECT kind, origin, expires FROM senders WHERE pattern = ?", (address,)).fetchone()
+    pattern = canonical(address)  # the entry's name; the corrections keep the address as the mail gave it
+    if pattern != address:  # an entry a store from before keeps under the mail's form
+        db.execute("UPDATE OR IGNORE senders SET pattern = ? WHERE pattern = ?", (pattern, address))
+        db.execute("DELETE FROM senders WHERE pattern = ? AND origin = ?", (address, LEARNED))
+    old = db.execute("SELECT kind, origin, expires FROM senders WHERE pattern = ?", (pattern,)).fetchone()
     if old is not None and old[1] == MANUAL:
         if old[2] is None or old[2] > time.time():
             return None
         old = None  # an entry by hand that has run out: learning takes over again (it stays listed until then)
-    reset = db.execute("SELECT at FROM sender_resets WHERE pattern = ?", (address,)).fetchone()
+    reset = db.execute("SELECT at FROM sender_resets WHERE pattern IN (?, ?) ORDER BY at DESC",
+                       (address, pattern)).fetchone()
     since = reset[0] if reset else 0.0
     names = db.execute("SELECT count(DISTINCT sender_name) FROM corrections WHERE sender = ? AND sender_name != ''",
                        (address,)).fetchone()[0]
@@ -196,10 +227,10 @@ def relearn(db: sqlite3.Connection, address: str) -> str | None:
     if new == (tuple(old) if old else None):
         return None
     if state is None:
-        db.execute("DELETE FROM senders WHERE pattern = ?", (address,))
-        return f"{address} off the {old[0]} list"
+        db.execute("DELETE FROM senders WHERE pattern = ?", (pattern,))
+        return f"{pattern} off the {old[0]} list"
     db.execute("INSERT OR REPLACE INTO senders(pattern, kind, origin, added, expires, note) VALUES (?,?,?,?,?,?)",
-               (address, state[0], LEARNED, time.time(), state[1], ""))
+               (pattern, state[0], LEARNED, time.time(), state[1], ""))
     if old is not None and old[0] == state[0]:
         return None  # a block extended: not worth a line
-    return f"{address} on the {state[0]} list"
+    return f"{pattern} on the {state[0]} list"

@@ -71,7 +71,8 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
     keys, labels, docs, signatures = [], [], [], []
     unknown: dict[str, list[str]] = {}
     empty: list[str] = []
-    seen: set[bytes] = set()
+    seen: dict[bytes, tuple[str, str]] = {}  # the label and place of each message's first copy
+    conflicts: list[str] = []
     duplicates = undecided = 0
     for record in records:
         where = f"{record.source}:{record.key}" if record.source else record.key
@@ -88,9 +89,12 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         if digest in seen:
             duplicates += 1
+            first_label, first_where = seen[digest]
+            if first_label != record.label:  # one copy corrected, the other not: which is meant?
+                conflicts.append(f"{first_where} ({first_label}) and {where} ({record.label})")
             continue
-        seen.add(digest)
-        if unknown or empty:
+        seen[digest] = (record.label, where)
+        if unknown or empty or conflicts:
             continue  # training will be refused: extracting the rest would only delay saying why
         keys.append(key(record))
         labels.append(record.label)
@@ -107,6 +111,9 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
         raise TrainingError(f"unknown labels: {details}. Labels must be one of {', '.join(LABELS)}")
     if empty:
         raise TrainingError(f"{len(empty)} message(s) have no text, e.g. {', '.join(empty[:3])}; remove them")
+    if conflicts:
+        raise TrainingError(f"{len(conflicts)} message(s) come twice with different labels, e.g. "
+                            f"{'; '.join(conflicts[:3])}; give both copies the label you mean")
     counts = Counter(labels)
     short = [f"{label} has {counts.get(label, 0)}" for label in LABELS if counts.get(label, 0) < MIN_PER_LABEL]
     if short:

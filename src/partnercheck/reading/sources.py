@@ -364,8 +364,25 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
         head = handle.read(_MBOX_LEAD)
     if head[:2] in _UTF16_BOMS:  # mail never opens so
         return _stream_format(head.partition(b"\n")[0], columns or Columns())
+    _refuse_workbook(path, head)
     _refuse_compressed(path, head)
     return "mbox" if _opens_mbox(head) else "eml"
+
+
+#: What a spreadsheet program's own files open with or hold near their start: an Excel
+#: workbook's part list, an OpenDocument spreadsheet's media type, the legacy Excel file.
+_WORKBOOK_MARKS = (b"[Content_Types].xml", b"application/vnd.oasis.opendocument.spreadsheet")
+_WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
+def _refuse_workbook(path: str, head: bytes) -> None:
+    """Stop with one line on a label file saved in a spreadsheet program's own format (a
+    corrected labels.csv saved as labels.xlsx or .ods), which would be called a zip archive
+    to unpack, or read as one message of binary data."""
+    if Path(path).suffix.lower() in _WORKBOOK_SUFFIXES or (
+            head.startswith(b"PK\x03\x04") and any(mark in head for mark in _WORKBOOK_MARKS)):
+        raise SourceError(f"{path}: a spreadsheet workbook, not a table partnercheck reads; save it from "
+                          "the spreadsheet as CSV (or Unicode Text) and give that file")
 
 
 #: How compressed files and archives open (mail never does so), what they are, and the
@@ -555,6 +572,10 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
                 rows = ((number, row_from_spreadsheet_safe(row)) for number, row in rows)
             yield from _refetch(rows, label_col, source, Columns(columns.body, columns.subject, columns.sender))
             return
+        lost = {"source", "key"} - set(header)
+        if "verdict" in header and len(lost) == 1:  # a label file with a column deleted in a spreadsheet
+            raise SourceError(f"{source}: a label file without its {lost.pop()} column; its rows find their "
+                              "messages by source and key: put the column back, or label the mail again")
         raise SourceError(
             f"{source}: no body column (looked for {', '.join(BODY_COLUMNS)}); "
             "name it with --body-column"
