@@ -485,3 +485,44 @@ def test_a_message_over_the_limit_is_passed_through_without_being_held_whole(sma
     assert proc.returncode == 0 and out == raw, err.decode()
     assert err.decode() == (f"partnercheck filter: message over the {filtering.MAX_MESSAGE_BYTES}-byte limit; "
                             "message passed through unchanged\n")
+
+
+def _filter_from_a_non_blocking_pipe(env, parts, pause):
+    """Run the filter on a pipe set non-blocking (as a parent may leave it: the flag is the
+    pipe's, not one process's), writing ``parts`` with a pause between them."""
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter", "--exit-zero"], stdin=read_end,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    os.close(read_end)
+
+    def write():
+        with open(write_end, "wb") as pipe:
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(pause)
+                pipe.write(part)
+                pipe.flush()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    out, err = proc.communicate(timeout=120)
+    writer.join()
+    return proc.returncode, out, err.decode()
+
+
+def test_a_message_on_a_non_blocking_pipe_is_read_to_its_end(small_model_path, tmp_path):
+    """Read as it arrives, the message was taken to end where the pipe ran dry: it came out
+    cut off, with exit 0 (or an internal error when nothing had come yet)."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    raw = message("quick question", PITCH_TEXT)
+    whole = _run(["filter", "--exit-zero"], env, raw)
+    for parts in ([raw[:120], raw[120:]], [b"", raw]):
+        code, out, err = _filter_from_a_non_blocking_pipe(env, parts, pause=1.0)
+        assert (code, out, err) == (0, whole.stdout, "")
+    big = message("big", "attached\n") + b"x" * (filtering.MAX_MESSAGE_BYTES + 100) + b"\n"
+    cut = filtering.MAX_MESSAGE_BYTES + 10
+    code, out, err = _filter_from_a_non_blocking_pipe(env, [big[:cut], big[cut:]], pause=1.0)
+    assert code == 0 and out == big and "limit" in err
