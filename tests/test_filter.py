@@ -526,3 +526,41 @@ def test_a_message_on_a_non_blocking_pipe_is_read_to_its_end(small_model_path, t
     cut = filtering.MAX_MESSAGE_BYTES + 10
     code, out, err = _filter_from_a_non_blocking_pipe(env, [big[:cut], big[cut:]], pause=1.0)
     assert code == 0 and out == big and "limit" in err
+
+
+def test_a_sighup_while_the_server_loads_is_a_reload_not_its_end(small_model_path, tmp_path):
+    """SIGHUP asks a running server to reload; one that came while it was still loading (a
+    reload right after a start, a closed terminal) ended it without a word. The config file
+    is a FIFO here, so that the server is caught reading it, half way through loading."""
+    import errno
+
+    sock, config = str(tmp_path / "pc.sock"), str(tmp_path / "config.toml")
+    os.mkfifo(config)
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
+           "PARTNERCHECK_CONFIG": config, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen([sys.executable, "-m", "partnercheck", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # opening the FIFO's other end succeeds once the server is reading it
+            try:
+                writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO and time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.02)
+        server.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        os.unlink(config)
+        open(config, "w").close()  # an empty config file from now on
+        os.close(writer)  # the end of the one being read
+        for _ in range(600):
+            if os.path.exists(sock) or server.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert server.poll() is None and os.path.exists(sock), server.returncode
+        assert _run(["filter"], env, message("quick question", PITCH_TEXT)).returncode == 11
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert b"Traceback" not in server.stderr.read()
