@@ -564,3 +564,16 @@ def test_a_sighup_while_the_server_loads_is_a_reload_not_its_end(small_model_pat
         server.terminate()
         server.wait(timeout=10)
     assert b"Traceback" not in server.stderr.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_a_message_that_cannot_be_written_out_is_not_said_to_be_passed_through(tmp_path):
+    """A message left unlabelled (no model; over the size limit) whose writing out then fails
+    (a full disk) got two lines, the first saying it was passed through unchanged."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": str(tmp_path / "none.model"), "XDG_RUNTIME_DIR": str(tmp_path)}
+    big = message("big", "attached\n") + b"x" * (filtering.MAX_MESSAGE_BYTES + 100) + b"\n"
+    for raw in (message("quick question", PITCH_TEXT), big):
+        done = subprocess.run(f"'{sys.executable}' -m partnercheck filter --exit-zero >/dev/full", shell=True,
+                              input=raw, capture_output=True, env=env, timeout=120)
+        assert done.returncode == 1
+        assert done.stderr.decode() == "partnercheck filter: cannot write the message out (No space left on device)\n"

@@ -50,8 +50,6 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         rest = _rest_of_stdin(read_input)
     else:
         (output, code, error), rest = filter_message(raw, use_server, model_option, rules_file), iter(())
-    if error:
-        sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
         _write_all(sys.stdout.buffer, output)
         for chunk in rest:
@@ -67,6 +65,8 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
             or exc.__class__.__name__
         sys.stderr.write(f"partnercheck filter: cannot write the message out ({why})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
+    if error:  # said once it is true: a message that could not be written out was not passed through
+        sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     return 0 if exit_zero else code
 
 
