@@ -485,3 +485,95 @@ def test_a_message_over_the_limit_is_passed_through_without_being_held_whole(sma
     assert proc.returncode == 0 and out == raw, err.decode()
     assert err.decode() == (f"partnercheck filter: message over the {filtering.MAX_MESSAGE_BYTES}-byte limit; "
                             "message passed through unchanged\n")
+
+
+def _filter_from_a_non_blocking_pipe(env, parts, pause):
+    """Run the filter on a pipe set non-blocking (as a parent may leave it: the flag is the
+    pipe's, not one process's), writing ``parts`` with a pause between them."""
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter", "--exit-zero"], stdin=read_end,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    os.close(read_end)
+
+    def write():
+        with open(write_end, "wb") as pipe:
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(pause)
+                pipe.write(part)
+                pipe.flush()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    out, err = proc.communicate(timeout=120)
+    writer.join()
+    return proc.returncode, out, err.decode()
+
+
+def test_a_message_on_a_non_blocking_pipe_is_read_to_its_end(small_model_path, tmp_path):
+    """Read as it arrives, the message was taken to end where the pipe ran dry: it came out
+    cut off, with exit 0 (or an internal error when nothing had come yet)."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    raw = message("quick question", PITCH_TEXT)
+    whole = _run(["filter", "--exit-zero"], env, raw)
+    for parts in ([raw[:120], raw[120:]], [b"", raw]):
+        code, out, err = _filter_from_a_non_blocking_pipe(env, parts, pause=1.0)
+        assert (code, out, err) == (0, whole.stdout, "")
+    big = message("big", "attached\n") + b"x" * (filtering.MAX_MESSAGE_BYTES + 100) + b"\n"
+    cut = filtering.MAX_MESSAGE_BYTES + 10
+    code, out, err = _filter_from_a_non_blocking_pipe(env, [big[:cut], big[cut:]], pause=1.0)
+    assert code == 0 and out == big and "limit" in err
+
+
+def test_a_sighup_while_the_server_loads_is_a_reload_not_its_end(small_model_path, tmp_path):
+    """SIGHUP asks a running server to reload; one that came while it was still loading (a
+    reload right after a start, a closed terminal) ended it without a word. The config file
+    is a FIFO here, so that the server is caught reading it, half way through loading."""
+    import errno
+
+    sock, config = str(tmp_path / "pc.sock"), str(tmp_path / "config.toml")
+    os.mkfifo(config)
+    env = {**os.environ, "PARTNERCHECK_SOCKET": sock, "PARTNERCHECK_MODEL": small_model_path,
+           "PARTNERCHECK_CONFIG": config, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen([sys.executable, "-m", "partnercheck", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # opening the FIFO's other end succeeds once the server is reading it
+            try:
+                writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO and time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.02)
+        server.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        os.unlink(config)
+        open(config, "w").close()  # an empty config file from now on
+        os.close(writer)  # the end of the one being read
+        for _ in range(600):
+            if os.path.exists(sock) or server.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert server.poll() is None and os.path.exists(sock), server.returncode
+        assert _run(["filter"], env, message("quick question", PITCH_TEXT)).returncode == 11
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert b"Traceback" not in server.stderr.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_a_message_that_cannot_be_written_out_is_not_said_to_be_passed_through(tmp_path):
+    """A message left unlabelled (no model; over the size limit) whose writing out then fails
+    (a full disk) got two lines, the first saying it was passed through unchanged."""
+    env = {**os.environ, "PARTNERCHECK_MODEL": str(tmp_path / "none.model"), "XDG_RUNTIME_DIR": str(tmp_path)}
+    big = message("big", "attached\n") + b"x" * (filtering.MAX_MESSAGE_BYTES + 100) + b"\n"
+    for raw in (message("quick question", PITCH_TEXT), big):
+        done = subprocess.run(f"'{sys.executable}' -m partnercheck filter --exit-zero >/dev/full", shell=True,
+                              input=raw, capture_output=True, env=env, timeout=120)
+        assert done.returncode == 1
+        assert done.stderr.decode() == "partnercheck filter: cannot write the message out (No space left on device)\n"

@@ -468,15 +468,20 @@ class _Lines:
         return line
 
 
-def test_watch_labels_new_mail_until_interrupted(server, env):
+def _watcher(server: Dovecot, env: Path, poll: str) -> subprocess.Popen:
+    """The installed command watching the server's INBOX, moving pitches to Pitch."""
     command = Path(sys.executable).parent / "partnercheck"
     if not command.exists():
         pytest.skip("the partnercheck command is not installed")
     environment = {**os.environ, "PC_TEST_IMAP_PASSWORD": PASSWORD, "PARTNERCHECK_STATE_DIR": str(env / "state")}
-    watcher = subprocess.Popen(
+    return subprocess.Popen(
         [str(command), "imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
-         "--password-env", "PC_TEST_IMAP_PASSWORD", "--move-to", "Pitch", "--watch", "--poll", "60"],
+         "--password-env", "PC_TEST_IMAP_PASSWORD", "--move-to", "Pitch", "--watch", "--poll", poll],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_watch_labels_new_mail_until_interrupted(server, env):
+    watcher = _watcher(server, env, "60")
     output = _Lines(watcher)
     try:
         first = output.next(120)  # the first pass over an empty INBOX
@@ -510,6 +515,30 @@ def test_watch_labels_new_mail_until_interrupted(server, env):
             watcher.wait()
             raise
     assert watcher.returncode == 130 and b"interrupted" in output.next(30)
+
+
+def test_a_watch_whose_server_restarts_reconnects_and_labels_the_next_mail(server, env):
+    """IMAPClient reads a connection the server closed during IDLE as no responses, at once
+    and again: the watch spun on it, a core busy, and labelled nothing until its poll ended."""
+    watcher = _watcher(server, env, "3600")
+    output = _Lines(watcher)
+    try:
+        assert b"watching" in output.next(120)
+        server.restart()
+        server.append([message("quick question", PITCH_TEXT)])
+        lines = [output.next(120)]
+        while b"1 new message;" not in lines[-1]:
+            lines.append(output.next(120))  # an hour's poll, had the lost connection gone unseen
+        assert any(b"connection lost" in line and b"reconnecting" in line for line in lines), lines
+        assert b"1 moved" in lines[-1], lines
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            watcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait()
+    assert len(server.folder("Pitch")) == 1
 
 
 def test_an_interrupt_just_after_idle_was_sent_ends_the_watch_at_once(server, env, monkeypatch):

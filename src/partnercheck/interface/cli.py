@@ -858,6 +858,12 @@ def serve(socket_option, model_option, rules_file):
     from ..settings import config_path, model_path, personal_model_path, socket_path
     from .server import ClassifyServer, systemd_socket
 
+    # Until the server exists, a signal is only noted: SIGHUP's default action would end a
+    # server still loading its model without a word, and SIGTERM's, once the socket file is
+    # there, would leave it behind. (Blocking them in this thread is not enough: another
+    # thread, numpy's for one, would take them.)
+    noted: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: noted.append(signum))
     model, path, policy = _load(model_option, rules_file)
     inherited = systemd_socket()
     where = socket_option or socket_path(read_config())
@@ -871,21 +877,17 @@ def serve(socket_option, model_option, rules_file):
         store = store_path(None, config)
         return [config_path(), model_path(model_option, config), personal_model_path(store), store, store + "-wal"]
 
-    # Until the server exists to remove its socket file, a signal is only noted: its default
-    # action would kill the process and leave the file behind. (Blocking it in this thread
-    # is not enough: another thread, numpy's for one, would take it.)
-    noted: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
-    signal.signal(signal.SIGHUP, lambda signum, frame: noted.append(signum))
     try:
         server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {where}: {exc}") from None
     click.echo(f"partnercheck serving {path} on {'systemd socket' if inherited else where}", err=True)
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
+    server.reload_requested = signal.SIGHUP in noted  # what changed meanwhile may not have been read
     signal.signal(signal.SIGHUP, lambda signum, frame: setattr(server, "reload_requested", True))
     try:
-        if signal.SIGTERM not in noted:  # a SIGHUP meanwhile needs no reload: the model is new
+        if signal.SIGTERM not in noted:
             server.serve_forever()
     except (KeyboardInterrupt, _Stop):
         pass

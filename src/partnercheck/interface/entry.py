@@ -34,10 +34,10 @@ def run_filter(exit_zero: bool, use_server: bool = True, model_option: str | Non
 
 
 def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, rules_file: str | None) -> int:
-    from ..running.filtering import MAX_MESSAGE_BYTES, filter_message
+    from ..running.filtering import MAX_MESSAGE_BYTES, filter_message, read_input
 
     try:
-        raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
+        raw = read_input(sys.stdin.buffer, MAX_MESSAGE_BYTES + 1)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # stdin closed (<&-), a read error, out of memory
@@ -47,11 +47,9 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         return 1  # even with --exit-zero: there is nothing to pass through, and an empty output would replace the mail
     if len(raw) > MAX_MESSAGE_BYTES:  # passed through as it comes: never held whole in memory
         output, code, error = raw, 1, f"message over the {MAX_MESSAGE_BYTES}-byte limit"
-        rest = _rest_of_stdin()
+        rest = _rest_of_stdin(read_input)
     else:
         (output, code, error), rest = filter_message(raw, use_server, model_option, rules_file), iter(())
-    if error:
-        sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     try:
         _write_all(sys.stdout.buffer, output)
         for chunk in rest:
@@ -67,6 +65,8 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
             or exc.__class__.__name__
         sys.stderr.write(f"partnercheck filter: cannot write the message out ({why})\n")
         return 1  # even with --exit-zero: a delivery agent must not take a cut-off message for the filtered one
+    if error:  # said once it is true: a message that could not be written out was not passed through
+        sys.stderr.write(f"partnercheck filter: {error}; message passed through unchanged\n")
     return 0 if exit_zero else code
 
 
@@ -74,11 +74,12 @@ class _ReadError(Exception):
     """Standard input failed after the message had begun to be written out."""
 
 
-def _rest_of_stdin():
-    """The rest of a message too large to hold, a block at a time."""
+def _rest_of_stdin(read_input):
+    """The rest of a message too large to hold, a block at a time (``read_input`` waits on a
+    non-blocking pipe)."""
     while True:
         try:
-            chunk = sys.stdin.buffer.read(1 << 20)
+            chunk = read_input(sys.stdin.buffer, 1 << 20)
         except OSError as exc:
             raise _ReadError(exc.strerror or exc.__class__.__name__) from None
         if not chunk:

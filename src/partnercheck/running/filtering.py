@@ -61,6 +61,43 @@ def filter_message(raw: bytes, use_server: bool = True, model_option: str | None
         return raw, EXIT_ERROR, str(exc) if _is_ours(exc) else f"{exc.__class__.__name__}: {exc}"
 
 
+def read_input(stream, size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``, fewer only at its end. On a pipe a parent set
+    non-blocking (the flag belongs to the pipe, so the filter gets it too), a read returns
+    what has come so far, or None: wait for the rest there, without changing the pipe's
+    flags, which the parent may rely on, so that no message is taken for a shorter one."""
+    try:
+        data = stream.read(size)
+    except BlockingIOError:
+        data = None
+    if data is not None and (len(data) >= size or not data or _blocking(stream)):
+        return data  # a blocking read returns less only at the end
+    import select
+
+    chunks, have = [data or b""], len(data or b"")
+    while have < size:
+        select.select([stream], [], [])
+        try:
+            chunk = stream.read(size - have)
+        except BlockingIOError:
+            continue
+        if chunk == b"":
+            break
+        if chunk:
+            chunks.append(chunk)
+            have += len(chunk)
+    return b"".join(chunks)
+
+
+def _blocking(stream) -> bool:
+    import os
+
+    try:
+        return os.get_blocking(stream.fileno())
+    except (OSError, ValueError):  # no file behind it (a test's BytesIO): a read is whole
+        return True
+
+
 def _ask_server(raw: bytes) -> tuple[str, str] | None:
     """(header, label) from a running server, or None when none answers sensibly."""
     import os

@@ -883,8 +883,15 @@ def _wait(client, account: Account, poll: float) -> None:
     try:
         deadline = time.monotonic() + poll
         while time.monotonic() < deadline:
-            responses = client.idle_check(timeout=min(30.0, max(0.1, deadline - time.monotonic())))
+            timeout = min(30.0, max(0.1, deadline - time.monotonic()))
+            started = time.monotonic()
+            responses = client.idle_check(timeout=timeout)
             if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                break
+            if not responses and time.monotonic() - started < timeout / 2:
+                # Woken with nothing to read: IMAPClient reads a connection the server closed
+                # (a restart, its own time limit) as no responses, at once and again; ending
+                # IDLE tells a closed connection, which is then made again, from a spurious wake.
                 break
     finally:
         client.idle_done()
