@@ -169,7 +169,9 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
                  "from partnercheck.interface.entry import main\n"
                  "try:\n    main()\nexcept SystemExit:\n    pass\n"
                  "sys.stderr.write(' '.join(sorted({'json', 're', 'enum', 'socket'} & (set(sys.modules) - before))))")
-        probed = subprocess.run([sys.executable, "-c", probe], input=raw, capture_output=True, env=env, timeout=60)
+        # -S: without site, which under an editable install imports re itself and would hide it
+        probed = subprocess.run([sys.executable, "-S", "-c", probe], input=raw, capture_output=True, timeout=60,
+                                env={**env, "PYTHONPATH": str(ROOT / "src")})
         assert probed.stdout == warm.stdout and probed.stderr == b""
         _check_socket_protocol(sock, raw, warm.stdout)
         # A server that is stopped but holds its socket costs the reply timeout, then the cold
