@@ -210,6 +210,12 @@ def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
     assert runner.invoke(cli, ["learned"]).stdout.splitlines()[1:] == []
 
 
+def test_labels_on_the_command_line_take_any_case_as_label_files_do(runner, tmp_path):
+    result = runner.invoke(cli, ["learn", "--as", "PITCH", "--no-retrain", "-"], input=message("x", PITCH_TEXT))
+    assert result.exit_code == 0, result.output
+    assert [row.split(",")[2] for row in runner.invoke(cli, ["learned"]).stdout.splitlines()[1:]] == ["pitch"]
+
+
 def test_learn_options_that_do_not_go_together(runner, tmp_path):
     path = write(tmp_path / "m.eml", message("x", OTHER_TEXT))
     assert runner.invoke(cli, ["learn", "--as", "pitch", "--forget", str(path)]).exit_code == 2

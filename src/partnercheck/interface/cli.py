@@ -69,7 +69,8 @@ def cli():
 def source_options(func):
     """--format and the table column options, shared by every command that reads mail."""
     options = [
-        click.option("--format", "fmt", type=click.Choice(FORMATS), help="Read SOURCE as this format instead of guessing."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS, case_sensitive=False),
+                     help="Read SOURCE as this format instead of guessing."),
         click.option("--body-column", help="Table exports: the column with the message text."),
         click.option("--subject-column", help="Table exports: the column with the subject."),
         click.option("--from-column", help="Table exports: the column with the sender."),
@@ -380,7 +381,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("-o", "--output", metavar="FILE", help="Where to save the model.")
-@click.option("--label", "given_labels", type=click.Choice(LABELS), multiple=True,
+@click.option("--label", "given_labels", type=click.Choice(LABELS, case_sensitive=False), multiple=True,
               help="Give every message of a SOURCE this label: once for all SOURCES, or once per SOURCE, in order.")
 @click.option("--with-default-data", is_flag=True, help="Add the corpus partnercheck's own model was trained on.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
@@ -462,7 +463,8 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
 
 @cli.command()
 @click.argument("source")
-@click.option("--label", "given_label", type=click.Choice(LABELS), help="Treat every message of SOURCE as this label.")
+@click.option("--label", "given_label", type=click.Choice(LABELS, case_sensitive=False),
+              help="Treat every message of SOURCE as this label.")
 @click.option("--json", "as_json", is_flag=True, help="Scores as JSON.")
 @source_options
 @model_options
@@ -504,7 +506,7 @@ LEARN_RETRAIN_MAX = 5_000
 
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--as", "as_label", type=click.Choice(LABELS), help="The label the messages should have had.")
+@click.option("--as", "as_label", type=click.Choice(LABELS, case_sensitive=False), help="The label the messages should have had.")
 @click.option("--forget", is_flag=True, help="Forget what was learned from these messages instead.")
 @click.option("--all", "learn_all", is_flag=True,
               help="Without --as: learn every labelled message, not only those partnercheck now labels otherwise.")
