@@ -55,6 +55,21 @@ def test_settings_that_cannot_work_are_refused_before_connecting():
         check_account(Account(host="h", user="sam", pitch_folder="Sorted", partnership_folder="Sorted"))
 
 
+def test_inbox_in_any_letter_case_is_read_once_and_remembered_as_before(tmp_path):
+    """`-f inbox -f INBOX` read the inbox twice; `-f inbox` and `-f INBOX` on two days each
+    read it whole (RFC 3501: INBOX is INBOX in any case)."""
+    from partnercheck.running.imap_state import ImapState
+
+    account = Account(host="h", user="sam", folders=["inbox", "INBOX", "Work"])
+    check_account(account)
+    assert account.folders == ["INBOX", "Work"]
+    path = str(tmp_path / "imap.json")
+    before = ImapState(path, "sam@h:993")
+    before.set_folder("inbox", 7, 120)  # saved by a run told `-f inbox`
+    before.save()
+    assert ImapState(path, "sam@h:993").folder("INBOX") == (7, 120)
+
+
 def test_passwords_from_a_file_a_command_or_the_environment(tmp_path, monkeypatch):
     secret = tmp_path / "pass"
     secret.write_text("s3cret word\nsecond line\n")

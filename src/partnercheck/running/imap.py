@@ -186,7 +186,9 @@ def check_account(account: Account) -> None:
         raise ImapError(f"security must be one of {', '.join(SECURITY)}, not {account.security!r}")
     if not account.folders:
         raise ImapError("no folder to read")
-    labelled = {_folder_key(folder) for folder in account.folders}
+    # INBOX in any letter case is one folder: read once, and remembered under one name.
+    account.folders = list(dict.fromkeys(_folder_key(folder) for folder in account.folders))
+    labelled = set(account.folders)
     for special in (account.pitch_folder, account.partnership_folder):
         if special and _folder_key(special) in labelled:
             raise ImapError(f"{special!r} is both a folder to label and the pitch or partnership folder")

@@ -99,8 +99,12 @@ class ImapState:
     # ------------------------------------------------------------------ folders
 
     def folder(self, name: str) -> tuple[int | None, int]:
-        """(UIDVALIDITY, last UID done) for a folder; (None, 0) if never read."""
+        """(UIDVALIDITY, last UID done) for a folder; (None, 0) if never read. INBOX, which
+        runs now always name so, is also found under the letter case a run named it in
+        before (``-f inbox``)."""
         entry = self._folders.get(name)
+        if not entry and name == "INBOX":
+            entry = next((value for key, value in self._folders.items() if key.upper() == "INBOX"), None)
         if not entry:
             return None, 0
         return int(entry["uidvalidity"]), int(entry["last_uid"])
