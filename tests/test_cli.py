@@ -122,6 +122,7 @@ def test_inspect_shows_parse_problems(tmp_path):
     (["evaluate", "/nonexistent"], "no such file or directory"),
     (["train", "/nonexistent", "-o", "x.joblib"], "no such file or directory"),
     (["classify", "--model", "/nonexistent.joblib", "-"], "no model at"),
+    (["serve", "--socket", str(ROOT / "README.md" / "partnercheck.sock")], "a part of its folder is a file, not a folder"),
 ])
 def test_errors_are_one_line_without_traceback(runner, args, fragment):
     result = runner.invoke(cli, args, input=b"")

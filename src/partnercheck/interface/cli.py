@@ -882,8 +882,11 @@ def serve(socket_option, model_option, rules_file):
     signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
     try:
         server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
+    except (FileExistsError, NotADirectoryError):  # a file where the socket's folder should be
+        raise click.ClickException(f"cannot listen on {where}: a part of its folder is a file, "
+                                   "not a folder") from None
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {where}: {exc}") from None
+        raise click.ClickException(f"cannot listen on {where}: {exc.strerror or exc}") from None
     click.echo(f"partnercheck serving {path} on {'systemd socket' if inherited else where}", err=True)
     signal.signal(signal.SIGTERM, _stop_serving)  # systemd and kill stop it cleanly, socket removed
     server.reload_requested = signal.SIGHUP in noted  # what changed meanwhile may not have been read
