@@ -649,6 +649,20 @@ def test_a_stream_whose_first_bytes_come_in_pieces_is_still_read_as_an_mbox(tmp_
     writer.join()
 
 
+def test_a_compressed_mailbox_in_a_folder_is_one_row_saying_how_to_read_it(tmp_path):
+    """A Takeout folder or an archive of mail kept as inbox.mbox.gz: not passed over in
+    silence, but not read as binary data either; another archive beside the mail is no mail."""
+    import gzip
+
+    write(tmp_path / "mail" / "a.eml", MBOX.split(b"\n", 1)[1])
+    write(tmp_path / "mail" / "2019" / "inbox.mbox.gz", gzip.compress(MBOX))
+    write(tmp_path / "mail" / "photos.tar.gz", gzip.compress(b"not mail"))
+    records = {r.key: r for r in Source(str(tmp_path / "mail"))}
+    assert sorted(records) == ["2019/inbox.mbox.gz", "a.eml"]
+    assert not records["2019/inbox.mbox.gz"].readable
+    assert "gzip-compressed; decompress it first, or name it as <(zcat " in records["2019/inbox.mbox.gz"].problems[0]
+
+
 def test_a_fifo_or_device_inside_a_folder_is_reported_not_waited_on(tmp_path):
     write(tmp_path / "mail" / "a.eml", MBOX.split(b"\n", 1)[1])
     os.mkfifo(tmp_path / "mail" / "stuck.eml")

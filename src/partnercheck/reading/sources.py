@@ -248,10 +248,10 @@ class Source:
             with _open_read(Path(self.path)) as stream:
                 yield stream
 
-    def _folder_messages(self, root: Path, files: list[tuple[Path | _Unlisted, str | None]]) -> Iterator[RawMessage]:
+    def _folder_messages(self, root: Path, files: list[tuple[Path | _NotRead, str | None]]) -> Iterator[RawMessage]:
         for file, label in files:
             self.position += 1
-            if isinstance(file, _Unlisted):
+            if isinstance(file, _NotRead):
                 yield RawMessage(file.path.relative_to(root).as_posix(), b"", label, file.problem)
                 continue
             key = file.relative_to(root).as_posix()
@@ -397,11 +397,20 @@ _COMPRESSED = (
 def _refuse_compressed(path: str, head: bytes) -> None:
     """Stop with one line on a compressed file (an ``inbox.mbox.gz``, Takeout's ``.zip``),
     which would read as one message of binary data, saying how to read its mail."""
+    problem = _compressed(path, head)
+    if problem:
+        raise SourceError(problem)
+
+
+def _compressed(path: str, head: bytes, archives: bool = True) -> str | None:
+    """The line that says how to read the mail of a compressed file, or None for any other
+    (and for an archive of many files, unless ``archives``)."""
     for magic, kind, cat in _COMPRESSED:
-        if head.startswith(magic) if isinstance(magic, bytes) else magic.match(head):
+        if (cat or archives) and (head.startswith(magic) if isinstance(magic, bytes) else magic.match(head)):
             if cat is None:
-                raise SourceError(f"{path}: a {kind} archive; unpack it first and name the mail in it")
-            raise SourceError(f"{path}: {kind}-compressed; decompress it first, or name it as <({cat} {shlex.quote(path)})")
+                return f"{path}: a {kind} archive; unpack it first and name the mail in it"
+            return f"{path}: {kind}-compressed; decompress it first, or name it as <({cat} {shlex.quote(path)})"
+    return None
 
 
 #: How far into a file its first ``From `` line is looked for.
@@ -920,8 +929,9 @@ def _open_read(path: Path) -> IO[bytes]:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None
 
 
-class _Unlisted(NamedTuple):
-    """A folder whose messages cannot be listed (no permission), and the line saying so."""
+class _NotRead(NamedTuple):
+    """A path in a folder that gives no message, only the line saying why: a folder that
+    cannot be listed (no permission), a compressed mailbox."""
 
     path: Path
     problem: str
@@ -932,7 +942,7 @@ def _listing_failure(folder: Path, exc: OSError) -> str:
     return f"{folder}: cannot list it: {reason}"
 
 
-def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
+def _files(folder: Path, recursive: bool) -> list[Path | _NotRead]:
     """The message files in ``folder``, with each sub-folder that cannot be listed in its place."""
     if not recursive:  # a Maildir's cur/ or new/: everything there is a message, readable or not
         try:
@@ -940,12 +950,12 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            return [_Unlisted(folder, _listing_failure(folder, exc))]
-    found: list[Path | _Unlisted] = []
+            return [_NotRead(folder, _listing_failure(folder, exc))]
+    found: list[Path | _NotRead] = []
 
     def unlisted(exc: OSError) -> None:  # os.walk calls it where the folder's listing would be
         if isinstance(exc.filename, str) and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-            found.append(_Unlisted(Path(exc.filename), _listing_failure(Path(exc.filename), exc)))
+            found.append(_NotRead(Path(exc.filename), _listing_failure(Path(exc.filename), exc)))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
         if _is_maildir(dirnames):  # mbsync and offlineimap keep one Maildir a folder
@@ -954,10 +964,25 @@ def _files(folder: Path, recursive: bool) -> list[Path | _Unlisted]:
             continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and (Path(name).suffix.lower() in _EML_SUFFIXES
-                                             or _is_mbox_file(Path(dirpath) / name)):
-                found.append(Path(dirpath) / name)
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                continue
+            if path.suffix.lower() in _EML_SUFFIXES:
+                found.append(path)
+                continue
+            head = _head(path)
+            if _opens_mbox(head):
+                found.append(path)
+            elif _compressed_mailbox_name(path) and _compressed(str(path), head, archives=False):
+                found.append(_NotRead(path, _compressed(str(path), head)))
     return found
+
+
+def _compressed_mailbox_name(path: Path) -> bool:
+    """Whether a file is named as a compressed mailbox is (``inbox.mbox.gz``, ``Inbox.gz``),
+    not as some other archive (``photos.tar.gz``) kept beside the mail."""
+    inner = [suffix.lower() for suffix in path.suffixes[:-1]]
+    return not inner or inner[-1] in _EML_SUFFIXES
 
 
 def _is_maildir(dirnames: list[str]) -> bool:
@@ -967,17 +992,18 @@ def _is_maildir(dirnames: list[str]) -> bool:
     return "cur" in dirnames or "new" in dirnames and "tmp" in dirnames
 
 
-def _is_mbox_file(path: Path) -> bool:
-    """Whether a file whose suffix names no mail file opens as an mbox: Thunderbird names a
-    folder's mbox as the folder is named ("Archives.2023", "J. Smith"). Only a regular file
-    is opened: opening a FIFO would wait for a writer."""
+def _head(path: Path) -> bytes:
+    """The first bytes of a file whose suffix names no mail file, to tell an mbox (Thunderbird
+    names a folder's mbox as the folder is named: "Archives.2023", "J. Smith") or a compressed
+    mailbox; b"" for anything else. Only a regular file is opened: opening a FIFO would wait
+    for a writer."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):
-            return False
+            return b""
         with open(path, "rb") as handle:
-            return _opens_mbox(handle.read(_MBOX_LEAD))
+            return handle.read(_MBOX_LEAD)
     except OSError:
-        return False
+        return b""
 
 
 def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
