@@ -404,10 +404,14 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
         else:
             acc.attachments += 1
             return
-    data = _payload(first, data, problems)
-    charset_match = _CHARSET.search(params)
-    charset = charset_match.group(1).lower() if charset_match else "us-ascii"
-    _add_text(acc, ctype, _decode_bytes(data, charset, problems), forwarded)
+    _add_text(acc, ctype, _part_text(first, data, params, problems), forwarded)
+
+
+def _part_text(first: dict[str, str], data: bytes, params: str, problems: list[str]) -> str:
+    """A text part's body as text: its transfer encoding undone, then its charset (given in
+    ``params``, its Content-Type's parameters; US-ASCII when none is)."""
+    charset = _CHARSET.search(params)
+    return _decode_bytes(_payload(first, data, problems), charset.group(1).lower() if charset else "us-ascii", problems)
 
 
 #: The start of an HTML document or of its body, near the top of a part.
@@ -529,9 +533,8 @@ STUB_RATIO = 3
 
 
 def _html_text(first: dict[str, str], data: bytes) -> str:
-    charset = _CHARSET.search(first.get("content-type") or "")
-    text = _decode_bytes(_payload(first, data, []), charset.group(1).lower() if charset else "us-ascii", [])
-    return html_to_text(text).text.strip()
+    params = (first.get("content-type") or "").partition(";")[2]
+    return html_to_text(_part_text(first, data, params, [])).text.strip()
 
 
 def _payload(first: dict[str, str], data: bytes, problems: list[str]) -> bytes:
