@@ -943,7 +943,8 @@ def _listing_failure(folder: Path, exc: OSError) -> str:
 
 
 def _files(folder: Path, recursive: bool) -> list[Path | _NotRead]:
-    """The message files in ``folder``, with each sub-folder that cannot be listed in its place."""
+    """The message files in ``folder``, with each sub-folder that cannot be listed, and each
+    compressed mailbox, in its place as a :class:`_NotRead`."""
     if not recursive:  # a Maildir's cur/ or new/: everything there is a message, readable or not
         try:
             return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -964,17 +965,19 @@ def _files(folder: Path, recursive: bool) -> list[Path | _NotRead]:
             continue  # its own files (dovecot-uidlist, maildirfolder) hold no mail
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            path = Path(dirpath) / name
             if name.startswith("."):
                 continue
+            path = Path(dirpath) / name
             if path.suffix.lower() in _EML_SUFFIXES:
                 found.append(path)
                 continue
             head = _head(path)
             if _opens_mbox(head):
                 found.append(path)
-            elif _compressed_mailbox_name(path) and _compressed(str(path), head, archives=False):
-                found.append(_NotRead(path, _compressed(str(path), head)))
+            elif _compressed_mailbox_name(path):
+                problem = _compressed(str(path), head, archives=False)
+                if problem:
+                    found.append(_NotRead(path, problem))
     return found
 
 
