@@ -117,8 +117,9 @@ def _entries(config: dict, key: str) -> frozenset[str]:
         raise ConfigError(f"{config_path()}: {key} must be a list of addresses and domains, like [\"a@b.example\"]")
     from ..learning.memory import sender_pattern
 
-    bad = [str(e) for e in entries if not isinstance(e, str) or sender_pattern(e) is None]
+    patterns = [(e, sender_pattern(e) if isinstance(e, str) else None) for e in entries]
+    bad = [str(e) for e, pattern in patterns if pattern is None]
     if bad:
         raise ConfigError(f"{config_path()}: {key} holds {', '.join(map(repr, bad))}, which no sender matches; "
                           "give addresses or domains (a domain counts for its sub-domains: no wildcards)")
-    return frozenset(sender_pattern(e) for e in entries)
+    return frozenset(pattern for _, pattern in patterns)
