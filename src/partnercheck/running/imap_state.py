@@ -182,8 +182,9 @@ class ImapState:
             with _locked(folder):
                 self._all = self._read()
                 accounts = self._all.setdefault("accounts", {})
-                # What another run for this account moved meanwhile (a cron run beside a
-                # --watch) stays known, so that the user moving it back is still recognised.
+                # What another run for this account moved meanwhile (two at once, where no
+                # flock keeps them apart) stays known, so that the user moving it back is
+                # still recognised.
                 self.add_moved(accounts.get(self.account, {}).get("moved", ()))
                 accounts[self.account] = self._entry
                 with atomic_file(self.path, "w", encoding="utf-8") as handle:
