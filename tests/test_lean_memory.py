@@ -1,0 +1,66 @@
+"""Training reads its mail in a child process: the same result, the same errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from conftest import DATA
+
+from partnercheck.errors import PartnercheckError
+from partnercheck.learning import lean_memory, training
+from partnercheck.learning.training import TrainingError
+from partnercheck.reading.sources import Source
+from partnercheck.understanding import features
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for label in ("partnership", "pitch", "other"):
+        (tmp_path / label).mkdir()
+        for path in sorted((DATA / label).glob("*.eml"))[:12]:
+            (tmp_path / label / path.name).write_bytes(path.read_bytes())
+    return tmp_path
+
+
+def _plain(prepared):
+    return (prepared.keys, prepared.labels, [(doc.tokens, [(hit.id, hit.matches) for hit in doc.hits])
+                                              for doc in prepared.docs],
+            prepared.near_copies.tolist(), prepared.duplicates)
+
+
+def test_mail_read_in_a_child_is_prepared_as_here_and_its_stems_come_back(corpus, monkeypatch):
+    monkeypatch.setattr(features, "_STEMS", {})
+    here = training.prepare(Source(str(corpus)))
+    stems = features.known_stems()
+    monkeypatch.setattr(features, "_STEMS", {})
+    apart = lean_memory.prepared_apart(training.prepare, Source(str(corpus)))
+    assert _plain(apart) == _plain(here)
+    assert features.known_stems() == stems and len(stems) > 500
+
+
+def test_a_model_trained_with_its_mail_read_apart_is_the_same_byte_for_byte(corpus, tmp_path, monkeypatch):
+    model, _, _ = training.train(Source(str(corpus)))
+    model.save(str(tmp_path / "apart.model"))
+    monkeypatch.setattr(training, "prepared_apart", lambda prepare, records: prepare(records))
+    monkeypatch.setattr(features, "_STEMS", {})
+    model, _, _ = training.train(Source(str(corpus)))
+    model.save(str(tmp_path / "here.model"))
+    assert (tmp_path / "apart.model").read_bytes() == (tmp_path / "here.model").read_bytes()
+
+
+def test_what_stops_training_in_the_child_is_raised_here_as_it_was_said(corpus):
+    (corpus / "partnership" / "empty.eml").write_bytes(b"Subject: \n\n")
+    with pytest.raises(TrainingError, match=r"1 message\(s\) have no text, e.g. .*empty.eml; remove them"):
+        lean_memory.prepared_apart(training.prepare, Source(str(corpus)))
+
+
+def test_a_child_that_dies_reading_is_one_line_and_leaves_no_process(corpus):
+    def killed(records):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(PartnercheckError, match="^reading the mail stopped: its process was killed by signal 9$"):
+        lean_memory.prepared_apart(killed, Source(str(corpus)))
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
