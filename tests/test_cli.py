@@ -260,6 +260,29 @@ def test_own_rules_reach_the_worker_processes(runner, tmp_path):
     assert outputs[0] == outputs[1]
 
 
+def test_labelling_stopped_early_ends_its_workers_under_a_sigterm_handler(tmp_path, small_model_path):
+    """A program that labels from within and handles SIGTERM itself (as `serve` does) gives
+    its handler to the workers it forks; the pool ends them with SIGTERM when the rows stop
+    being read, and one that only noted the signal waited for ever on the pool's lock."""
+    import subprocess
+    import sys
+
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT] * 400)
+    script = (
+        "import signal, sys\n"
+        "from partnercheck.reading.sources import Source\n"
+        "from partnercheck.running.batch import label_source\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: None)\n"
+        "rows = label_source(Source(sys.argv[1]), sys.argv[2], jobs=2)\n"
+        "first = next(rows)\n"
+        "rows.close()\n"
+        "print(len(first))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(mbox), small_model_path],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "100\n"), done.stderr
+
+
 def test_label_to_file_resume_and_unreadable(runner, tmp_path):
     mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
     out = tmp_path / "labels.csv"
