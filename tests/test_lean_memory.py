@@ -1,4 +1,5 @@
-"""Training reads its mail in a child process: the same result, the same errors."""
+"""Training reads its mail and cross-validates in child processes: the same result, the same
+errors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ import pytest
 from conftest import DATA
 
 from partnercheck.errors import PartnercheckError
-from partnercheck.learning import lean_memory, training
+from partnercheck.learning import lean_memory, pipeline, training
 from partnercheck.learning.training import TrainingError
 from partnercheck.reading.sources import Source
 from partnercheck.understanding import features
+
+
+@pytest.fixture(autouse=True)
+def forking(monkeypatch):
+    """Children are forked only from a process with one thread; a test before may have left
+    one of its threads running in this one."""
+    monkeypatch.setattr(lean_memory.threading, "active_count", lambda: 1)
 
 
 @pytest.fixture
@@ -40,10 +48,13 @@ def test_mail_read_in_a_child_is_prepared_as_here_and_its_stems_come_back(corpus
     assert features.known_stems() == stems and len(stems) > 500
 
 
-def test_a_model_trained_with_its_mail_read_apart_is_the_same_byte_for_byte(corpus, tmp_path, monkeypatch):
+def test_a_model_trained_in_child_processes_is_the_same_byte_for_byte(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "_STEMS", {})  # a model keeps the stems of its words met so far
     model, _, _ = training.train(Source(str(corpus)))
     model.save(str(tmp_path / "apart.model"))
     monkeypatch.setattr(training, "prepared_apart", lambda prepare, records: prepare(records))
+    for module in (training, pipeline):
+        monkeypatch.setattr(module, "apart", lambda function, *args, **options: function(*args, **options))
     monkeypatch.setattr(features, "_STEMS", {})
     model, _, _ = training.train(Source(str(corpus)))
     model.save(str(tmp_path / "here.model"))
@@ -56,11 +67,20 @@ def test_what_stops_training_in_the_child_is_raised_here_as_it_was_said(corpus):
         lean_memory.prepared_apart(training.prepare, Source(str(corpus)))
 
 
-def test_a_child_that_dies_reading_is_one_line_and_leaves_no_process(corpus):
+def test_a_child_that_dies_reading_is_one_line_and_leaves_no_process(corpus, monkeypatch):
+    parent, forked, fork = os.getpid(), [], os.fork
+
+    def recorded_fork():
+        forked.append(fork())
+        return forked[-1]
+
     def killed(records):
+        assert os.getpid() != parent, "run in this process, not in a child"
         os.kill(os.getpid(), signal.SIGKILL)
 
-    with pytest.raises(PartnercheckError, match="^reading the mail stopped: its process was killed by signal 9$"):
+    monkeypatch.setattr(os, "fork", recorded_fork)
+    with pytest.raises(PartnercheckError, match="^training stopped: its process was killed by signal 9$"):
         lean_memory.prepared_apart(killed, Source(str(corpus)))
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+    assert forked and forked[0] != 0
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(forked[0], os.WNOHANG)

@@ -48,6 +48,7 @@ from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
 from ..understanding.vectors import TermTable, counted_terms, vectorize
 from .kept_tokens import counted_terms as counted_as_numbers, numbered
+from .lean_memory import apart
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
@@ -135,8 +136,10 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
     (:mod:`~partnercheck.learning.kept_tokens`), training peaked at 687-698 MB against
     788-800 MB, with the same model byte for byte; the price is building each fold's matrix
     again, about 14% more CPU in a paired run there (216 against 190 s), none on the corpus
-    itself. What is left at the peak is the final fit: the float64 matrix (131 MB) and
-    liblinear's copy (176 MB), on top of what reading the mail left (about 290 MB).
+    itself. What is left at the peak is the final fit: the float64 matrix and liblinear's
+    copy of it. The vectorizer is fitted in a child process
+    (:func:`~partnercheck.learning.lean_memory.apart`), whose counting would leave 38 MB of
+    heap behind here on those copies.
     """
 
     def __init__(self, c: float = C, seed: int = 0, cv=5) -> None:
@@ -145,7 +148,7 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
         self.cv = cv
 
     def fit(self, docs: list[Extracted], y, sample_weight=None):
-        self.vectorizer_ = MailVectorizer().fit(docs)
+        self.vectorizer_ = apart(MailVectorizer().fit, docs)
         svm = VectorizedSVM(FrozenEstimator(self.vectorizer_),
                             LinearSVC(C=self.c, class_weight="balanced", random_state=self.seed))
         self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=self.cv, ensemble=False)

@@ -27,7 +27,7 @@ from .evaluate import Scores
 from .kept_tokens import KeptDoc, TokenStore
 from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
 from .pipeline import C, build_pipeline
-from .lean_memory import give_back_freed, pin_mmap_threshold, prepared_apart
+from .lean_memory import apart, pin_mmap_threshold, prepared_apart
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
 #: each with a calibration split that needs every label; see :class:`NearCopyFolds` for a
@@ -234,13 +234,13 @@ def train(records, seed: int = 0, c: float = C, info: dict | None = None) -> tup
     """Prepare, cross-validate, choose thresholds and fit: the whole of training.
 
     Returns the model, the cross-validated scores under the chosen thresholds, and the
-    prepared data (for reporting duplicates dropped). The mail is read in a child process
-    (:mod:`~partnercheck.learning.lean_memory`, which says what that saves).
+    prepared data (for reporting duplicates dropped). The mail is read, and the model
+    cross-validated, in child processes (:mod:`~partnercheck.learning.lean_memory`, which
+    says what that saves).
     """
     pin_mmap_threshold()
     prepared = prepared_apart(prepare, records)
-    probabilities = out_of_fold(prepared, seed=seed, c=c)
+    probabilities = apart(out_of_fold, prepared, seed=seed, c=c)
     thresholds, cv_scores = choose_thresholds(probabilities, prepared.labels)
-    give_back_freed()
     model = fit(prepared, thresholds, seed=seed, c=c, info=info)
     return model, cv_scores, prepared

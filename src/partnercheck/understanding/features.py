@@ -230,12 +230,14 @@ def seed_stems(stems: dict[str, str], check: int = 200) -> bool:
     """Fill the stem cache from a model's own word -> stem map, so that worker processes do
     not stem the training vocabulary again (about 1 s a process). Only if every one of a
     sample of ``check`` entries is what this process's stemmer gives (a model made with
-    another nltk might stem differently); returns whether the cache was filled."""
+    another nltk might stem differently); returns whether the cache was filled. ``check=0``
+    trusts the map without loading nltk: training does so with the stems its own child
+    process made (:mod:`~partnercheck.learning.lean_memory`)."""
     if not stems:
         return False
     words = sorted(stems)
-    step = max(1, len(words) // check)
-    if any((word if word.isupper() else snowball().stem(word)) != stems[word] for word in words[::step]):
+    step = max(1, len(words) // check) if check else 0
+    if step and any((word if word.isupper() else snowball().stem(word)) != stems[word] for word in words[::step]):
         return False
     for word in words:
         if len(_STEMS) >= _MAX_STEM_CACHE:
