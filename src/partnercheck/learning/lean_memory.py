@@ -29,7 +29,6 @@ With all of them, training on those copies peaked at 499 MB in its largest proce
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import pickle
 import signal
@@ -48,8 +47,8 @@ def pin_mmap_threshold() -> bool:
     """Pin glibc's mmap threshold, so that freed large arrays go back to the system; returns
     whether it was pinned (False on a C library without ``mallopt``)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    except (OSError, TypeError):
+        libc = ctypes.CDLL(None)  # this program's own symbols, the C library's among them
+    except OSError:
         return False
     return hasattr(libc, "mallopt") and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 

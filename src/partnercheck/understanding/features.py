@@ -236,9 +236,10 @@ def seed_stems(stems: dict[str, str], check: int = 200) -> bool:
     if not stems:
         return False
     words = sorted(stems)
-    step = max(1, len(words) // check) if check else 0
-    if step and any((word if word.isupper() else snowball().stem(word)) != stems[word] for word in words[::step]):
-        return False
+    if check:
+        step = max(1, len(words) // check)
+        if any((word if word.isupper() else snowball().stem(word)) != stems[word] for word in words[::step]):
+            return False
     for word in words:
         if len(_STEMS) >= _MAX_STEM_CACHE:
             break
