@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +27,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from corpus_copies import write_copies  # noqa: E402
-from label_speed import tree_rss  # noqa: E402
+from label_speed import TreePeak  # noqa: E402
 
 
 def timed(cmd: list[str]) -> tuple[float, float, float, float]:
@@ -36,21 +35,12 @@ def timed(cmd: list[str]) -> tuple[float, float, float, float]:
     whole process tree (MB, sampled every 50 ms: training reads its mail in a child)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    peak, done = [0.0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], tree_rss(proc.pid))
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with TreePeak(proc.pid, 0.05) as tree:
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0]
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, tree.peak
 
 
 def show(name: str, runs) -> tuple[float, float, float]:
