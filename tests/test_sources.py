@@ -110,6 +110,30 @@ def test_a_content_length_that_ends_at_the_next_from_line_ends_its_message_there
     assert [r.subject for r in Source(str(write(tmp_path / "inbox.mbox", data)))] == ["one", "two"]
 
 
+def test_a_long_message_costs_about_what_as_many_bytes_of_short_ones_cost_to_read():
+    """Reading one 96 MB message takes about as long as reading 96 messages of 1 MB (twice,
+    here): the long one is not copied again with each block read (13 times as long)."""
+    import time
+
+    from partnercheck.reading.sources import read_mbox
+
+    separator = b"From ana@fernhollow.example Mon Jan  1 00:00:00 2024\n"
+    megabyte = b"Subject: scan\n\n" + (b"x" * 75 + b"\n") * ((1 << 20) // 76)
+    short = (separator + megabyte) * 96
+    long = separator + b"Subject: scan\n\n" + (b"x" * 75 + b"\n") * (96 * (1 << 20) // 76)
+
+    def seconds(data: bytes) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            count = sum(1 for _ in read_mbox(io.BytesIO(data)))
+            best = min(best, time.perf_counter() - start)
+        assert count == (96 if data is short else 1)
+        return best
+
+    assert seconds(long) < 5 * seconds(short)
+
+
 def test_the_progress_of_a_read_mbox_is_its_whole_size(tmp_path):
     """The separator lines count as read: a progress bar ends at 100%, not at 90%."""
     source = Source(str(write(tmp_path / "inbox.mbox", MBOX)))
