@@ -249,6 +249,57 @@ def test_learn_from_a_corrected_label_file(runner, tmp_path):
     assert typo.exit_code == 1 and "'spam' 1x" in typo.stderr and "the others learned" in typo.stderr
 
 
+def _corrected_label_file(runner, tmp_path) -> tuple[Path, list[dict]]:
+    """Two messages of an mbox labelled, and both verdicts corrected in the label file."""
+    mbox = tmp_path / "inbox.mbox"
+    mbox.write_bytes(b"".join(b"From x@y.example Mon Jan  1 00:00:00 2024\n" + raw + b"\n" for raw in (
+        message("quick question", PITCH_TEXT, sender="tom@vendor.example"),
+        message("minutes", OTHER_TEXT, sender="li@work.example"))))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(mbox), "-o", str(labels), "-q"]).exit_code == 0
+    rows = list(csv.DictReader(labels.open()))
+    rows[0]["verdict"], rows[1]["verdict"] = "partnership", "pitch"
+    return labels, rows
+
+
+def _write_rows(labels: Path, rows: list[dict]) -> None:
+    with labels.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_label_file_naming_a_mailbox_that_is_gone_is_refused_before_anything_is_learned(runner, tmp_path):
+    labels, rows = _corrected_label_file(runner, tmp_path)
+    rows[1]["source"] = str(tmp_path / "moved.mbox")
+    _write_rows(labels, rows)
+    result = runner.invoke(cli, ["learn", str(labels)])
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'moved.mbox'}: no such file or directory (named by {labels}, row 2)"]
+    assert not os.path.exists(store_path()) or len(Store.open()) == 0
+
+
+def test_a_message_gone_from_its_mailbox_stops_learn_after_the_others_are_learned_and_retrained(
+        runner, tmp_path, monkeypatch):
+    """As sa-learn goes on past a message it cannot read: what was read takes effect (the
+    personal model retrained with it), and the exit status and last line say what was not."""
+    from partnercheck.learning import corrections
+
+    retrained = []
+    monkeypatch.setattr(corrections, "retrain_personal",
+                        lambda store: retrained.append(len(store)) or corrections.RetrainSummary("p.model", 1, 1))
+    labels, rows = _corrected_label_file(runner, tmp_path)
+    rows[1]["key"], rows[1]["message_id"] = "9", "<gone@work.example>"
+    _write_rows(labels, rows)
+    result = runner.invoke(cli, ["learn", str(labels)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and lines[0].startswith("learned 1 message under their own labels: 1 added")
+    assert lines[-1] == f"Error: {labels}: 1 message(s) listed for {tmp_path / 'inbox.mbox'} are no longer in it"
+    assert retrained == [1]
+    with Store.open() as store:
+        assert store.counts() == {"partnership": 1}
+
+
 def test_label_file_cells_are_kept_from_spreadsheet_formulas(runner, tmp_path):
     """Text a spreadsheet would run as a formula is written with a ' before it and read back
     as it was: the rows still find their messages, one of them by its subject alone."""
@@ -726,6 +777,25 @@ def test_a_locked_store_is_not_called_damaged(tmp_path, monkeypatch):
     finally:
         locker.rollback()
         locker.close()
+
+
+def test_another_programs_database_named_as_the_store_is_left_as_it_was(tmp_path):
+    """A --store that names some other SQLite file by mistake is refused in one line, byte
+    for byte untouched: no tables added, no journal mode changed."""
+    path = str(tmp_path / "notes.sqlite3")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes(text)")
+    db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.commit()
+    db.close()
+    before = Path(path).read_bytes()
+    runner = CliRunner()
+    for args in (["learn", "--store", path, "--as", "other", "--no-retrain", "-"], ["learned", "--store", path],
+                 ["senders", "--store", path, "block", "y.example"]):
+        result = runner.invoke(cli, args, input=message("minutes", OTHER_TEXT))
+        assert result.exit_code == 1 and "another program's database" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert Path(path).read_bytes() == before and sorted(os.listdir(tmp_path)) == ["notes.sqlite3"]
 
 
 def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):

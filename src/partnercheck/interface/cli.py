@@ -18,7 +18,7 @@ import click
 from .. import __version__
 from ..errors import PartnercheckError
 from ..labels import LABELS
-from ..reading.sources import FORMATS, Columns, Source
+from ..reading.sources import FORMATS, Columns, Source, SourceError
 from ..running.outputs import RowWriter, format_for, line_safe_name
 from ..settings import read_config
 
@@ -551,6 +551,7 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
     columns = _columns(kwargs)
     readers = [Source(path, fmt=fmt, columns=columns) for path in sources]
     records = (record for reader in readers for record in reader)
+    stopped = None
     with Store.open(store_path(store_option, config)) as store:
         if forget:
             removed = store.forget(records)
@@ -561,9 +562,14 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
             summary = LearnSummary(label=as_label or "")
             if as_label is None and not learn_all:  # a corrected label file: only where it differs
                 records = _disagreeing(records, judge, summary)
-            summary = store.learn(records, as_label, judge=judge, summary=summary)
+            try:
+                store.learn(records, as_label, judge=judge, summary=summary)
+            except SourceError as exc:  # a message gone from its mailbox: what was read is learned, then said
+                stopped = exc
             changed, line = summary.changed, summary.line()
-        if not quiet:
+            if stopped is not None and summary == LearnSummary(label=summary.label):
+                line = ""  # stopped before any message was read: the error alone says it
+        if not quiet and line:
             click.echo(line, err=True)
         if not no_retrain and (changed or not personal_is_current(store)):  # an interrupted learn left it behind
             if len(store) > LEARN_RETRAIN_MAX:
@@ -573,6 +579,8 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
                 result = retrain_personal(store)
                 if not quiet:
                     click.echo(result.line(), err=True)
+    if stopped is not None:
+        raise stopped
     if not forget and summary.unknown:
         raise click.ClickException(f"labels that are none of {', '.join(LABELS)}: {summary.unknown_labels()}; "
                                    "those rows were skipped, the others learned")

@@ -255,14 +255,22 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the learning store: {exc}") from None
         try:
+            # One statement, one snapshot: a store another process is creating is never half seen.
+            version, tables = db.execute("SELECT (SELECT user_version FROM pragma_user_version), "
+                                         "EXISTS (SELECT 1 FROM sqlite_master)").fetchone()
+            if version == 0 and tables:
+                # Another program's database, named by mistake: left exactly as it was.
+                raise StoreError(f"{path}: another program's database, not a learning store; name a new file")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits survive kill
-            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: made by a newer partnercheck (store version {version}); upgrade it")
             if version < SCHEMA_VERSION:
                 db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\n{memory.SCHEMA}\n"
                                  f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        except StoreError:
+            db.close()
+            raise
         except sqlite3.OperationalError as exc:  # locked by another program for 30 s, a full disk
             db.close()
             raise StoreError(f"{path}: {exc}") from None

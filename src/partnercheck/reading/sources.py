@@ -696,9 +696,13 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             number, _cell(row.get(label_col)).strip().lower(),
             " ".join(_cell(row["message_id"]).split()) if "message_id" in row else None,
             " ".join(_cell(row["subject"]).split()) if "subject" in row else None)
-    for path, labels in wanted.items():
+    for path, labels in wanted.items():  # every source first: a moved mailbox refuses the file, not half of it
         if os.path.abspath(path) == os.path.abspath(table):
             raise SourceError(f"{table}: its rows name the table itself as their source")
+        if not os.path.exists(path):
+            row = min(labels.values(), key=lambda row: row.number)
+            raise SourceError(f"{path}: no such file or directory (named by {table}, row {row.number})")
+    for path, labels in wanted.items():
         by_id: dict[str, list[str]] = {}  # copies of one message (Gmail's Takeout has them) have one each
         for key, row in labels.items():
             if row.message_id:
