@@ -368,6 +368,23 @@ def test_a_store_that_cannot_be_written_beside_still_gives_the_filter_its_sender
     assert "X-Partnercheck: pitch" in result.stdout, result.stdout
 
 
+@pytest.mark.skipif(not _mounts_private_folders(), reason="needs root and unshare to mount a read-only folder")
+def test_a_store_on_a_read_only_file_system_can_be_listed_and_exported_and_says_it_cannot_be_written(tmp_path):
+    folder, mail = tmp_path / "ro", write(tmp_path / "m.eml", message("hello", PITCH_TEXT, "x@vendor.example"))
+    folder.mkdir()
+    env = _env(tmp_path, PARTNERCHECK_STORE=str(folder / "learned.sqlite3"))
+    cli_run = f"{sys.executable} -m partnercheck"
+    script = (f"mount -t tmpfs tmpfs {folder} && {cli_run} learn --as pitch --no-retrain -q {mail} && "
+              f"{cli_run} senders block spamvendor.example && mount -o remount,ro {folder} && "
+              f"{cli_run} learned && {cli_run} senders && {cli_run} learned --export {tmp_path / 'out.jsonl'} && "
+              f"{cli_run} senders block other.example")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, capture_output=True, text=True)
+    assert ",pitch,x@vendor.example,hello," in result.stdout and "spamvendor.example,block" in result.stdout
+    assert [r.subject for r in Source(str(tmp_path / "out.jsonl"))] == ["hello"]
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"Error: {folder / 'learned.sqlite3'}: the learning store cannot be written here (unable to open database file)")
+
+
 def test_kill_9_during_learn_keeps_the_store_whole(tmp_path):
     files = sorted(DATA.glob("*/*.eml"))
     mbox = _mbox(tmp_path / "all.mbox", files)

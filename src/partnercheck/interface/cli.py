@@ -657,7 +657,7 @@ def learned(output, out_fmt, export, forget_keys, store_option):
     for target in filter(None, (output, export)):
         if _is_one_of(target, [path, path + "-wal"]):
             raise click.ClickException(f"{target} is the learning store; writing there would replace it")
-    with Store.open(path) as store:
+    with Store.open(path, read_only=not forget_keys) as store:
         if forget_keys:
             removed = store.forget_keys(forget_keys)
             click.echo(f"forgot {removed} correction{'s' if removed != 1 else ''}; {len(store)} left", err=True)
@@ -755,7 +755,7 @@ def senders(ctx, as_json, store_option):
     if not os.path.exists(path):
         click.echo(f"nothing learned yet ({path} does not exist)", err=True)
         return
-    with Store.open(path) as store:
+    with Store.open(path, read_only=True) as store:
         entries = store.sender_entries()
     fields = ["pattern", "kind", "origin", "added", "expires", "active", "note"]
     writer = RowWriter(None, "jsonl" if as_json else "csv", fields)

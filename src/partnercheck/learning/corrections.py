@@ -246,12 +246,17 @@ class Store:
         self._db = db
 
     @classmethod
-    def open(cls, path: str | None = None) -> "Store":
-        """Open (creating it and its folder if need be) the store at ``path`` or the default one."""
+    def open(cls, path: str | None = None, read_only: bool = False) -> "Store":
+        """Open (creating it and its folder if need be) the store at ``path`` or the default
+        one. ``read_only``, for listing and exporting: nothing is created or changed, and a
+        store this user may read but not write beside (a read-only file system) opens too."""
         path = path or store_path()
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            if read_only:
+                db = _connect_read_only(path)
+            else:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                db = sqlite3.connect(path, timeout=30, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the learning store: {exc}") from None
         try:
@@ -261,10 +266,13 @@ class Store:
             if version == 0 and tables:
                 # Another program's database, named by mistake: left exactly as it was.
                 raise StoreError(f"{path}: another program's database, not a learning store; name a new file")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits survive kill
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: made by a newer partnercheck (store version {version}); upgrade it")
+            if read_only and version < SCHEMA_VERSION:
+                raise StoreError(f"{path}: an empty file, nothing learned yet")
+            if not read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits survive kill
             if version < SCHEMA_VERSION:
                 db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\n{memory.SCHEMA}\n"
                                  f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
@@ -273,6 +281,8 @@ class Store:
             raise
         except sqlite3.OperationalError as exc:  # locked by another program for 30 s, a full disk
             db.close()
+            if "unable to open" in str(exc) or "readonly" in str(exc):
+                raise StoreError(f"{path}: the learning store cannot be written here ({exc})") from None
             raise StoreError(f"{path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             db.close()
@@ -488,33 +498,40 @@ def read_memory(path: str | None = None, config: dict | None = None) -> memory.S
     if not os.path.exists(path):
         return memory.SenderMemory()
     try:
-        return _read_memory(path, "mode=ro")
+        db = _connect_read_only(path)
+        try:
+            return memory.load(db)
+        finally:
+            db.close()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return memory.SenderMemory()
-        if "unable to open" in str(exc) and os.access(path, os.R_OK):
-            # A store this user may read but not write beside (a filter run as the mail
-            # server's user, a read-only file system): reading a WAL database asks to make
-            # its -shm file there. None there means no learn at work on it (one would have
-            # made it), so the file is read as it is.
-            try:
-                return _read_memory(path, "immutable=1")
-            except sqlite3.DatabaseError as again:
-                exc = again
         raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot read the learning store: {exc}") from None
 
 
-def _read_memory(path: str, mode: str) -> memory.SenderMemory:
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """A connection that can only read the store at ``path``.
+
+    Reading a WAL database asks to make its -shm file beside it. Where this user may read
+    the store but not write beside it (a filter run as the mail server's user, a read-only
+    file system), there is none, which means no learn at work on it (one would have made
+    it), so the file is read as it is.
+    """
     from urllib.parse import quote
 
     # quoted: a # or ? in the path would end the file name there, and open another file
-    db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?{mode}", uri=True, timeout=10)
+    name = f"file:{quote(os.path.abspath(path))}"
+    db = sqlite3.connect(f"{name}?mode=ro", uri=True, timeout=10)
     try:
-        return memory.load(db)
-    finally:
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
         db.close()
+        if "unable to open" not in str(exc) or not os.access(path, os.R_OK):
+            raise
+    return sqlite3.connect(f"{name}?immutable=1", uri=True, timeout=10)
 
 
 # ---------------------------------------------------------------------- personal model
