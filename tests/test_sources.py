@@ -761,14 +761,14 @@ def test_unreadable_file_in_folder_is_noted_and_reading_goes_on(tmp_path):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read_as_a_user(path: Path) -> list | str:
+def _read_as_a_user(path: Path, fmt: str | None = None) -> list | str:
     """[key, subject, problems] of each message of ``path``, or the error's line, as read by a
     process that file permissions apply to: this one's user, or root without its right to
     read and list anything (setpriv)."""
     read = ("import json, sys; from partnercheck.reading.sources import Source, SourceError\n"
-            "try: print(json.dumps([[r.key, r.subject, r.problems] for r in Source(sys.argv[1])]))\n"
+            "try: print(json.dumps([[r.key, r.subject, r.problems] for r in Source(*sys.argv[1:])]))\n"
             "except SourceError as exc: print(json.dumps(str(exc)))")
-    argv = [sys.executable, "-c", read, str(path)]
+    argv = [sys.executable, "-c", read, str(path), *([fmt] if fmt else [])]
     if not os.geteuid():
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv is needed to read as root without root's right to read everything")
@@ -794,7 +794,8 @@ def test_a_folder_that_cannot_be_listed_is_one_clear_line(tmp_path):
             ["a.eml", "a", []], ["locked", "", [f"{tmp_path}/export/locked: cannot list it: permission denied"]]]
         assert _read_as_a_user(tmp_path / "md") == [
             ["cur", "", [f"{tmp_path}/md/cur: cannot list it: permission denied"]], ["new/2.host", "d", []]]
-        assert _read_as_a_user(tmp_path / "closed") == f"{tmp_path}/closed: cannot list it: permission denied"
+        for fmt in (None, "folder", "maildir", "labelled"):  # whatever it is read as
+            assert _read_as_a_user(tmp_path / "closed", fmt) == f"{tmp_path}/closed: cannot list it: permission denied"
     finally:
         for folder in ("export/locked", "md/cur", "closed"):
             (tmp_path / folder).chmod(0o755)

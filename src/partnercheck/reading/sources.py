@@ -177,6 +177,11 @@ class Source:
             return self._file_messages(_open_read(path))
         if not path.is_dir():
             raise SourceError(f"{self.path}: not a folder, so it cannot be read as {self.format}")
+        try:  # the folder named is an error, as a missing one is; only folders inside it are rows
+            with os.scandir(path):
+                pass
+        except OSError as exc:
+            raise SourceError(_listing_failure(path, exc)) from None
         if self.format == "maildir":
             files = [(f, None) for sub in _MAILDIR_SUBS for f in _files(path / sub, recursive=False)]
         elif self.format == "labelled":
