@@ -815,6 +815,16 @@ def test_another_programs_database_named_as_the_store_is_left_as_it_was(tmp_path
     assert Path(path).read_bytes() == before and sorted(os.listdir(tmp_path)) == ["notes.sqlite3"]
 
 
+def test_an_empty_file_named_as_the_store_has_nothing_learned(tmp_path):
+    path = tmp_path / "learned.sqlite3"
+    path.touch()
+    runner = CliRunner()
+    for args in (["learned", "--store", str(path)], ["senders", "--store", str(path)]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0 and result.stderr == f"nothing learned yet ({path} is empty)\n", result.output
+    assert path.read_bytes() == b""
+
+
 def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):
     path = str(tmp_path / "s.sqlite3")
     with Store.open(path) as store:

@@ -651,8 +651,8 @@ def learned(output, out_fmt, export, forget_keys, store_option):
     from ..learning.corrections import Store, retrain_personal, store_path
 
     path = store_path(store_option)
-    if not os.path.exists(path):
-        click.echo(f"nothing learned yet ({path} does not exist)", err=True)
+    if reason := _nothing_learned(path):
+        click.echo(reason, err=True)
         return
     for target in filter(None, (output, export)):
         if _is_one_of(target, [path, path + "-wal"]):
@@ -681,6 +681,15 @@ def learned(output, out_fmt, export, forget_keys, store_option):
         counts = store.counts()
         click.echo(f"{sum(counts.values())} corrections: "
                    + ", ".join(f"{label} {counts.get(label, 0)}" for label in LABELS), err=True)
+
+
+def _nothing_learned(path: str) -> str:
+    """Why the store at ``path`` holds nothing yet, or "" if it may hold something."""
+    if not os.path.exists(path):
+        return f"nothing learned yet ({path} does not exist)"
+    if not os.path.getsize(path):
+        return f"nothing learned yet ({path} is empty)"
+    return ""
 
 
 def _export(store, target: str) -> int:
@@ -752,8 +761,8 @@ def senders(ctx, as_json, store_option):
     from ..learning.corrections import Store, store_path
 
     path = store_path(store_option)
-    if not os.path.exists(path):
-        click.echo(f"nothing learned yet ({path} does not exist)", err=True)
+    if reason := _nothing_learned(path):
+        click.echo(reason, err=True)
         return
     with Store.open(path, read_only=True) as store:
         entries = store.sender_entries()
