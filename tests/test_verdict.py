@@ -107,6 +107,7 @@ def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
     ("rule:PRICE_PLANS", "rule PRICE_PLANS"),
     ("revenu share", '"revenu share"'),
     ("per MONEY", '"per <amount>"'),
+    ("fwd:split", 'forwarded word "split"'),
 ])
 def test_tokens_are_described_in_plain_words(token, text):
     assert describe_token(token) == text
@@ -221,3 +222,30 @@ def test_names_of_sender_and_recipients_are_not_tokens_but_words_of_a_role_are()
     tokens = set(extract(parse_message(raw), builtin_rules()).tokens)
     assert not {"sam", "carter", "nina", "falk", "subject:sam"} & tokens
     assert {"partnership", "team", "investor", "subject:partnership"} <= tokens  # "investor" as "investors"
+
+
+_RELAYED = (b"From: Ann Lee <ann@a.example>\nTo: Bo Ray <bo@b.example>\nSubject: {subject}\n\n"
+            b"Bo, {note}\n\n{marker}\nFrom: Cara Voss <cara@c.example>\nDate: Mon, 3 Jun 2024 09:00:00 +0000\n"
+            b"Subject: a joint workshop\n\nWe would host the workshop and split the costs with your team.\n")
+
+
+@pytest.mark.parametrize("subject, marker", [
+    (b"Fwd: a joint workshop", b"-----Original Message-----"),
+    (b"a joint workshop", b"---------- Forwarded message ---------"),
+    (b"a joint workshop", b"Begin forwarded message:"),
+])
+def test_a_forwarded_proposal_is_read_under_its_own_tag_and_a_quoted_reply_is_not(subject, marker):
+    """What a forward carries decides with the relayer's note (``fwd:`` words, not the
+    sender's own and not read by the rules); the forward's header lines are not words. A
+    reply's quotes stay unread, so that a reply quoting a pitch is not read as one."""
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    raw = _RELAYED.replace(b"{subject}", subject).replace(b"{marker}", marker)
+    extracted = extract(parse_message(raw.replace(b"{note}", b"they asked me to pass this on.")), builtin_rules())
+    assert {"fwd:host", "fwd:split", "fwd:cost", "fwd:workshop"} <= set(extracted.tokens)
+    assert not {"host", "split", "fwd:cara", "fwd:voss", "fwd:date", "fwd:jun"} & set(extracted.tokens)
+    assert not any(hit.id == "SHARED_COSTS" for hit in extracted.hits)
+    reply = raw.replace(b"Fwd: ", b"Re: ").replace(marker, b"On Monday, Cara Voss wrote:").replace(b"\n\nWe", b"\n> We")
+    tokens = extract(parse_message(reply.replace(b"{note}", b"sounds good.")), builtin_rules()).tokens
+    assert not any(token.startswith("fwd:") or token in ("host", "split") for token in tokens)

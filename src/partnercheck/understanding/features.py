@@ -5,6 +5,7 @@ In the manner of SpamBayes' tokenizer, every token says where it came from:
 ============================  ===============================================
 ``partner``                   a stemmed word of the new body text
 ``subject:partner``           a stemmed word of the subject
+``fwd:partner``               a stemmed word of the message a forward carries
 ``url:calendar``              a word from a link's path or host name
 ``header:list-unsubscribe``   how the mail was sent (bulk headers, a real or fake reply)
 ``shape:html-only``           how the mail is built (tracking pixel, booking link, ...)
@@ -17,7 +18,18 @@ is) so the model learns that a price is quoted, not which price. Sender addresse
 domains and Message-IDs are deliberately not tokens: they identify a corpus's authors, not
 what a message asks of its reader.
 Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
-that quotes a pitch is not read as one; signatures reach only the rules. On the first three
+that quotes a pitch is not read as one; signatures reach only the rules. The message a
+forward carries is read under its own tag (``fwd:``), never by the rules: a proposal relayed
+by an introducer and a pitch a colleague passes on with "what do you think?" both carry a
+proposal, and only the relayer's own words, read as usual, and what was forwarded together
+tell them apart. Unread, forwarded mail was judged by the relayer's note alone: leaving out
+the corpus's 307 forwarded messages in training, a model labelled 61% of them right. Read as
+``fwd:`` words, over training seeds 0 to 3 (corpus rounds 1 to 9): held-out macro-F1
+0.957-0.958 to 0.964, real mail 0.909-0.916 to 0.912-0.915, its ordinary mail labelled
+pitch 4-5 of 65 to 4 (no real message there is a forward: the other words weigh a little
+differently). Read as the sender's own words instead, forwarded mail left out of training
+scored 83%, but pitch words then came as often in colleagues' ordinary mail (``other``) and
+real mail scored 0.888-0.922. On the first three
 corpus rounds, signature words and word pairs as tokens left cross-validated macro-F1 at
 0.974 and lowered accuracy on the real-mail sample from 0.85 to 0.82: they told the
 corpus's writers apart more than what a message asks of its reader. Word pairs came back,
@@ -120,6 +132,12 @@ _BOOKING = re.compile(r"calendly|calendar|/book|booking|schedul|meetings?[./]|/m
 _UNSUBSCRIBE = re.compile(r"unsub|opt-?out|optout|preferences|remove")
 _REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|r)\s*(?:\[\d+\])?\s*:", re.I)
 _FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv)\s*:", re.I)
+_FORWARD_MARKER = re.compile(r"^\W*(?:-+ ?forwarded message|begin forwarded message)", re.I)
+#: The header lines a forward shows above the message it carries: who wrote to whom is not
+#: what the message proposes (the sender's own names are dropped for the same reason).
+_FORWARD_HEADER = re.compile(
+    r"^[ >]*(?:from|to|cc|sent|date|subject|reply-to|von|an|gesendet|datum|betreff|de|para|enviado|fecha"
+    r"|asunto|envoy[ée]|[àa]|objet|data|assunto)\s*:.*$", re.I | re.M)
 _URL_STOP = frozenset({"http", "https", "www", "com", "org", "net", "html", "php", "example", "test", "index"})
 
 #: Body text beyond this is not tokenised: the opening of a mail says what it wants.
@@ -154,6 +172,7 @@ def extract(record: EmailRecord, rules: RuleSet, sentences: bool = False) -> Ext
     # else the names are dropped by filterfalse, also at C level (twice as fast as a loop).
     tokens.extend(words if names.isdisjoint(words) else filterfalse(names.__contains__, words))
     tokens.extend(_action_tokens(body))
+    tokens.extend("fwd:" + w for w in _words(_forwarded(record)) if w not in names)
     tokens.extend(_link_tokens(record.links))
     tokens.extend(_header_tokens(record))
     tokens.extend(_shape_tokens(record))
@@ -173,6 +192,18 @@ def untokenise(text: str) -> str:
     text = _SPACED_CURRENCY.sub(r"\1", text)
     text = _SPACED_DIGITS.sub(r"\1\2\3", text)
     return _SPACED_PUNCTUATION.sub(r"\1", text)
+
+
+def _forwarded(record: EmailRecord) -> str:
+    """The message a forward carries, normalised, without its From/To/Date/Subject lines:
+    the quoted text of a message whose subject says it is forwarded (``Fwd:``, ``FW:``,
+    ``WG:``, ...) or whose quoted text opens with a forwarded-message marker; "" for a
+    reply, whose quotes stay unread."""
+    quoted = record.quoted
+    if not quoted or not (_FORWARD_SUBJECT.match(record.subject) or _FORWARD_MARKER.match(quoted)):
+        return ""
+    text = untokenise(normalize(quoted[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS])
+    return _FORWARD_HEADER.sub(" ", text)
 
 
 def _action_tokens(text: str) -> list[str]:
@@ -274,7 +305,7 @@ TOKEN_DESCRIPTIONS = {
     "shape:unsubscribe-link": "an unsubscribe link",
     "shape:many-links": "many links",
 }
-_TAGS = {"subject": "subject word", "url": "link word"}
+_TAGS = {"subject": "subject word", "url": "link word", "fwd": "forwarded word"}
 _PLACEHOLDERS = {"MONEY": "a money amount", "PCT": "a percentage", "NUM": "a number",
                  "EMAIL": "an e-mail address", "URL": "a link"}
 _IN_PAIRS = {"MONEY": "<amount>", "PCT": "<n>%", "NUM": "<number>", "EMAIL": "<address>", "URL": "<link>"}
