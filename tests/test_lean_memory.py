@@ -61,6 +61,35 @@ def test_a_model_trained_in_child_processes_is_the_same_byte_for_byte(corpus, tm
     assert (tmp_path / "apart.model").read_bytes() == (tmp_path / "here.model").read_bytes()
 
 
+def test_training_that_lets_the_tokens_go_before_its_last_fit_makes_the_same_model(corpus, tmp_path, monkeypatch):
+    """`partnercheck train` lets the messages' tokens go once the last fit has its matrix;
+    train.py keeps them to score other splits of the same messages."""
+    saved = {}
+    for keep in (True, False):
+        monkeypatch.setattr(features, "_STEMS", {})
+        model, _, prepared = training.train(Source(str(corpus)), keep_tokens=keep)
+        model.save(str(tmp_path / f"{keep}.model"))
+        saved[keep] = (tmp_path / f"{keep}.model").read_bytes()
+        assert len(prepared.docs) == (len(prepared.keys) if keep else 0)
+    assert saved[True] == saved[False]
+
+
+def test_tokens_kept_as_numbers_outgrow_two_bytes_and_stay_the_same():
+    from partnercheck.learning.kept_tokens import TokenStore, numbered
+    from partnercheck.understanding.features import Extracted
+    from partnercheck.understanding.vectors import TermTable
+
+    store = TokenStore()
+    docs = [Extracted([f"w{i}", f"w{i + 1}", "common"], []) for i in range(0, 70_000, 2)]
+    kept = [store.keep(doc) for doc in docs]
+    assert store.ids.typecode == "i" and len(store.words) > 1 << 16
+    assert [doc.tokens for doc in kept[::997]] == [doc.tokens for doc in docs[::997]]
+    table = TermTable({"w69998": 0, "common": 1, "w1": 2})
+    ids, lengths = numbered(kept, table)
+    assert lengths.tolist() == [3] * len(docs)
+    assert ids[:3].tolist() == [table.unknown, 2, 1] and ids[-3:].tolist() == [0, table.unknown, 1]
+
+
 def test_what_stops_training_in_the_child_is_raised_here_as_it_was_said(corpus):
     (corpus / "partnership" / "empty.eml").write_bytes(b"Subject: \n\n")
     with pytest.raises(TrainingError, match=r"1 message\(s\) have no text, e.g. .*empty.eml; remove them"):

@@ -447,7 +447,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
             raise click.ClickException("the bundled corpus is not available in this installation")
         readers.append(Source(corpus))
     records = (record for reader in readers for record in reader)
-    model, cv_scores, prepared = training.train(records, seed=seed, info={"trained_on": list(sources)})
+    model, cv_scores, prepared = training.train(records, seed=seed, info={"trained_on": list(sources)}, keep_tokens=False)
     if prepared.duplicates:
         click.echo(f"dropped {prepared.duplicates} duplicate message(s)", err=True)
     if prepared.undecided:

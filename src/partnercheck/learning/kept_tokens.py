@@ -27,16 +27,22 @@ from ..understanding.vectors import TermTable
 CHUNK = 4096
 
 
+#: numpy's name for each array typecode :class:`TokenStore` uses.
+_DTYPES = {"H": np.uint16, "i": np.int32}
+
+
 class TokenStore:
     """The tokens of many messages: each distinct token numbered once (``words``), each
-    message's tokens as a run of those numbers in one array (``ids``)."""
+    message's tokens as a run of those numbers in one array (``ids``): two bytes a token
+    while there are at most 65,536 distinct tokens, as on ten perturbed copies of the corpus
+    (35,112 for 8.9 million tokens, 18 MB saved), four bytes after that."""
 
     __slots__ = ("words", "numbers", "ids", "_translated")
 
     def __init__(self) -> None:
         self.words: list[str] = []
         self.numbers: dict[str, int] = {}
-        self.ids = array("i")
+        self.ids = array("H")
         self._translated: tuple[TermTable, np.ndarray] | None = None
 
     def keep(self, doc: Extracted) -> "KeptDoc":
@@ -45,6 +51,8 @@ class TokenStore:
         new = [token for token in dict.fromkeys(doc.tokens) if token not in numbers]
         numbers.update(zip(new, range(len(words), len(words) + len(new))))
         words.extend(new)
+        if len(words) > 1 << 16 and self.ids.typecode == "H":
+            self.ids = array("i", self.ids)
         start = len(self.ids)
         self.ids.extend(map(numbers.__getitem__, doc.tokens))
         return KeptDoc(self, start, len(self.ids), tuple(doc.hits))
@@ -75,7 +83,7 @@ def _of_one_store(docs) -> TokenStore | None:
 
 def _gathered(store: TokenStore, docs) -> tuple[np.ndarray, np.ndarray]:
     """The tokens of ``docs`` as store numbers, in order, and each one's count of them."""
-    everything = np.frombuffer(store.ids, dtype=np.int32)
+    everything = np.frombuffer(store.ids, dtype=_DTYPES[store.ids.typecode])
     try:
         lengths = np.fromiter((doc.end - doc.start for doc in docs), dtype=np.int64, count=len(docs))
         return np.concatenate([everything[doc.start:doc.end] for doc in docs]).astype(np.int64), lengths

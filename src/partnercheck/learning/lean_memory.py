@@ -43,6 +43,13 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 128 * 1024
 
 
+class LetGo(list):
+    """Messages' tokens handed to the last fit of training, which lets them go (empties this
+    list) once it has built its matrix, before liblinear copies that matrix: nothing reads
+    them again, and the last fit is training's peak. Only the list itself is emptied; the
+    folds of the calibration before it get lists of their own rows."""
+
+
 def pin_mmap_threshold() -> bool:
     """Pin glibc's mmap threshold, so that freed large arrays go back to the system; returns
     whether it was pinned (False on a C library without ``mallopt``)."""

@@ -48,7 +48,7 @@ from ..understanding.features import Extracted, extract
 from ..understanding.rules import builtin_rules
 from ..understanding.vectors import TermTable, counted_terms, vectorize
 from .kept_tokens import counted_terms as counted_as_numbers, numbered
-from .lean_memory import apart
+from .lean_memory import LetGo, apart
 
 #: The SVM's regularisation; the module docstring says what chose it.
 C = 0.3
@@ -174,6 +174,8 @@ class VectorizedSVM(ClassifierMixin, BaseEstimator):
 
     def fit(self, docs: list[Extracted], y, sample_weight=None):
         matrix = self.vectorizer.transform(docs).astype(np.float64)
+        if isinstance(docs, LetGo):
+            docs.clear()
         self.svm_ = clone(self.svm).fit(matrix, y, sample_weight=sample_weight)
         self.classes_ = self.svm_.classes_
         return self

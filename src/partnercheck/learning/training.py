@@ -27,7 +27,7 @@ from .evaluate import Scores
 from .kept_tokens import KeptDoc, TokenStore
 from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
 from .pipeline import C, build_pipeline
-from .lean_memory import apart, pin_mmap_threshold, prepared_apart
+from .lean_memory import LetGo, apart, pin_mmap_threshold, prepared_apart
 
 #: Fewer examples of a label than this cannot be learned or cross-validated (5 folds,
 #: each with a calibration split that needs every label; see :class:`NearCopyFolds` for a
@@ -222,25 +222,31 @@ def choose_thresholds(probabilities: np.ndarray, truth: list[str]) -> tuple[Thre
     return thresholds, Scores(list(truth), [decide(r, [], thresholds)[0] for r in rows])
 
 
-def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = C, info: dict | None = None) -> Model:
+def fit(prepared: Prepared, thresholds: Thresholds, seed: int = 0, c: float = C, info: dict | None = None,
+        keep_tokens: bool = True) -> Model:
     """The final model on all prepared messages (the extraction step learns nothing, so the
-    later steps are fitted on the tokens :func:`prepare` extracted)."""
+    later steps are fitted on the tokens :func:`prepare` extracted). Without ``keep_tokens``
+    the fit lets the messages' tokens go once it has built its matrix (:class:`LetGo`), and
+    ``prepared.docs`` is empty after it."""
     pipeline, docs, y, near = _extracted(prepared, seed, c)
+    if not keep_tokens:
+        prepared.docs = docs = LetGo(docs)
     _calibrated_by_groups(pipeline[1:], near, np.arange(len(y)), seed).fit(docs, y)
     return Model.from_pipeline(pipeline, thresholds, info)
 
 
-def train(records, seed: int = 0, c: float = C, info: dict | None = None) -> tuple[Model, Scores, Prepared]:
+def train(records, seed: int = 0, c: float = C, info: dict | None = None,
+          keep_tokens: bool = True) -> tuple[Model, Scores, Prepared]:
     """Prepare, cross-validate, choose thresholds and fit: the whole of training.
 
     Returns the model, the cross-validated scores under the chosen thresholds, and the
-    prepared data (for reporting duplicates dropped). The mail is read, and the model
-    cross-validated, in child processes (:mod:`~partnercheck.learning.lean_memory`, which
-    says what that saves).
+    prepared data (for reporting duplicates dropped, and with ``keep_tokens`` for scoring
+    other splits of it). The mail is read, and the model cross-validated, in child
+    processes (:mod:`~partnercheck.learning.lean_memory`, which says what that saves).
     """
     pin_mmap_threshold()
     prepared = prepared_apart(prepare, records)
     probabilities = apart(out_of_fold, prepared, seed=seed, c=c)
     thresholds, cv_scores = choose_thresholds(probabilities, prepared.labels)
-    model = fit(prepared, thresholds, seed=seed, c=c, info=info)
+    model = fit(prepared, thresholds, seed=seed, c=c, info=info, keep_tokens=keep_tokens)
     return model, cv_scores, prepared
