@@ -815,14 +815,24 @@ def test_another_programs_database_named_as_the_store_is_left_as_it_was(tmp_path
     assert Path(path).read_bytes() == before and sorted(os.listdir(tmp_path)) == ["notes.sqlite3"]
 
 
-def test_an_empty_file_named_as_the_store_has_nothing_learned(tmp_path):
+def _stopped_before_its_tables(path):
+    """What a learn stopped between switching the new store to WAL and making its tables leaves."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+
+
+@pytest.mark.parametrize("make, why", [(Path.touch, "is empty"), (_stopped_before_its_tables, "is a store with nothing in it")])
+def test_an_empty_file_or_store_named_as_the_store_has_nothing_learned(tmp_path, make, why):
     path = tmp_path / "learned.sqlite3"
-    path.touch()
+    make(path)
+    before = path.read_bytes()
     runner = CliRunner()
-    for args in (["learned", "--store", str(path)], ["senders", "--store", str(path)]):
+    for args in (["learned", "--store", str(path)], ["senders", "--store", str(path)],
+                 ["learned", "--store", str(path), "--forget-key", "3f2a9c"]):
         result = runner.invoke(cli, args)
-        assert result.exit_code == 0 and result.stderr == f"nothing learned yet ({path} is empty)\n", result.output
-    assert path.read_bytes() == b""
+        assert result.exit_code == 0 and result.stderr == f"nothing learned yet ({path} {why})\n", result.output
+    assert path.read_bytes() == before
 
 
 def test_a_store_damaged_inside_is_one_line_naming_it(tmp_path):

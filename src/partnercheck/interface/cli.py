@@ -648,15 +648,17 @@ def learned(output, out_fmt, export, forget_keys, store_option):
       partnercheck learned --export corrections.jsonl && partnercheck train corrections.jsonl -o m.model
       partnercheck learned --forget-key 3f2a9c
     """
-    from ..learning.corrections import Store, retrain_personal, store_path
+    from ..learning.corrections import NothingLearned, Store, retrain_personal, store_path
 
     path = store_path(store_option)
-    if reason := _nothing_learned(path):
-        click.echo(reason, err=True)
-        return
     for target in filter(None, (output, export)):
         if _is_one_of(target, [path, path + "-wal"]):
             raise click.ClickException(f"{target} is the learning store; writing there would replace it")
+    try:
+        Store.open(path, read_only=True).close()  # nothing to list or forget is said, not made
+    except NothingLearned as nothing:
+        click.echo(str(nothing), err=True)
+        return
     with Store.open(path, read_only=not forget_keys) as store:
         if forget_keys:
             removed = store.forget_keys(forget_keys)
@@ -681,15 +683,6 @@ def learned(output, out_fmt, export, forget_keys, store_option):
         counts = store.counts()
         click.echo(f"{sum(counts.values())} corrections: "
                    + ", ".join(f"{label} {counts.get(label, 0)}" for label in LABELS), err=True)
-
-
-def _nothing_learned(path: str) -> str:
-    """Why the store at ``path`` holds nothing yet, or "" if it may hold something."""
-    if not os.path.exists(path):
-        return f"nothing learned yet ({path} does not exist)"
-    if not os.path.getsize(path):
-        return f"nothing learned yet ({path} is empty)"
-    return ""
 
 
 def _export(store, target: str) -> int:
@@ -758,14 +751,14 @@ def senders(ctx, as_json, store_option):
     ctx.obj["store"] = store_option
     if ctx.invoked_subcommand is not None:
         return
-    from ..learning.corrections import Store, store_path
+    from ..learning.corrections import NothingLearned, Store, store_path
 
-    path = store_path(store_option)
-    if reason := _nothing_learned(path):
-        click.echo(reason, err=True)
+    try:
+        with Store.open(store_path(store_option), read_only=True) as store:
+            entries = store.sender_entries()
+    except NothingLearned as nothing:
+        click.echo(str(nothing), err=True)
         return
-    with Store.open(path, read_only=True) as store:
-        entries = store.sender_entries()
     fields = ["pattern", "kind", "origin", "added", "expires", "active", "note"]
     writer = RowWriter(None, "jsonl" if as_json else "csv", fields)
     for entry in entries:

@@ -79,6 +79,12 @@ class StoreError(PartnercheckError):
     """A store that cannot be used; the message says which and why."""
 
 
+class NothingLearned(StoreError):
+    """A store opened to be read that holds nothing yet: no file, an empty one, or a SQLite
+    file without tables (a ``learn`` stopped before making them leaves one). Listing it is
+    not a failure; the message says which."""
+
+
 @dataclass
 class LearnSummary:
     """What one ``learn`` changed."""
@@ -251,6 +257,10 @@ class Store:
         one. ``read_only``, for listing and exporting: nothing is created or changed, and a
         store this user may read but not write beside (a read-only file system) opens too."""
         path = path or store_path()
+        if read_only and not os.path.exists(path):
+            raise NothingLearned(f"nothing learned yet ({path} does not exist)")
+        if read_only and not os.path.getsize(path):
+            raise NothingLearned(f"nothing learned yet ({path} is empty)")
         try:
             if read_only:
                 db = _connect_read_only(path)
@@ -269,7 +279,7 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: made by a newer partnercheck (store version {version}); upgrade it")
             if read_only and version < SCHEMA_VERSION:
-                raise StoreError(f"{path}: an empty file, nothing learned yet")
+                raise NothingLearned(f"nothing learned yet ({path} is a store with nothing in it)")
             if not read_only:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits survive kill
