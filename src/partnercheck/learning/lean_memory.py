@@ -23,7 +23,14 @@ exact duplicates). Whatever else the process holds then adds to it. Measured the
   510 MB, in cross-validation's child.
 
 With all of them, training on those copies peaked at 499 MB in its largest process, against
-686 MB before, with the same model byte for byte (bench/README.md has the runs).
+686 MB before, with the same model byte for byte (bench/README.md has the runs). Two more
+since, on ten copies of a corpus grown to 6,024 messages (58,862 after exact duplicates),
+one run each: tokens kept in two bytes while they fit (:class:`~partnercheck.learning.kept_tokens.TokenStore`)
+and ``partnercheck train`` letting them go before liblinear copies the last fit's matrix
+(:class:`LetGo`): 514 MB against 552. What is left at the peak is the imports (128 MB), what
+the parent keeps beyond them (about 70 MB, most of it the Python heap left by reading the
+prepared messages back), the float64 matrix (131 MB) and liblinear's nodes, which is over
+500 MB at that size.
 """
 
 from __future__ import annotations
