@@ -225,8 +225,10 @@ def test_names_of_sender_and_recipients_are_not_tokens_but_words_of_a_role_are()
 
 
 _RELAYED = (b"From: Ann Lee <ann@a.example>\nTo: Bo Ray <bo@b.example>\nSubject: {subject}\n\n"
-            b"Bo, {note}\n\n{marker}\nFrom: Cara Voss <cara@c.example>\nDate: Mon, 3 Jun 2024 09:00:00 +0000\n"
-            b"Subject: a joint workshop\n\nWe would host the workshop and split the costs with your team.\n")
+            b"Bo, {note}\n\n{marker}\n*From:* Cara Voss <cara@c.example>\nDate: Mon, 3 Jun 2024 09:00:00 +0000\n"
+            b"Subject: a joint workshop\nCc: Dee Ash <dee@d.example>,\n Eve Lund <eve@e.example>\n\n"
+            b"We would host the workshop and split the costs with your team.\n"
+            b"A: each side keeps its own leads.\n\nBest,\nCara Voss\n")
 
 
 @pytest.mark.parametrize("subject, marker", [
@@ -236,16 +238,29 @@ _RELAYED = (b"From: Ann Lee <ann@a.example>\nTo: Bo Ray <bo@b.example>\nSubject:
 ])
 def test_a_forwarded_proposal_is_read_under_its_own_tag_and_a_quoted_reply_is_not(subject, marker):
     """What a forward carries decides with the relayer's note (``fwd:`` words, not the
-    sender's own and not read by the rules); the forward's header lines are not words. A
-    reply's quotes stay unread, so that a reply quoting a pitch is not read as one."""
+    sender's own and not read by the rules); its marker and header block, and the names
+    they give, are not words. A reply's quotes stay unread, so that a reply quoting a pitch
+    is not read as one."""
     from partnercheck.understanding.features import extract
     from partnercheck.understanding.rules import builtin_rules
 
     raw = _RELAYED.replace(b"{subject}", subject).replace(b"{marker}", marker)
     extracted = extract(parse_message(raw.replace(b"{note}", b"they asked me to pass this on.")), builtin_rules())
-    assert {"fwd:host", "fwd:split", "fwd:cost", "fwd:workshop"} <= set(extracted.tokens)
-    assert not {"host", "split", "fwd:cara", "fwd:voss", "fwd:date", "fwd:jun"} & set(extracted.tokens)
+    tokens = set(extracted.tokens)
+    assert {"fwd:host", "fwd:split", "fwd:cost", "fwd:workshop", "fwd:each", "fwd:lead"} <= tokens
+    assert not {"host", "split"} & tokens
+    assert not {f"fwd:{word}" for word in ("cara", "voss", "dee", "ash", "eve", "lund", "date", "jun", "from",
+                                           "messag", "origin", "forward", "begin", "EMAIL")} & tokens
     assert not any(hit.id == "SHARED_COSTS" for hit in extracted.hits)
     reply = raw.replace(b"Fwd: ", b"Re: ").replace(marker, b"On Monday, Cara Voss wrote:").replace(b"\n\nWe", b"\n> We")
     tokens = extract(parse_message(reply.replace(b"{note}", b"sounds good.")), builtin_rules()).tokens
     assert not any(token.startswith("fwd:") or token in ("host", "split") for token in tokens)
+
+
+def test_a_forward_with_a_note_of_one_word_is_judged_by_what_it_carries(shipped_model):
+    """"FYI" above a forwarded proposal is not too little text: the forwarded words count."""
+    raw = _RELAYED.replace(b"{subject}", b"Fwd:").replace(
+        b"{marker}", b"---------- Forwarded message ---------").replace(b"Bo, {note}", b"FYI")
+    verdict = classify_one(parse_message(raw), shipped_model)
+    assert "too little text" not in verdict.summary()
+    assert all(not clue.term.endswith(('"we"', '"the"', '"and"')) for clue in verdict.clues_for + verdict.clues_against)

@@ -166,7 +166,7 @@ def _clue_term(model: "Model", column: int) -> tuple:
     names, idf = model.feature_names, model.weights.idf
     token = names[column]
     common = column < len(idf) and idf[column] < _COMMON_IDF and ":" not in token
-    words = token.removeprefix("subject:").split(" ")  # a word, a subject word or a word pair
+    words = token.removeprefix("subject:").removeprefix("fwd:").split(" ")  # a word, a tagged word or a pair
     if common or _function_stems().issuperset(words):
         return ()
     return token, describe_token(token, model.surface_word)

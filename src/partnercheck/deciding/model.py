@@ -91,10 +91,11 @@ class Weights:
         )
 
     def known_words(self, matrix) -> np.ndarray:
-        """Per row of ``matrix``, how many distinct body and subject words of the vocabulary
-        it holds (not word pairs, rules, links, headers or shapes)."""
+        """Per row of ``matrix``, how many distinct body, subject and forwarded words of the
+        vocabulary it holds (not word pairs, rules, links, headers or shapes)."""
         if getattr(self, "_word_columns", None) is None:
-            words = (" " not in name and (":" not in name or name.startswith("subject:")) for name in self.feature_names)
+            words = (" " not in name and (":" not in name or name.startswith(("subject:", "fwd:")))
+                     for name in self.feature_names)
             self._word_columns = np.fromiter(words, dtype=bool, count=len(self.feature_names))  # rules: "rule:ID"
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
         return np.bincount(rows, weights=self._word_columns[matrix.indices], minlength=matrix.shape[0]).astype(int)
@@ -122,14 +123,14 @@ def _portable(numbers) -> np.ndarray:
 
 
 def _shown_stems(vocabulary: dict[str, int]) -> dict[str, str]:
-    """Training word -> stem for every stem a clue can show: body and subject words, the
-    halves of word pairs and the verbs of who-does-what tokens."""
+    """Training word -> stem for every stem a clue can show: body, subject and forwarded
+    words, the halves of word pairs and the verbs of who-does-what tokens."""
     shown: set[str] = set()
     for term in vocabulary:
         if ":" not in term:
             shown.update(term.split(" "))
-        elif term.startswith("subject:"):
-            shown.add(term[8:])
+        elif term.startswith(("subject:", "fwd:")):
+            shown.add(term.partition(":")[2])
         elif term.startswith("act:"):
             shown.add(term.partition("-")[2])
     return {word: stem for word, stem in sorted(known_stems().items()) if stem in shown}  # sorted: the same file

@@ -144,8 +144,8 @@ class Verdict:
         }
 
 
-#: Fewer distinct words than this that the model knows (body and subject), with no rule
-#: hit, are too little text to judge a partnership or a pitch.
+#: Fewer distinct words than this that the model knows (body, subject and forwarded), with
+#: no rule hit, are too little text to judge a partnership or a pitch.
 MIN_KNOWN_WORDS = 4
 
 
