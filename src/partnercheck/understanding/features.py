@@ -18,26 +18,27 @@ is) so the model learns that a price is quoted, not which price. Sender addresse
 domains and Message-IDs are deliberately not tokens: they identify a corpus's authors, not
 what a message asks of its reader.
 Quoted replies contribute only their share of the text (``shape:mostly-quoted``), so a reply
-that quotes a pitch is not read as one; signatures reach only the rules. The message a
-forward carries is read under its own tag (``fwd:``), never by the rules: a proposal relayed
-by an introducer and a pitch a colleague passes on with "what do you think?" both carry a
-proposal, and only the relayer's own words, read as usual, and what was forwarded together
-tell them apart. Unread, forwarded mail was judged by the relayer's note alone: leaving out
-the corpus's 307 forwarded messages in training, a model labelled 61% of them right. Read as
-``fwd:`` words, over training seeds 0 to 3 (corpus rounds 1 to 9): held-out macro-F1
-0.957-0.958 to 0.964, real mail 0.909-0.916 to 0.912-0.915, its ordinary mail labelled
-pitch 4-5 of 65 to 4 (no real message there is a forward: the other words weigh a little
-differently). Read as the sender's own words instead, forwarded mail left out of training
-scored 83%, but pitch words then came as often in colleagues' ordinary mail (``other``) and
-real mail scored 0.888-0.922. The forward's marker and header lines, and the names they give,
-were read as words at first (``fwd:messag`` in 343 corpus messages, a mail program's mark);
-without them, on rounds 1 to 11 with seed 0, real mail and held-out scores did not move
-(0.925 and 0.960). On the first three
+that quotes a pitch is not read as one; signatures reach only the rules. On the first three
 corpus rounds, signature words and word pairs as tokens left cross-validated macro-F1 at
 0.974 and lowered accuracy on the real-mail sample from 0.85 to 0.82: they told the
 corpus's writers apart more than what a message asks of its reader. Word pairs came back,
 as terms of the matrix, with a corpus two and a half times as large and far more varied
 (:mod:`partnercheck.understanding.vectors` has the figures).
+
+The message a forward carries is read under its own tag (``fwd:``), never by the rules: a
+proposal relayed by an introducer and a pitch a colleague passes on with "what do you
+think?" both carry a proposal, and only the relayer's own words, read as usual, and what was
+forwarded together tell them apart. Unread, forwarded mail was judged by the relayer's note
+alone: leaving out the corpus's 307 forwarded messages in training, a model labelled 61% of
+them right. Read as ``fwd:`` words, over training seeds 0 to 3 (corpus rounds 1 to 9):
+held-out macro-F1 0.957-0.958 to 0.964, real mail 0.909-0.916 to 0.912-0.915, its ordinary
+mail labelled pitch 4-5 of 65 to 4 (no real message there is a forward: the other words
+weigh a little differently). Read as the sender's own words instead, forwarded mail left out
+of training scored 83%, but pitch words then came as often in colleagues' ordinary mail
+(``other``) and real mail scored 0.888-0.922. The forward's marker and header lines, and the
+names they give, were read as words at first (``fwd:messag`` in 343 corpus messages, a mail
+program's mark); without them, on rounds 1 to 11 with seed 0, real mail and held-out scores
+did not move (0.925 and 0.960).
 """
 
 from __future__ import annotations
