@@ -257,10 +257,13 @@ class Store:
         one. ``read_only``, for listing and exporting: nothing is created or changed, and a
         store this user may read but not write beside (a read-only file system) opens too."""
         path = path or store_path()
-        if read_only and not os.path.exists(path):
-            raise NothingLearned(f"nothing learned yet ({path} does not exist)")
-        if read_only and not os.path.getsize(path):
-            raise NothingLearned(f"nothing learned yet ({path} is empty)")
+        if read_only:
+            try:
+                empty = not os.path.getsize(path)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NothingLearned(f"nothing learned yet ({path} does not exist)") from None
+            if empty:
+                raise NothingLearned(f"nothing learned yet ({path} is empty)")
         try:
             if read_only:
                 db = _connect_read_only(path)

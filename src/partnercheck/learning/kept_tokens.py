@@ -1,4 +1,4 @@
-"""What training keeps of each message while it cross-validates: tokens as 32-bit numbers.
+"""What training keeps of each message while it cross-validates: tokens as numbers.
 
 Training reads every message once and then fits the vectorizer and the SVM many times
 (five folds, each calibrated on five more, and the final fit). On ten perturbed copies of
