@@ -147,8 +147,8 @@ _PASTED_MARKER = re.compile(
 _FORWARD_HEADER = re.compile(
     r"^[\s>*]*(from|to|cc|sent|date|subject|reply-to|von|an|gesendet|datum|betreff|de|para|enviado|fecha"
     r"|asunto|envoy[ée]|[àa]|objet|data|assunto)[\s*]*:(.*)$", re.I)
-#: Header fields that name people: their names are not tokens, as the sender's are not.
 _DOMAIN = re.compile(r"@[\w.-]+")  # an address's domain: the local part may be a name
+#: Header fields that name people: their names are not tokens, as the sender's are not.
 _PEOPLE_FIELDS = frozenset(("from", "to", "cc", "reply-to", "von", "an", "de", "para", "à", "a"))
 _URL_STOP = frozenset({"http", "https", "www", "com", "org", "net", "html", "php", "example", "test", "index"})
 
@@ -170,11 +170,7 @@ def extract(record: EmailRecord, rules: RuleSet, sentences: bool = False) -> Ext
     """Tokens and rule hits for one record; the hits hold the sentence around each match
     only when ``sentences`` (for an explanation)."""
     subject = untokenise(normalize(record.subject))
-    if len(record.body) > MAX_TOKEN_CHARS:  # cut after normalising: invisible characters do not count
-        body = normalize(record.body[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS]
-    else:
-        body = normalize(record.body)
-    body = untokenise(body)
+    body = _readable(record.body)
     signature = normalize(record.signature[:2000])
     hits = rules.match(subject, f"{body}\n{signature}" if signature else body, sentences)
     names = _name_stems(record)
@@ -209,6 +205,14 @@ def untokenise(text: str) -> str:
     return _SPACED_PUNCTUATION.sub(r"\1", text)
 
 
+def _readable(text: str) -> str:
+    """``text`` normalised, tokenised spacing undone, cut at :data:`MAX_TOKEN_CHARS` after
+    normalising (invisible characters do not count)."""
+    if len(text) > MAX_TOKEN_CHARS:
+        return untokenise(normalize(text[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS])
+    return untokenise(normalize(text))
+
+
 def _forwarded(record: EmailRecord) -> tuple[str, frozenset[str]]:
     """The message a forward carries, normalised, and the stems of the names its header
     blocks give: the quoted text of a message whose subject says it is forwarded (``Fwd:``,
@@ -223,7 +227,7 @@ def _forwarded(record: EmailRecord) -> tuple[str, frozenset[str]]:
     quoted = record.quoted
     if not quoted or not (_FORWARD_SUBJECT.match(record.subject) or _FORWARD_MARKER.match(quoted)):
         return "", frozenset()
-    text = untokenise(normalize(quoted[:4 * MAX_TOKEN_CHARS])[:MAX_TOKEN_CHARS])
+    text = _readable(quoted)
     kept, people = [], []
     in_header, field = True, ""
     for line in text.split("\n"):
