@@ -655,11 +655,14 @@ def learned(output, out_fmt, export, forget_keys, store_option):
         if _is_one_of(target, [path, path + "-wal"]):
             raise click.ClickException(f"{target} is the learning store; writing there would replace it")
     try:
-        Store.open(path, read_only=True).close()  # nothing to list or forget is said, not made
+        store = Store.open(path, read_only=True)  # nothing to list or forget is said, not made
     except NothingLearned as nothing:
         click.echo(str(nothing), err=True)
         return
-    with Store.open(path, read_only=not forget_keys) as store:
+    if forget_keys:
+        store.close()
+        store = Store.open(path)
+    with store:
         if forget_keys:
             removed = store.forget_keys(forget_keys)
             click.echo(f"forgot {removed} correction{'s' if removed != 1 else ''}; {len(store)} left", err=True)
