@@ -113,3 +113,23 @@ def test_a_child_that_dies_reading_is_one_line_and_leaves_no_process(corpus, mon
     assert forked and forked[0] != 0
     with pytest.raises(ChildProcessError):  # reaped: no zombie left
         os.waitpid(forked[0], os.WNOHANG)
+
+
+@pytest.mark.parametrize("rows", [40, 400])  # more columns than rows (liblinear's dual) and fewer (primal)
+def test_the_svm_fitted_on_float32_learns_what_linearsvc_learns_from_the_float64_copy(rows):
+    """Training hands liblinear its float32 matrix without the float64 copy LinearSVC makes:
+    the weights must not move by a bit."""
+    import numpy as np
+    from scipy import sparse
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(7)
+    matrix = sparse.random(rows, 120, density=0.1, format="csr", dtype=np.float32, random_state=rng)
+    y = rng.choice(["other", "partnership", "pitch"], size=rows)
+    options = dict(C=pipeline.C, class_weight="balanced", random_state=3)
+    single = pipeline.SinglePrecisionSVC(**options).fit(matrix, y)
+    double = LinearSVC(**options).fit(matrix.astype(np.float64), y)
+    assert single.coef_.tobytes() == double.coef_.tobytes()
+    assert single.intercept_.tobytes() == double.intercept_.tobytes()
+    assert single.n_iter_ == double.n_iter_ and list(single.classes_) == list(double.classes_)
+    assert single.decision_function(matrix).tobytes() == double.decision_function(matrix).tobytes()
