@@ -133,3 +133,15 @@ def test_the_svm_fitted_on_float32_learns_what_linearsvc_learns_from_the_float64
     assert single.intercept_.tobytes() == double.intercept_.tobytes()
     assert single.n_iter_ == double.n_iter_ and list(single.classes_) == list(double.classes_)
     assert single.decision_function(matrix).tobytes() == double.decision_function(matrix).tobytes()
+
+
+def test_prepared_messages_share_their_labels_and_each_set_of_rules_fired(corpus):
+    """A million messages are three label strings and a few hundred tuples of hits, not a
+    million of each: the peak of training on large mailboxes depends on it."""
+    prepared = training.prepare(Source(str(corpus)))
+    assert len({id(label) for label in prepared.labels}) == len(set(prepared.labels)) == 3
+    fired = [doc.hits for doc in prepared.docs if doc.hits]
+    assert fired and len({id(hits) for hits in fired}) == len({tuple(h.id for h in hits) for hits in fired})
+    rules, records = training.builtin_rules(), {record.key: record for record in Source(str(corpus))}
+    for key, doc in zip(prepared.keys, prepared.docs):
+        assert [hit.id for hit in doc.hits] == [hit.id for hit in features.extract(records[key], rules).hits]

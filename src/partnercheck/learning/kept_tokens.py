@@ -21,6 +21,7 @@ from itertools import repeat
 import numpy as np
 
 from ..understanding.features import Extracted
+from ..understanding.rules import RuleHit
 from ..understanding.vectors import TermTable
 
 #: Messages counted at once by :func:`counted_terms`: its arrays hold a few numbers per token of a chunk.
@@ -35,18 +36,23 @@ class TokenStore:
     """The tokens of many messages: each distinct token numbered once (``words``), each
     message's tokens as a run of those numbers in one array (``ids``): two bytes a token
     while there are at most 65,536 distinct tokens, as on ten perturbed copies of the corpus
-    (35,112 for 8.9 million tokens, 18 MB saved), four bytes after that."""
+    (35,112 for 8.9 million tokens, 18 MB saved), four bytes after that.
 
-    __slots__ = ("words", "numbers", "ids", "_translated")
+    Rule hits are kept as what training reads of them, the rule, and each distinct set of
+    rules fired is one tuple that all its messages share (``hit_sets``): the words that
+    fired a rule are shown in explanations, which training makes none of."""
+
+    __slots__ = ("words", "numbers", "ids", "hit_sets", "_translated")
 
     def __init__(self) -> None:
         self.words: list[str] = []
         self.numbers: dict[str, int] = {}
         self.ids = array("H")
+        self.hit_sets: dict[tuple[str, ...], tuple[RuleHit, ...]] = {}
         self._translated: tuple[TermTable, np.ndarray] | None = None
 
     def keep(self, doc: Extracted) -> "KeptDoc":
-        """``doc`` as a :class:`KeptDoc`: its tokens numbered, its rule hits kept."""
+        """``doc`` as a :class:`KeptDoc`: its tokens numbered, its rules fired kept."""
         numbers, words = self.numbers, self.words
         new = [token for token in dict.fromkeys(doc.tokens) if token not in numbers]
         numbers.update(zip(new, range(len(words), len(words) + len(new))))
@@ -55,7 +61,11 @@ class TokenStore:
             self.ids = array("i", self.ids)
         start = len(self.ids)
         self.ids.extend(map(numbers.__getitem__, doc.tokens))
-        return KeptDoc(self, start, len(self.ids), tuple(doc.hits))
+        fired = tuple(hit.id for hit in doc.hits)
+        hits = self.hit_sets.get(fired)
+        if hits is None:
+            hits = self.hit_sets[fired] = tuple(RuleHit(hit.rule, ()) for hit in doc.hits)
+        return KeptDoc(self, start, len(self.ids), hits)
 
 
 class KeptDoc:

@@ -34,9 +34,10 @@ prepared messages back), the float64 matrix (131 MB) and liblinear's nodes, whic
 million non-zeros), one run each: 552 MB; 503 MB with the matrix handed to liblinear in
 float32 (:class:`~partnercheck.learning.pipeline.SinglePrecisionSVC`); 494 MB with a full
 collection once the tokens are let go, which gave back arenas that the freed tokens' memory
-had left pinned (at three copies 13 of the 19 arenas reading them back had taken). The
-parent then held 289 MB going into the last fit, the matrix's 96 among them, and
-liblinear's nodes added 205.
+had left pinned (at three copies 13 of the 19 arenas reading them back had taken); 476 MB
+with each label one string and each set of rules fired one tuple, shared by the messages
+(:class:`~partnercheck.learning.kept_tokens.TokenStore`). The parent then held 271 MB going
+into the last fit, the matrix's 96 among them, and liblinear's nodes added 205.
 """
 
 from __future__ import annotations

@@ -60,6 +60,11 @@ class Prepared:
     undecided: int = 0  # rows of a label file still marked unsure: no label to learn
 
 
+#: Each label as one string object, so that the labels of a million messages are a million
+#: references to three strings, in this process and pickled to another.
+_ONE_OF = {label: label for label in LABELS}
+
+
 def prepare(records, key=lambda record: record.key, near_copies: bool = True) -> Prepared:
     """Check labels and content, drop exact duplicates, and extract what training reads from
     each message as it comes, so that the records can go. ``key`` names a kept message in
@@ -98,7 +103,7 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
         if unknown or empty or conflicts:
             continue  # training will be refused: extracting the rest would only delay saying why
         keys.append(key(record))
-        labels.append(record.label)
+        labels.append(_ONE_OF[record.label])
         docs.append(store.keep(extract(record, rules)))
         if near_copies:
             signatures.append(signature(text))
