@@ -33,7 +33,7 @@ def corpus(tmp_path):
 
 
 def _plain(prepared):
-    return (prepared.keys, prepared.labels, [(doc.tokens, [(hit.id, hit.matches) for hit in doc.hits])
+    return (prepared.keys, prepared.labels, [(doc.tokens, [hit.rule for hit in doc.hits])
                                               for doc in prepared.docs],
             prepared.near_copies.tolist(), prepared.duplicates)
 
@@ -127,8 +127,9 @@ def test_the_svm_fitted_on_float32_learns_what_linearsvc_learns_from_the_float64
     matrix = sparse.random(rows, 120, density=0.1, format="csr", dtype=np.float32, random_state=rng)
     y = rng.choice(["other", "partnership", "pitch"], size=rows)
     options = dict(C=pipeline.C, class_weight="balanced", random_state=3)
-    single = pipeline.SinglePrecisionSVC(**options).fit(matrix, y)
-    double = LinearSVC(**options).fit(matrix.astype(np.float64), y)
+    weights = rng.uniform(0.5, 2.0, size=rows)  # as a personal model weighs corrections
+    single = pipeline.SinglePrecisionSVC(**options).fit(matrix, y, sample_weight=weights)
+    double = LinearSVC(**options).fit(matrix.astype(np.float64), y, sample_weight=weights)
     assert single.coef_.tobytes() == double.coef_.tobytes()
     assert single.intercept_.tobytes() == double.intercept_.tobytes()
     assert single.n_iter_ == double.n_iter_ and list(single.classes_) == list(double.classes_)

@@ -708,7 +708,7 @@ def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
     """The extracted features, labels and content keys of the corpus's training messages
     (all but those in its heldout.txt, as for the shipped model), cached in
     ``$XDG_CACHE_HOME/partnercheck/`` by a fingerprint of the corpus and the code. The cache
-    is gzipped JSON (tokens, rule ids and matched words), so reading it runs no code."""
+    is gzipped JSON (tokens, rule ids), so reading it runs no code."""
     import gzip
     import json
 
@@ -726,8 +726,8 @@ def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
             with gzip.open(cache, "rt", encoding="utf-8") as handle:
                 docs, labels, keys = json.load(handle)
             rules = {rule.id: rule for rule in builtin_rules().rules}
-            return ([Extracted(tokens, [RuleHit(rules[rid], tuple(matches)) for rid, matches in hits])
-                     for tokens, hits in docs], labels, keys)
+            return ([Extracted(tokens, [RuleHit(rules[rid], ()) for rid in hits]) for tokens, hits in docs],
+                    labels, keys)
         except Exception:  # a cache from another version or a torn file: build it again
             pass
     held: set[str] = set()
@@ -742,7 +742,7 @@ def corpus_features(corpus: str) -> tuple[list, list[str], list[str]]:
         for old in os.listdir(os.path.dirname(cache)):
             if old.startswith("corpus-features-"):
                 os.unlink(os.path.join(os.path.dirname(cache), old))
-        plain = [[doc.tokens, [[hit.id, list(hit.matches)] for hit in doc.hits]] for doc in result[0]]
+        plain = [[doc.tokens, [hit.id for hit in doc.hits]] for doc in result[0]]
         # One json.dumps (its C encoder; json.dump streams through the pure-Python one)
         # and gzip's fastest level: writing the cache took 3.3 s of a cold learn's 15 under
         # the profiler, most of it in those two.

@@ -21,7 +21,7 @@ from itertools import repeat
 import numpy as np
 
 from ..understanding.features import Extracted
-from ..understanding.rules import RuleHit
+from ..understanding.rules import Rule, RuleHit
 from ..understanding.vectors import TermTable
 
 #: Messages counted at once by :func:`counted_terms`: its arrays hold a few numbers per token of a chunk.
@@ -48,7 +48,7 @@ class TokenStore:
         self.words: list[str] = []
         self.numbers: dict[str, int] = {}
         self.ids = array("H")
-        self.hit_sets: dict[tuple[str, ...], tuple[RuleHit, ...]] = {}
+        self.hit_sets: dict[tuple[Rule, ...], tuple[RuleHit, ...]] = {}
         self._translated: tuple[TermTable, np.ndarray] | None = None
 
     def keep(self, doc: Extracted) -> "KeptDoc":
@@ -61,7 +61,7 @@ class TokenStore:
             self.ids = array("i", self.ids)
         start = len(self.ids)
         self.ids.extend(map(numbers.__getitem__, doc.tokens))
-        fired = tuple(hit.id for hit in doc.hits)
+        fired = tuple(hit.rule for hit in doc.hits)
         hits = self.hit_sets.get(fired)
         if hits is None:
             hits = self.hit_sets[fired] = tuple(RuleHit(hit.rule, ()) for hit in doc.hits)

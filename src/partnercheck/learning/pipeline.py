@@ -38,7 +38,7 @@ from typing import Iterable
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
@@ -169,16 +169,16 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
 
 
 class SinglePrecisionSVC(LinearSVC):
-    """:class:`~sklearn.svm.LinearSVC` fitted on a float32 matrix as it is, without the
-    float64 copy its ``fit`` makes first: liblinear reads float32 values straight into its
-    own nodes, as doubles, so the values it learns from and the weights it learns are the
-    same to the bit (a test checks it). The copy took 12 bytes a non-zero against the float32
-    matrix's 8: on ten perturbed copies of the corpus (12.6 million non-zeros), training's
-    peak fell from 552 to 503 MB with it. This reaches into two private helpers of
-    scikit-learn's, ``_fit_liblinear`` and ``_validate_dual_parameter``, which ``LinearSVC``
-    itself calls; two-class Crammer-Singer, which ``LinearSVC.fit`` reshapes after them, is
-    refused rather than copied here."""
+    """:class:`~sklearn.svm.LinearSVC` fitted on a float32 matrix as it is: its ``fit`` would
+    first copy the matrix to float64, 12 bytes a non-zero against 8, while liblinear reads
+    float32 values into its own nodes as doubles itself, so the values it learns from and
+    the weights it learns are the same to the bit (a test checks it;
+    :mod:`~partnercheck.learning.lean_memory` has what it saved). It calls the two private
+    helpers of scikit-learn's that ``LinearSVC.fit`` calls, ``_fit_liblinear`` and
+    ``_validate_dual_parameter``, with the same arguments. Crammer-Singer, which
+    ``LinearSVC.fit`` reshapes after them for two classes, is refused."""
 
+    @_fit_context(prefer_skip_nested_validation=True)  # checks the parameters, as LinearSVC.fit does
     def fit(self, X, y, sample_weight=None):
         if self.multi_class == "crammer_singer":
             raise ValueError("SinglePrecisionSVC fits one-vs-rest only")
@@ -188,9 +188,10 @@ class SinglePrecisionSVC(LinearSVC):
         self.classes_ = np.unique(y)
         dual = _validate_dual_parameter(self.dual, self.loss, self.penalty, self.multi_class, X)
         self.coef_, self.intercept_, n_iter = _fit_liblinear(
-            X, y, self.C, self.fit_intercept, self.intercept_scaling, self.class_weight, self.penalty, dual,
-            self.verbose, self.max_iter, self.tol, self.random_state, self.multi_class, self.loss,
-            sample_weight=sample_weight)
+            X, y, C=self.C, fit_intercept=self.fit_intercept, intercept_scaling=self.intercept_scaling,
+            class_weight=self.class_weight, penalty=self.penalty, dual=dual, verbose=self.verbose,
+            max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
+            multi_class=self.multi_class, loss=self.loss, sample_weight=sample_weight)
         self.n_iter_ = n_iter.max().item()
         return self
 
@@ -207,7 +208,7 @@ class VectorizedSVM(ClassifierMixin, BaseEstimator):
         matrix = self.vectorizer.transform(docs)
         if isinstance(docs, LetGo):
             docs.clear()
-            gc.collect()  # gives back the arenas that freed tokens leave pinned by free lists
+            gc.collect()
         self.svm_ = clone(self.svm).fit(matrix, y, sample_weight=sample_weight)
         self.classes_ = self.svm_.classes_
         return self
