@@ -3,8 +3,9 @@ children, and freed arrays go back to the system.
 
 Training's peak is its last fit: the whole matrix (in float64 then, float32 since) and
 liblinear's copy of it in its own nodes (113 and 151 MB on ten perturbed copies of the
-corpus, 53,439 messages after exact duplicates). Whatever else the process holds then adds to it. Measured there (MB as
-``ru_maxrss`` counts them, 2**20 bytes; RSS sampled every 10-50 ms):
+corpus, 53,439 messages after exact duplicates). Whatever else the process holds then adds
+to it. Measured there (MB as ``ru_maxrss`` counts them, 2**20 bytes; RSS sampled every
+10-50 ms):
 
 - Reading: the process held 124 MB after its imports and 296 MB once every message was
   read, of which the kept tokens and rule hits were about 80: the rest is the mail parser's
