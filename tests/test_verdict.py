@@ -257,6 +257,28 @@ def test_a_forwarded_proposal_is_read_under_its_own_tag_and_a_quoted_reply_is_no
     assert not any(token.startswith("fwd:") or token in ("host", "split") for token in tokens)
 
 
+def test_a_message_attached_whole_is_read_as_forwarded_whatever_the_subject():
+    """"Forward as attachment" carries the proposal as a ``message/rfc822`` part, under the
+    relayer's own subject: its words are ``fwd:`` words, as an inline forward's are, and its
+    headers give no words; a message without such a part, under the same subject, has none."""
+    from partnercheck.understanding.features import extract
+    from partnercheck.understanding.rules import builtin_rules
+
+    head = (b"From: Ann Lee <ann@a.example>\nTo: Bo Ray <bo@b.example>\nSubject: have a look at this\n"
+            b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n"
+            b"--b1\nContent-Type: text/plain\n\nBo, they asked me to pass this on.\n\n")
+    inner = (b"--b1\nContent-Type: message/rfc822\nContent-Disposition: attachment\n\n"
+             b"From: Cara Voss <cara@c.example>\nSubject: a joint workshop\nContent-Type: text/plain\n\n"
+             b"We would host the workshop and split the costs with your team.\n\nBest,\nCara Voss\n")
+    record = parse_message(head + inner + b"--b1--\n")
+    assert record.body == "Bo, they asked me to pass this on." and "split the costs" in record.attached
+    tokens = set(extract(record, builtin_rules()).tokens)
+    assert {"fwd:host", "fwd:split", "fwd:cost", "fwd:workshop"} <= tokens
+    assert not {"host", "split"} & tokens and not {"fwd:cara", "fwd:voss", "fwd:joint"} & tokens
+    alone = parse_message(head + b"--b1--\n")
+    assert alone.attached == "" and not any(t.startswith("fwd:") for t in extract(alone, builtin_rules()).tokens)
+
+
 def test_a_forward_with_a_note_of_one_word_is_judged_by_what_it_carries(shipped_model):
     """"FYI" above a forwarded proposal is not too little text: the forwarded words count."""
     raw = _RELAYED.replace(b"{subject}", b"Fwd:").replace(

@@ -82,7 +82,10 @@ class EmailRecord:
 
     ``body`` is the sender's new text; ``quoted`` holds quoted replies and forwarded
     messages, ``signature`` the sign-off block after ``-- `` or a "Sent from my phone"
-    line, so later stages can weigh them differently. ``raw`` keeps the original bytes
+    line, so later stages can weigh them differently. ``attached`` is the text of messages
+    attached whole (``message/rfc822`` parts, "forward as attachment"), each under a
+    forwarded-message marker and its From, To, Cc, Date and Subject, as an inline forward
+    shows them; ``quoted`` holds it too. ``raw`` keeps the original bytes
     (``None`` for records built from table rows), ``problems`` every parse problem met.
     """
 
@@ -100,6 +103,7 @@ class EmailRecord:
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
     quoted: str = ""
+    attached: str = ""
     signature: str = ""
     links: list[str] = field(default_factory=list)
     html_only: bool = False
@@ -321,7 +325,8 @@ def _finish_body(parts: _BodyParts, record: EmailRecord) -> None:
         record.problems.append(f"body text cut at {MAX_TEXT_CHARS} characters")
     body, quoted, signature = split_reply(text)
     if parts.forwarded:
-        quoted = "\n\n".join([quoted, *parts.forwarded]).strip()
+        record.attached = "\n\n".join(parts.forwarded).strip()
+        quoted = "\n\n".join([quoted, record.attached]).strip()
     record.body, record.quoted, record.signature = body, quoted, signature
     found = (u.rstrip(".,;:!?") for u in _URL.findall(text))
     record.links = parts.links + [u for u in found if u not in parts.links]
@@ -361,7 +366,7 @@ def drop_if_binary(record: EmailRecord) -> None:
     text = record.body[:_SAMPLE_CHARS]
     if text and len(_NOT_TEXT.findall(text)) > MAX_NOT_TEXT_SHARE * len(text):
         record.problems.append("binary data, not text")
-        record.body = record.quoted = record.signature = ""
+        record.body = record.quoted = record.attached = record.signature = ""
         record.links = []
 
 
@@ -395,6 +400,9 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
         return
     if ctype == "message/rfc822":
         inner_first, inner_data = _fields(data, problems)
+        acc.forwarded.append(_FORWARD_BANNER + "".join(
+            f"{name.title()}: {header_text(inner_first[name], problems)}\n" for name in _SHOWN_FIELDS
+            if name in inner_first))
         _read_part(inner_first, inner_data, acc, problems, depth + 1, forwarded=True)
         return
     disposition = (first.get("content-disposition") or "").split(";")[0].strip().lower()
@@ -405,6 +413,12 @@ def _read_part(first: dict[str, str], data: bytes, acc: _BodyParts, problems: li
             acc.attachments += 1
             return
     _add_text(acc, ctype, _part_text(first, data, params, problems), forwarded)
+
+
+#: A message attached whole is shown as mail programs show an inline forward: this marker,
+#: the header fields that say who wrote to whom and about what, a blank line, its text.
+_FORWARD_BANNER = "---------- Forwarded message ---------\n"
+_SHOWN_FIELDS = ("from", "to", "cc", "date", "subject")
 
 
 def _part_text(first: dict[str, str], data: bytes, params: str, problems: list[str]) -> str:

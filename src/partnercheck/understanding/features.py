@@ -216,8 +216,9 @@ def _readable(text: str) -> str:
 def _forwarded(record: EmailRecord) -> tuple[str, frozenset[str]]:
     """The message a forward carries, normalised, and the stems of the names its header
     blocks give: the quoted text of a message whose subject says it is forwarded (``Fwd:``,
-    ``FW:``, ``WG:``, ...) or whose quoted text opens with a forwarded-message marker; ("",
-    no names) for a reply, whose quotes stay unread.
+    ``FW:``, ``WG:``, ...) or whose quoted text opens with a forwarded-message marker, else
+    the messages it has attached whole, whatever its subject; ("", no names) for a reply,
+    whose quotes stay unread.
 
     Marker lines ("---------- Forwarded message ---------") and the header block below each
     (From, To, Date, Subject, ... up to the first blank line or line of text, with wrapped
@@ -226,7 +227,9 @@ def _forwarded(record: EmailRecord) -> tuple[str, frozenset[str]]:
     tokens."""
     quoted = record.quoted
     if not quoted or not (_FORWARD_SUBJECT.match(record.subject) or _FORWARD_MARKER.match(quoted)):
-        return "", frozenset()
+        quoted = record.attached
+        if not quoted:
+            return "", frozenset()
     text = _readable(quoted)
     kept, people = [], []
     in_header, field = True, ""
