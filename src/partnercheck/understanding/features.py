@@ -226,11 +226,13 @@ def _forwarded(record: EmailRecord) -> tuple[str, frozenset[str]]:
     who wrote to whom, and their names, also in the carried message's sign-off, are not
     tokens."""
     quoted = record.quoted
-    if not quoted or not (_FORWARD_SUBJECT.match(record.subject) or _FORWARD_MARKER.match(quoted)):
-        quoted = record.attached
-        if not quoted:
-            return "", frozenset()
-    text = _readable(quoted)
+    if quoted and (_FORWARD_SUBJECT.match(record.subject) or _FORWARD_MARKER.match(quoted)):
+        carried = quoted
+    else:
+        carried = record.attached
+    if not carried:
+        return "", frozenset()
+    text = _readable(carried)
     kept, people = [], []
     in_header, field = True, ""
     for line in text.split("\n"):
