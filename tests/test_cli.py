@@ -300,6 +300,96 @@ def test_label_to_file_resume_and_unreadable(runner, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
 
+def test_resume_labels_again_a_row_cut_short_or_foreign(runner, tmp_path):
+    """A label file cut off mid-row by hand, or a row another program wrote, is not kept as
+    done: its message is labelled again, and the file ends as a full run's."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    full = tmp_path / "full.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(full)]).exit_code == 0
+    lines = full.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.csv"
+    cut.write_text(lines[0] + lines[1] + lines[2][:40] + "\n")
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(cut), "--resume"])
+    assert result.exit_code == 0 and "1 already done" in result.stderr and "1 incomplete row" in result.stderr
+    assert cut.read_bytes() == full.read_bytes()
+    foreign = write(tmp_path / "foreign.jsonl", '{"source": "x"}\n')
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(foreign), "--resume"]).exit_code == 0
+    assert [json.loads(line)["key"] for line in foreign.read_text().splitlines()] == ["1", "2", "3"]
+
+
+def test_label_and_train_never_write_into_a_source_folder(runner, tmp_path):
+    """An output path inside a folder being read would replace a message or be read as one."""
+    folder = tmp_path / "mail"
+    inbox = _mbox(folder, [PITCH_TEXT])
+    before = inbox.read_bytes()
+    result = runner.invoke(cli, ["label", str(folder), "-o", str(inbox)])
+    assert result.exit_code == 1 and "is inside the SOURCE" in result.output and inbox.read_bytes() == before
+    labelled = tmp_path / "labelled"
+    for label in ("partnership", "pitch", "other"):
+        write(labelled / label / "a.eml", message("x", PITCH_TEXT))
+    result = runner.invoke(cli, ["train", str(labelled), "-o", str(labelled / "pitch" / "a.eml"), "--force"])
+    assert result.exit_code == 1 and "inside" in result.output
+    assert (labelled / "pitch" / "a.eml").read_bytes() == message("x", PITCH_TEXT)
+
+
+def test_one_label_for_several_sources_leaves_a_label_files_rows_their_own(runner, tmp_path):
+    """`train labels.csv --label pitch pitches.mbox`: the mailbox is pitch, the corrected
+    rows keep their labels (with --label applied to all, every row had become pitch)."""
+    mbox = write(tmp_path / "inbox.mbox", b"".join(
+        b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
+        for label in ("partnership", "other") for p in sorted((DATA / label).glob("*.eml"))[:12]))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(labels)]).exit_code == 0
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["verdict"] = ("partnership", "other")[i // 12]
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    pitches = write(tmp_path / "pitches.mbox", b"".join(
+        b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
+        for p in sorted((DATA / "pitch").glob("*.eml"))[:12]))
+    trained = runner.invoke(cli, ["train", str(labels), "--label", "pitch", str(pitches), "-o", str(tmp_path / "m.model")])
+    assert trained.exit_code == 0, trained.output
+    support = {}  # the support column of the per-label table, which comes before the confusion
+    for words in map(str.split, trained.output.splitlines()):
+        if words and words[0] in ("partnership", "pitch", "other"):
+            support.setdefault(words[0], words[-1])
+    assert support == {"partnership": "12", "pitch": "12", "other": "12"}
+
+
+def test_train_warns_when_copies_of_too_few_messages_cannot_be_kept_apart(runner, tmp_path):
+    labelled = tmp_path / "labelled"
+    for label in ("partnership", "other"):
+        for p in sorted((DATA / label).glob("*.eml"))[:12]:
+            write(labelled / label / p.name, p.read_bytes())
+    for n, p in enumerate(sorted((DATA / "pitch").glob("*.eml"))[:3]):
+        for copy in range(4):  # one campaign's copies, a name apart
+            write(labelled / "pitch" / f"{n}-{copy}.eml", p.read_bytes() + f"\nP.S. for reader {copy}\n".encode())
+    trained = runner.invoke(cli, ["train", str(labelled), "-o", str(tmp_path / "m.model")])
+    assert trained.exit_code == 0, trained.output
+    assert "warning: the pitch messages are copies of fewer than 5 distinct messages" in trained.stderr
+
+
+@pytest.mark.parametrize("name, says", [("inbox.mbox", "gzip-compressed"), ("labels.csv", "gzip-compressed")])
+def test_a_compressed_file_is_refused_whatever_its_name(runner, tmp_path, name, says):
+    import gzip
+
+    path = write(tmp_path / name, gzip.compress(b"From x Mon Jan  1 00:00:00 2024\n" + message("a", PITCH_TEXT)))
+    result = runner.invoke(cli, ["label", str(path)])
+    assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+
+
+def test_label_refuses_an_unusable_model_before_writing_any_row(runner, tmp_path):
+    import gzip
+
+    model = write(tmp_path / "inbox.mbox.gz", gzip.compress(b"mail"))
+    result = runner.invoke(cli, ["label", str(_mbox(tmp_path, [PITCH_TEXT])), "-m", str(model)])
+    assert result.exit_code == 1 and result.stdout == "" and "gzip-compressed, not a partnercheck model" in result.stderr
+
+
 def test_label_counts_unreadable_messages(runner):
     result = runner.invoke(cli, ["label", str(FIXTURES / "malformed"), "--nl"])
     assert result.exit_code == 0
@@ -396,9 +486,10 @@ def test_train_with_given_labels(runner, tmp_path):
     assert wrong.exit_code == 2 and "one per source" in wrong.output
 
 
-def test_train_and_evaluate_skip_label_rows_still_marked_unsure(runner, tmp_path):
-    """A label file whose `unsure` rows nobody has decided yet: train and evaluate use the
-    rows that say a label, and say how many they skipped, as `learn` does."""
+def test_train_and_evaluate_skip_label_rows_still_marked_unsure_or_cleared(runner, tmp_path):
+    """A label file whose `unsure` rows nobody has decided yet, or whose verdict cells were
+    cleared: train and evaluate use the rows that say a label, and say how many they
+    skipped, as `learn` does."""
     mbox = write(tmp_path / "inbox.mbox", b"".join(
         b"From x@y.example Mon Jan  1 00:00:00 2024\n" + p.read_bytes().rstrip(b"\n") + b"\n\n"
         for label in ("partnership", "pitch", "other") for p in sorted((DATA / label).glob("*.eml"))[:12]))
@@ -406,18 +497,18 @@ def test_train_and_evaluate_skip_label_rows_still_marked_unsure(runner, tmp_path
     assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(labels)]).exit_code == 0
     with open(labels, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    for i, row in enumerate(rows):
-        row["verdict"] = "unsure" if i % 12 == 0 else ("partnership", "pitch", "other")[i // 12]
+    for i, row in enumerate(rows):  # two left unsure, one cleared, as the README allows
+        row["verdict"] = ("", "unsure")[i < 24] if i % 12 == 0 else ("partnership", "pitch", "other")[i // 12]
     with open(labels, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     scored = runner.invoke(cli, ["evaluate", str(labels)])
     assert scored.exit_code == 0, scored.output
-    assert "messages: 33 (3 still marked unsure, skipped)" in scored.output
+    assert "messages: 33 (3 still marked unsure or left blank, skipped)" in scored.output
     trained = runner.invoke(cli, ["train", str(labels), "-o", str(tmp_path / "m.model")])
     assert trained.exit_code == 0, trained.output
-    assert "skipped 3 message(s) still marked unsure" in trained.output and "messages: 33" in trained.output
+    assert "skipped 3 message(s) still marked unsure or left blank" in trained.output and "messages: 33" in trained.output
 
 
 def test_train_refuses_a_message_whose_copies_were_given_different_labels(runner, tmp_path):

@@ -186,9 +186,11 @@ def test_learn_a_maildir_folder_twice_changes_nothing(runner, tmp_path):
     assert "0 added, 0 relabelled, 2 unchanged" in second.stderr and "senders" not in second.stderr
 
 
-def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
+@pytest.mark.parametrize("args", [["-"], []], ids=["dash", "no-source"])
+def test_learn_from_stdin_list_export_and_forget(runner, tmp_path, args):
+    """With - or no SOURCE, as `sa-learn --spam < message` reads it."""
     raw = message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>")
-    result = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", "-"], input=raw)
+    result = runner.invoke(cli, ["learn", "--as", "pitch", "--no-retrain", *args], input=raw)
     assert result.exit_code == 0 and "1 added" in result.stderr
     listed = runner.invoke(cli, ["learned", "--nl"])
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -200,9 +202,14 @@ def test_learn_from_stdin_list_export_and_forget(runner, tmp_path):
     assert runner.invoke(cli, ["learned", "--export", str(exported)]).exit_code == 0
     (again,) = list(Source(str(exported)))
     assert again.label == "pitch" and again.subject == "quick question"
+    again = runner.invoke(cli, ["learned", "--export", str(exported)])
+    assert again.exit_code == 1 and "exists" in again.output  # an earlier export is not replaced unasked
     folder = tmp_path / "exported"
     assert runner.invoke(cli, ["learned", "--export", str(folder)]).exit_code == 0
     assert [r.label for r in Source(str(folder))] == ["pitch"]
+    as_csv = runner.invoke(cli, ["learned", "--export", str(tmp_path / "corrections.csv")])
+    assert as_csv.exit_code == 1 and ".jsonl file or a folder" in as_csv.output
+    assert not (tmp_path / "corrections.csv").exists()
     unknown = runner.invoke(cli, ["learned", "--forget-key", "0" * 32 if row["key"] != "0" * 32 else "1" * 32])
     assert unknown.exit_code == 1 and "no correction has the key" in unknown.output
     forgot = runner.invoke(cli, ["learned", "--forget-key", row["key"][:6]])  # a start of it, as git takes
@@ -247,6 +254,29 @@ def test_learn_from_a_corrected_label_file(runner, tmp_path):
     labels.write_text(labels.read_text().replace(",partnership,", ",spam,"))
     typo = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
     assert typo.exit_code == 1 and "'spam' 1x" in typo.stderr and "the others learned" in typo.stderr
+
+
+def test_a_message_given_two_labels_in_one_label_file_is_named(runner, tmp_path):
+    """Two copies of one message corrected differently: learn says which label it learned
+    (train refuses such a file); one row repeated with another label is refused."""
+    folder = tmp_path / "inbox"
+    for name in ("a.eml", "copy-of-a.eml"):
+        write(folder / name, message("quick question", PITCH_TEXT, sender="Tom <tom@vendor.example>"))
+    labels = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", str(folder), "-o", str(labels), "-q"]).exit_code == 0
+    header, first, second = labels.read_text().splitlines()
+    labels.write_text("\n".join([header, first.replace(",pitch,", ",partnership,"),
+                                  second.replace(",pitch,", ",other,")]) + "\n")
+    result = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
+    assert result.exit_code == 0, result.output
+    assert "1 message(s) given two labels, the later one learned: inbox:copy-of-a.eml (partnership, then other)" \
+        in result.stderr
+    with Store.open() as store:
+        assert store.counts() == {"other": 1}
+    labels.write_text("\n".join([header, first.replace(",pitch,", ",partnership,"),
+                                  first.replace(",pitch,", ",other,")]) + "\n")
+    repeated = runner.invoke(cli, ["learn", "--all", str(labels), "--no-retrain"])
+    assert repeated.exit_code == 1 and "rows 1 and 2 both name" in repeated.output
 
 
 def _corrected_label_file(runner, tmp_path) -> tuple[Path, list[dict]]:

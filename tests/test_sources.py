@@ -415,7 +415,25 @@ def test_jsonl_export(tmp_path):
             {"subject": "b", "text": "second"}]
     path = write(tmp_path / "export.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     records = list(Source(str(path)))
-    assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", None)]
+    # A row with no label in a table with a label column is one nobody decided, as a cleared cell.
+    assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", "unsure")]
+
+
+def test_a_body_cell_is_read_alike_whether_its_column_is_found_or_named(tmp_path):
+    """A web form's body opening with a "From:" line, in an export with subject and sender
+    columns, is a body both ways (it was read as a whole message when the column was found,
+    so a label file made one way did not find its rows the other way); in a table with a
+    body column alone, a cell with headers is a whole message."""
+    form = "From: Lorenzo <l@x.example>\nReason: advertising\n\nHi, we would like to buy an ad."
+    path = write(tmp_path / "form.csv", "subject,from,body\n" + f'Ad placement,forms@site.example,"{form}"\n')
+    for columns in (Columns(), Columns(body="body")):
+        (record,) = list(Source(str(path), columns=columns))
+        assert (record.subject, record.from_addr) == ("Ad placement", "forms@site.example")
+        assert record.body.startswith("From: Lorenzo")
+    raw = write(tmp_path / "raw.csv", "body\n" + f'"{form}"\n')
+    for columns in (Columns(), Columns(body="body")):
+        (record,) = list(Source(str(raw), columns=columns))
+        assert record.from_addr == "l@x.example" and record.body.startswith("Hi, we would")
 
 
 def test_bad_jsonl_is_one_clear_error_or_one_unreadable_row(tmp_path):

@@ -270,7 +270,10 @@ def load_model(path: str | None = None) -> Model:
     except OSError as exc:
         raise ModelError(f"cannot read the model {path}: {exc.strerror or exc}") from None
     if magic != _ZIP_MAGIC:
-        if magic[:1] in (b"\x80", b"x", b"\x1f", b"Z", b"(", b"}", b"]"):
+        if magic[:2] == b"\x1f\x8b":  # gzip: a compressed mailbox given by mistake, or a compressed joblib file
+            raise ModelError(f"{path} is gzip-compressed, not a partnercheck model (a zip archive); partnercheck "
+                             f"does not open compressed joblib models either, since loading one can run code; {fix}")
+        if magic[:1] in (b"\x80", b"x", b"Z", b"(", b"}", b"]"):
             raise ModelError(f"{path} is a pickle or joblib file, which partnercheck no longer loads because "
                              f"loading one can run code; it was not opened; {fix}")
         raise ModelError(f"{path} is not a partnercheck model (not a zip archive); {fix}")

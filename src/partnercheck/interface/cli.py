@@ -7,6 +7,7 @@ a bad rules or config file) becomes one line on stderr and exit code 1; bad opti
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -95,10 +96,24 @@ def _is_one_of(output: str, paths) -> bool:
     return os.path.exists(output) and any(os.path.exists(p) and os.path.samefile(p, output) for p in paths)
 
 
+def _folder_holding(output: str, sources) -> str | None:
+    """The SOURCE folder that ``output`` would be written into, if any (under any name, however
+    deep): there it would replace a message, or be read as one the next time."""
+    target = os.path.realpath(output)
+    for source in sources:
+        if source != "-" and os.path.isdir(source):
+            folder = os.path.realpath(source)
+            if os.path.commonpath([folder, target]) == folder:
+                return source
+    return None
+
+
 def _check_output(output: str, force: bool, sources=()) -> None:
     """Refuse, before any work, a model path that cannot or may not be written."""
     if _is_one_of(output, sources):
         raise click.ClickException(f"{output} is what the model is trained from; writing the model there would replace it")
+    if (folder := _folder_holding(output, sources)) is not None:
+        raise click.ClickException(f"{output} is inside {folder}, which the model is trained from; write the model elsewhere")
     if os.path.isdir(output):
         raise click.ClickException(f"{output} is a folder; give the model file's path")
     if os.path.exists(output) and not force:
@@ -108,6 +123,8 @@ def _check_output(output: str, force: bool, sources=()) -> None:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise click.ClickException(f"cannot write {output}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.ClickException(f"cannot write {output}: no permission to write in {folder}")
 
 
 def _columns(kwargs) -> Columns:
@@ -306,7 +323,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
       partnercheck label archive/*.mbox --dask tcp://scheduler:8786 -o labels.csv
     """
     from ..deciding.policy import load_policy
-    from ..running.batch import ROW_FIELDS, label_source, tally
+    from ..running.batch import ROW_FIELDS, label_source, model_at, tally
     from ..settings import model_path
 
     _stdin_once(sources)
@@ -317,12 +334,18 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
                                "and so does a pipe (label them without --dask)")
     config = read_config()
     path, policy = model_path(model_option, config), load_policy(config, rules_file)
-    if not os.path.exists(path):
-        from ..deciding.model import load_model
+    if dask_address:
+        if not os.path.exists(path):
+            from ..deciding.model import load_model
 
-        load_model(path)  # says what is missing and how to fix it
+            load_model(path)  # says what is missing and how to fix it
+    else:
+        model_at(path)  # a model that cannot be used is refused before any row is written
     if output and _is_one_of(output, sources):
         raise click.ClickException(f"{output} is a SOURCE: the labels would replace the mail")
+    if output and (folder := _folder_holding(output, sources)) is not None:
+        raise click.ClickException(f"{output} is inside the SOURCE {folder}: the labels would replace a message "
+                                   "or be read as one; write them elsewhere")
     writer = RowWriter(output, format_for(output, out_fmt), ROW_FIELDS, resume=resume)
     counts: Counter = Counter()
     show = not quiet and sys.stderr.isatty() and len(readers) == 1 and not dask_address
@@ -372,6 +395,8 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
     if not quiet:
         summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("partnership", "pitch", "other", "unsure"))
         extra = f"; {len(writer.done)} already done" if writer.done else ""
+        if writer.dropped:
+            extra += f"; {writer.dropped} incomplete row(s) of the earlier run labelled again"
         click.echo(f"labelled {sum(counts.values())} messages: {summary}; unreadable {counts.get('unreadable', 0)}{extra}",
                    err=True)
 
@@ -396,9 +421,11 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     SOURCES can be the CSV or JSON lines `partnercheck label` wrote (after you
     corrected the verdict column), folders with partnership/, pitch/ and other/
     sub-folders, table exports with a label column, or whole mailboxes given one
-    label with --label: one --label for all SOURCES, or one per SOURCE, the first
-    label for the first SOURCE and so on. Cross-validated scores are shown before
-    the model is saved.
+    label with --label: one --label for all SOURCES (where a message carries no
+    label of its own: a label file's rows and a labelled folder's messages keep
+    theirs), or one per SOURCE, the first label for the first SOURCE and so on,
+    which wins over any label a SOURCE carries. Cross-validated scores are shown
+    before the model is saved.
 
     \b
     Examples:
@@ -431,6 +458,7 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     if not output:
         raise click.UsageError("give the model file to write with -o FILE")
     from ..learning import training
+    from ..learning.near_duplicates import NearCopyFolds
     from ..settings import default_corpus
 
     _check_output(output, force, sources)
@@ -439,24 +467,39 @@ def train(sources, output, given_labels, with_default_data, force, seed, persona
     if len(given_labels) > 1 and len(given_labels) != len(sources):
         raise click.UsageError(f"{len(given_labels)} --label options for {len(sources)} sources: give one --label "
                                "for all sources, or one per source, in the order of the sources")
-    labels = given_labels if len(given_labels) > 1 else (given_labels[0] if given_labels else None,) * len(sources)
+    # One label per source is the user's word for each; one label for several sources is
+    # for the mailboxes among them, never a reason to relabel a label file's corrected rows.
+    per_source = len(given_labels) == len(sources)
+    labels = given_labels if per_source else (None,) * len(sources)
     readers = [Source(path, fmt=fmt, columns=columns, label=label) for path, label in zip(sources, labels)]
+    records = (record for reader in readers for record in reader)
+    if given_labels and not per_source:
+        records = (_with_default_label(record, given_labels[0]) for record in records)
     if with_default_data:
         corpus = default_corpus()
         if corpus is None:
             raise click.ClickException("the bundled corpus is not available in this installation")
-        readers.append(Source(corpus))
-    records = (record for reader in readers for record in reader)
+        records = itertools.chain(records, Source(corpus))
     model, cv_scores, prepared = training.train(records, seed=seed, info={"trained_on": list(sources)}, keep_tokens=False)
     if prepared.duplicates:
         click.echo(f"dropped {prepared.duplicates} duplicate message(s)", err=True)
     if prepared.undecided:
-        click.echo(f"skipped {prepared.undecided} message(s) still marked unsure", err=True)
+        click.echo(f"skipped {prepared.undecided} message(s) still marked unsure or left blank", err=True)
+    short = NearCopyFolds(prepared.near_copies).too_few(prepared.labels) if prepared.near_copies is not None else []
+    if short:
+        click.echo(f"warning: the {' and '.join(short)} messages are copies of fewer than 5 distinct messages, so "
+                   "cross-validation cannot keep copies apart, and its scores below are inflated", err=True)
     click.echo("cross-validated (5 folds):")
     click.echo(cv_scores.to_text())
     click.echo(f"thresholds: {model.thresholds.to_dict()}")
     model.save(output)
     click.echo(f"saved {output}")
+
+
+def _with_default_label(record, label: str):
+    if record.label is None:
+        record.label = label
+    return record
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -505,7 +548,7 @@ LEARN_RETRAIN_MAX = 5_000
 
 
 @cli.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--as", "as_label", type=click.Choice(LABELS, case_sensitive=False), help="The label the messages should have had.")
 @click.option("--forget", is_flag=True, help="Forget what was learned from these messages instead.")
 @click.option("--all", "learn_all", is_flag=True,
@@ -517,10 +560,11 @@ LEARN_RETRAIN_MAX = 5_000
 def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option, fmt, **kwargs):
     """Learn from your corrections: these messages should have been labelled LABEL.
 
-    SOURCES are anything `inspect` reads: an .eml, - for standard input, a folder, an
-    mbox, a Maildir you file mistakes into. Without --as, messages keep their own labels
-    (a label file from `partnercheck label` with the verdict column corrected, a folder
-    with partnership/, pitch/ and other/): only those partnercheck now labels otherwise
+    SOURCES are anything `inspect` reads: an .eml, a folder, an mbox, a Maildir you
+    file mistakes into; none, or -, reads standard input, as `sa-learn` and
+    `bogofilter -s` do. Without --as, messages keep their own labels (a label file
+    from `partnercheck label` with the verdict column corrected, a folder with
+    partnership/, pitch/ and other/): only those partnercheck now labels otherwise
     are learned, or all with --all. The same message learned twice counts once;
     learned under another label, the new label replaces the old one. The sender memory
     is updated (see `partnercheck senders`) and the personal model is retrained, which
@@ -546,6 +590,10 @@ def learn(sources, as_label, forget, learn_all, no_retrain, quiet, store_option,
         store_path,
     )
 
+    if not sources:
+        if sys.stdin.isatty():
+            raise click.UsageError("give the messages to learn, or pipe one in (- is standard input)")
+        sources = ("-",)
     _stdin_once(sources)
     config = read_config()
     columns = _columns(kwargs)
@@ -699,6 +747,8 @@ def _write_export(store, target: str) -> int:
     from ..atomic import _umask, atomic_file
 
     count = 0
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise click.ClickException(f"{target} exists; export to a new .jsonl file or folder")
     if target.endswith((".jsonl", ".ndjson", ".json")):
         with atomic_file(target, "w", encoding="utf-8") as handle:
             for key, label, raw in store.messages():
@@ -709,7 +759,10 @@ def _write_export(store, target: str) -> int:
     import shutil
     import tempfile
 
-    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+    if os.path.splitext(target)[1].lower() in (".csv", ".tsv", ".txt", ".eml", ".mbox", ".xlsx", ".ods"):
+        raise click.ClickException(f"{target}: an export is a .jsonl file or a folder of .eml files, "
+                                   "which `train` reads back; name one of those")
+    if os.path.isdir(target) and os.listdir(target):
         raise click.ClickException(f"{target} exists; export into a new folder or a .jsonl file")
     folder = os.path.dirname(os.path.abspath(target))
     os.makedirs(folder, exist_ok=True)

@@ -98,6 +98,8 @@ class LearnSummary:
     unknown: dict[str, int] = field(default_factory=dict)  # ... and those whose label is no label (a typo)
     agreed: int = 0  # left out by the caller: partnercheck already gives them their label
     senders: list[str] = field(default_factory=list)  # sender memory changes, in words
+    labels_given: dict[str, str] = field(default_factory=dict, repr=False)  # this run's label of each message
+    conflicts: list[str] = field(default_factory=list)  # messages this run gave two labels, the last one kept
 
     @property
     def changed(self) -> bool:
@@ -119,6 +121,9 @@ class LearnSummary:
             text += f"; {sum(self.unknown.values())} with an unknown label skipped ({self.unknown_labels()})"
         if self.unreadable:
             text += f"; {self.unreadable} unreadable skipped"
+        if self.conflicts:
+            text += (f"; {len(self.conflicts)} message(s) given two labels, the later one learned: "
+                     + ", ".join(self.conflicts[:3]) + (", ..." if len(self.conflicts) > 3 else ""))
         if len(self.senders) > 3:
             groups: dict[str, int] = {}
             for note in self.senders:
@@ -352,6 +357,11 @@ class Store:
                 continue
             label_now = label or record.label
             key, message_id = content_key(record), _message_id(record)
+            earlier = summary.labels_given.setdefault(key, label_now)
+            if earlier != label_now:  # two rows of one file, corrected differently: say which one counts
+                where = f"{os.path.basename(record.source)}:{record.key}" if record.source else record.key
+                summary.conflicts.append(f"{where} ({earlier}, then {label_now})")
+                summary.labels_given[key] = label_now
             verdict = judge(record) if judge is not None else None
             with self._transaction():
                 matches = self._matches(key, message_id)

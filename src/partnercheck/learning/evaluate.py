@@ -103,7 +103,7 @@ class Scores:
     def to_text(self) -> str:
         lines = [
             f"messages: {self.total}" + "".join(f" ({count} {what}, skipped)" for count, what in (
-                (self.unreadable, "unreadable"), (self.undecided, "still marked unsure")) if count),
+                (self.unreadable, "unreadable"), (self.undecided, "still marked unsure or left blank")) if count),
             f"macro-F1: {self.macro_f1():.3f}   unsure: {self.unsure_rate():.1%}   "
             f"accuracy where decided: {self.accuracy_decided():.3f}",
             f"partnerships labelled pitch: {self.partnership_as_pitch():.1%}   "

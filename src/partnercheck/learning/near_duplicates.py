@@ -113,14 +113,11 @@ class NearCopyFolds:
         """(train, test) row indices of each fold."""
         if len(self.groups) != len(y):
             raise ValueError(f"{len(self.groups)} groups for {len(y)} rows")
-        _, label_of = np.unique(np.asarray(y), return_inverse=True)
-        _, group_of = np.unique(self.groups, return_inverse=True)
-        counts = np.zeros((group_of.max(initial=-1) + 1, label_of.max(initial=-1) + 1), dtype=np.int64)
-        np.add.at(counts, (group_of, label_of), 1)
-        if (np.count_nonzero(counts, axis=0) < self.n_splits).any():
+        if self.too_few(y):
             # A label whose messages are copies of fewer messages than there are folds would
             # leave some fold without it: plain stratified folds then, as before grouping.
             return StratifiedKFold(n_splits=self.n_splits).split(np.zeros(len(y)), y)
+        group_of, counts = self._counts(y)
         order = np.random.default_rng(self.seed).permutation(len(counts))
         order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
         held = np.zeros((self.n_splits, counts.shape[1]), dtype=np.int64)
@@ -131,3 +128,19 @@ class NearCopyFolds:
             held[fold] += counts[group]
         row_fold = fold_of[group_of]
         return [(np.flatnonzero(row_fold != fold), np.flatnonzero(row_fold == fold)) for fold in range(self.n_splits)]
+
+    def too_few(self, y) -> list[str]:
+        """The labels whose messages are copies of fewer distinct messages than there are
+        folds: with any, :meth:`split` cannot keep copies apart, and scores on its folds
+        are inflated by testing on copies of training messages."""
+        _, counts = self._counts(y)
+        names = np.unique(np.asarray(y))
+        return [str(names[i]) for i in np.flatnonzero(np.count_nonzero(counts, axis=0) < self.n_splits)]
+
+    def _counts(self, y):
+        """Each row's group number, and each group's count of each label."""
+        _, label_of = np.unique(np.asarray(y), return_inverse=True)
+        _, group_of = np.unique(self.groups, return_inverse=True)
+        counts = np.zeros((group_of.max(initial=-1) + 1, label_of.max(initial=-1) + 1), dtype=np.int64)
+        np.add.at(counts, (group_of, label_of), 1)
+        return group_of, counts

@@ -112,8 +112,8 @@ def prepare(records, key=lambda record: record.key, near_copies: bool = True) ->
                             f"{', '.join(unknown['None'][:3])}; give them a label column, label-named "
                             "folders or --label")
     if unknown:
-        details = "; ".join(f"{label!r} in {len(places)} message(s), e.g. {', '.join(places[:3])}"
-                            for label, places in unknown.items())
+        details = "; ".join(f"{'no label' if label == 'None' else repr(label)} in {len(places)} message(s), "
+                            f"e.g. {', '.join(places[:3])}" for label, places in unknown.items())
         raise TrainingError(f"unknown labels: {details}. Labels must be one of {', '.join(LABELS)}")
     if empty:
         raise TrainingError(f"{len(empty)} message(s) have no text, e.g. {', '.join(empty[:3])}; remove them")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Iterator, NamedTuple
 
 from ..errors import PartnercheckError
-from ..labels import LABELS
+from ..labels import LABELS, UNSURE
 from .cells import row_from_spreadsheet_safe
 from .mail import (
     EmailRecord,
@@ -357,20 +357,27 @@ def detect_format(path: str, columns: Columns | None = None) -> str:
     if not p.exists():
         raise SourceError(f"{path}: no such file or directory")
     suffix = p.suffix.lower()
+    pipe = _is_pipe(path)  # its first bytes, once read, would be gone
+    head = b""
+    if not pipe:
+        with _open_read(p) as handle:
+            try:
+                head = handle.read(_MBOX_LEAD)
+            except OSError as exc:  # a failing disk
+                raise SourceError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+        # Whatever the name says: a workbook saved as labels.csv, or a gzip file named inbox.mbox.
+        _refuse_workbook(path, head)
+        _refuse_compressed(path, head)
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix in _MBOX_SUFFIXES:
         return "mbox"
-    if _is_pipe(path):
+    if pipe:
         return STREAM
-    with _open_read(p) as handle:
-        head = handle.read(_MBOX_LEAD)
     if head[:2] in _UTF16_BOMS:  # mail never opens so
         return _stream_format(head.partition(b"\n")[0], columns or Columns())
-    _refuse_workbook(path, head)
-    _refuse_compressed(path, head)
     return "mbox" if _opens_mbox(head) else "eml"
 
 
@@ -599,10 +606,15 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
         )
     subject_col = _pick(header, columns.subject, SUBJECT_COLUMNS, "subject", source, required=False)
     from_col = _pick(header, columns.sender, FROM_COLUMNS, "from", source, required=False)
+    # A table without subject and sender columns may hold whole messages in its body column:
+    # a cell that opens with a header line is read as one. Where the export has those
+    # columns, its body column holds a body (a web form's "From: ..." line included), however
+    # the column was found, so that `label` and `train` read one file alike.
+    whole_messages = subject_col is None and from_col is None
     for number, row in _chain(first, rows):
         key = str(row.get("key") or row.get("id") or number)
         value = _cell(row.get(body_col))
-        if body_col == "raw" or (columns.body is None and value.startswith(("From:", "Received:", "Return-Path:"))):
+        if body_col == "raw" or (whole_messages and value.startswith(("From:", "Received:", "Return-Path:"))):
             raw = without_lone_surrogates(value, keep_bytes=True).encode("utf-8", "surrogateescape")
             record = parse_message(raw, key=key, source=source)
         else:
@@ -616,7 +628,9 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
             record.message_id = _mended(_cell(row.get("message_id")))
             record.date = _mended(_cell(row.get("date")))
         if label_col:
-            record.label = _cell(row.get(label_col)).strip().lower() or None
+            # A cleared cell says what `unsure` says, that nobody decided: train, evaluate and
+            # learn skip both.
+            record.label = _cell(row.get(label_col)).strip().lower() or UNSURE
         record.problems.extend(row.get(_ROW_PROBLEMS) or ())
         yield record
 
@@ -697,8 +711,13 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
             raise SourceError(f"{table}: row {number} came from standard input and cannot be read again")
         if _is_pipe(source) or _PROCESS_FD.match(source):  # a pipe now, or bash's <(...) long gone
             raise SourceError(f"{table}: row {number} came from the pipe {source} and cannot be read again")
+        label = _cell(row.get(label_col)).strip().lower()
+        earlier = wanted.get(source, {}).get(key)
+        if earlier is not None and earlier.label != label:  # which of the two corrections is meant?
+            raise SourceError(f"{table}: rows {earlier.number} and {number} both name {source}:{key}, labelled "
+                              f"{earlier.label or 'blank'} and {label or 'blank'}; keep the row you mean")
         wanted.setdefault(source, {})[key] = _Row(
-            number, _cell(row.get(label_col)).strip().lower(),
+            number, label,
             " ".join(_cell(row["message_id"]).split()) if "message_id" in row else None,
             " ".join(_cell(row["subject"]).split()) if "subject" in row else None)
     for path, labels in wanted.items():  # every source first: a moved mailbox refuses the file, not half of it
@@ -722,7 +741,7 @@ def _refetch(rows: Iterator[tuple[int, dict]], label_col: str | None, table: str
                 key = next((k for k in by_id.get(_written(record.message_id), ()) if k not in found), "")
                 if not key:
                     continue
-            record.label = labels[key].label or None
+            record.label = labels[key].label or UNSURE  # a cleared cell, as in read_table
             found.add(key)
             yield record
         if len(found) < len(labels):

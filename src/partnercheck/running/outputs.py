@@ -21,10 +21,12 @@ from typing import IO
 
 from ..atomic import discard, open_temp_beside
 from ..errors import PartnercheckError
+from ..labels import LABELS, UNSURE
 from ..reading.cells import row_from_spreadsheet_safe, spreadsheet_safe
 from ..reading.mail import without_lone_surrogates
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
+_VERDICTS = (*LABELS, UNSURE)
 
 
 class OutputError(PartnercheckError):
@@ -74,6 +76,7 @@ class RowWriter:
         self.fields = fields
         self.path = None if path in (None, "-") else path
         self.done: set[tuple[str, str]] = set()
+        self.dropped = 0  # rows of the earlier run not whole, whose messages are labelled again
         self._previous: list[dict] = []
         self._fd: int | None = None  # the file output, once its first row is written
         if self.path is not None and os.path.islink(self.path):
@@ -224,5 +227,14 @@ class RowWriter:
                     rows.extend(map(row_from_spreadsheet_safe, reader))
         except (OSError, ValueError, csv.Error) as exc:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
-        self.done = {(str(r.get("source", "")), str(r.get("key", ""))) for r in rows}
-        return rows
+        whole = [row for row in rows if self._whole(row)]
+        self.dropped = len(rows) - len(whole)
+        self.done = {(str(r["source"]), str(r["key"])) for r in whole}
+        return whole
+
+    def _whole(self, row: dict) -> bool:
+        """Whether a row of an earlier run can be kept: every field there, no more, and a
+        verdict (a row cut short by hand, or one from another program, is labelled again)."""
+        return (None not in row and all(row.get(field) is not None for field in self.fields)
+                and ("verdict" not in self.fields or row["verdict"] in _VERDICTS)
+                and bool(row.get("source")) and bool(row.get("key")))
