@@ -687,6 +687,23 @@ def test_progress_bar_on_a_terminal_only(small_model_path, tmp_path):
     assert b"labelling" not in piped.stderr and b"labelled 9 messages" in piped.stderr
 
 
+def test_label_writes_to_a_pipe_or_device_named_as_its_output(small_model_path, tmp_path):
+    """`-o /dev/stdout` in a pipeline (a pipe, which cannot be replaced atomically) gets the
+    rows stdout would; `-o /dev/null` too; --resume there is refused in one line."""
+    import subprocess
+    import sys
+
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "partnercheck", "label", "-q", str(mbox)]
+    plain = subprocess.run(command, capture_output=True, env=env, timeout=120)
+    piped = subprocess.run(command + ["-o", "/dev/stdout"], capture_output=True, env=env, timeout=120)
+    assert piped.returncode == 0 and piped.stdout == plain.stdout and plain.stdout.count(b"\n") == 4
+    assert subprocess.run(command + ["-o", "/dev/null"], capture_output=True, env=env, timeout=120).returncode == 0
+    resumed = subprocess.run(command + ["-o", "/dev/stdout", "--resume"], capture_output=True, env=env, timeout=120)
+    assert resumed.returncode == 1 and b"is a pipe or device" in resumed.stderr and b"Traceback" not in resumed.stderr
+
+
 def test_model_from_config_file(small_model_path, tmp_path, monkeypatch):
     monkeypatch.delenv("PARTNERCHECK_MODEL", raising=False)
     config = write(tmp_path / "config.toml", f"model = '{tmp_path / 'missing.joblib'}'\n")

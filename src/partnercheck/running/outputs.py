@@ -1,4 +1,5 @@
-"""Row writers for batch results: CSV, TSV and JSON lines, to a file or stdout.
+"""Row writers for batch results: CSV, TSV and JSON lines, to a file or stdout (or to a pipe or
+device named as the output, ``-o /dev/stdout``, written as stdout is).
 
 A file output is left alone until the first row is ready. Then the header (and, with
 ``resume``, the rows of the earlier run) and that row go to a temporary file beside it,
@@ -16,6 +17,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 from typing import IO
 
@@ -61,6 +63,17 @@ def line_safe_name(name: str) -> str:
     return repr(name) if _UNPRINTABLE_IN_A_LINE.search(name) else name
 
 
+def _pipe_or_device(path: str) -> bool:
+    """Whether ``path`` is a pipe or a character device (``-o /dev/stdout`` in a pipeline,
+    ``/dev/null``), which is written as it comes, as standard output is: it cannot be
+    replaced atomically, nor resumed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def _encoded(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
@@ -79,6 +92,15 @@ class RowWriter:
         self.dropped = 0  # rows of the earlier run not whole, whose messages are labelled again
         self._previous: list[dict] = []
         self._fd: int | None = None  # the file output, once its first row is written
+        self._opened: IO[str] | None = None  # a pipe or device named as the output, written as stdout is
+        if self.path is not None and _pipe_or_device(self.path):
+            if resume:
+                raise OutputError(f"--resume needs an output file (-o FILE), and {self.path} is a pipe or device")
+            try:
+                self._opened = open(self.path, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+            stdout, self.path = self._opened, None
         if self.path is not None and os.path.islink(self.path):
             self.path = os.path.realpath(self.path)  # written through to the file it names, not replaced
         if self.path is not None:
@@ -191,6 +213,9 @@ class RowWriter:
         """Flush; a file output with no row yet gets its header (and earlier rows) now."""
         if self._handle is not None:
             self._handle.flush()
+            if self._opened is not None:
+                self._opened.close()
+                self._handle = io.StringIO()
             return
         if self._fd is None:
             self._start()
@@ -204,6 +229,9 @@ class RowWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._opened is not None:
+            self._opened.close()
+            self._opened, self._handle = None, None
         if self._handle is None:
             self._handle = io.StringIO()
 
