@@ -173,7 +173,12 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
         probed = subprocess.run([sys.executable, "-S", "-c", probe], input=raw, capture_output=True, timeout=60,
                                 env={**env, "PYTHONPATH": str(ROOT / "src")})
         assert probed.stdout == warm.stdout and probed.stderr == b""
-        _check_socket_protocol(sock, raw, warm.stdout)
+        # A filter whose environment names another model is not answered with this server's:
+        # it classifies on its own (and fails here, numpy being blocked: the mail goes through).
+        other = tmp_path / "other.model"
+        other.write_bytes(open(small_model_path, "rb").read())
+        assert _run(["filter"], {**light_env, "PARTNERCHECK_MODEL": str(other)}, raw).stdout == raw
+        _check_socket_protocol(sock, raw, warm.stdout, os.path.abspath(small_model_path))
         # A server that is stopped but holds its socket costs the reply timeout, then the cold
         # path: the filter no longer waits 30 s for it.
         os.kill(server.pid, signal.SIGSTOP)
@@ -192,7 +197,7 @@ def test_server_answers_the_filter(small_model_path, tmp_path):
     assert _run(["filter"], env, message("q", PITCH_TEXT)).returncode == 11
 
 
-def _check_socket_protocol(sock: str, raw: bytes, filtered: bytes) -> None:
+def _check_socket_protocol(sock: str, raw: bytes, filtered: bytes, model: str) -> None:
     """The protocol as README.md documents it, spoken by a program that is not partnercheck."""
     import json
     import shutil
@@ -200,7 +205,9 @@ def _check_socket_protocol(sock: str, raw: bytes, filtered: bytes) -> None:
     import struct
 
     header = filtered.split(b"\n", 1)[0].decode().removeprefix("X-Partnercheck: ")
-    expected = {"label": "pitch", "header": header}
+    from partnercheck.settings import config_path
+
+    expected = {"label": "pitch", "header": header, "model": model, "config": os.path.abspath(config_path())}
     # Framed: 8-byte big-endian length, message; the reply framed the same way.
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(sock)
@@ -239,6 +246,9 @@ def test_the_filter_reads_every_reply_the_server_can_write_as_json_would():
     from partnercheck.interface.client import decode_reply
 
     @given(st.one_of(st.fixed_dictionaries({"label": st.text(), "header": st.text()}),
+                     st.fixed_dictionaries({"label": st.text(), "header": st.text(), "model": st.text(),
+                                            "config": st.text()}),
+                     st.dictionaries(st.text(), st.one_of(st.text(), st.integers())),
                      st.fixed_dictionaries({"error": st.text()})))
     def check(reply):
         assert decode_reply(json.dumps(reply).encode()) == reply
@@ -246,7 +256,7 @@ def test_the_filter_reads_every_reply_the_server_can_write_as_json_would():
     check()
     assert decode_reply(b'{"label": "pitch", "header": "pitch; score=0.97; rules=A,B"}') == {
         "label": "pitch", "header": "pitch; score=0.97; rules=A,B"}
-    three = b'{"label": "a", "header": "b", "x": "c"}'  # another key: read by json, not split at a quote
+    three = b'{"label": "a", "header": "b", "x": "c"}'  # any keys, each split at its quotes
     assert decode_reply(three) == json.loads(three)
 
 
@@ -530,6 +540,25 @@ def test_a_message_on_a_non_blocking_pipe_is_read_to_its_end(small_model_path, t
     assert code == 0 and out == big and "limit" in err
 
 
+def test_a_message_is_written_whole_to_a_non_blocking_pipe_with_a_slow_reader(small_model_path, tmp_path):
+    """A reader that set its end non-blocking and reads slowly: the filter failed after the
+    pipe's first 64 KB. It waits for room, as it waits for input on such a stdin."""
+    raw = message("big", "attached\n") + b"y" * 300_000 + b"\n"
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter", "--exit-zero"], stdin=subprocess.PIPE,
+                            stdout=write_end, stderr=subprocess.PIPE, env=env)
+    os.close(write_end)
+    proc.stdin.write(raw)
+    proc.stdin.close()
+    time.sleep(2)  # the filter has filled the pipe by now, and found it full
+    with open(read_end, "rb") as reader:
+        out = reader.read()
+    assert proc.wait(timeout=120) == 0 and proc.stderr.read() == b""
+    assert strip_our_header(out) == raw
+
+
 def test_a_sighup_while_the_server_loads_is_a_reload_not_its_end(small_model_path, tmp_path):
     """SIGHUP asks a running server to reload; one that came while it was still loading (a
     reload right after a start, a closed terminal) ended it without a word. The config file
@@ -579,3 +608,144 @@ def test_a_message_that_cannot_be_written_out_is_not_said_to_be_passed_through(t
                               input=raw, capture_output=True, env=env, timeout=120)
         assert done.returncode == 1
         assert done.stderr.decode() == "partnercheck filter: cannot write the message out (No space left on device)\n"
+
+
+def test_an_interrupt_while_classifying_passes_the_message_through(monkeypatch):
+    """numpy raises KeyboardInterrupt when OpenBLAS cannot start its threads (a process
+    limit reached): the filter wrote nothing and exited 130, which loses the mail in a
+    plain `filter > file`."""
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(filtering, "_classify_here", interrupted)
+    raw = message("hello", PARTNERSHIP_TEXT)
+    assert filtering.filter_message(raw, use_server=False) == (raw, filtering.EXIT_ERROR,
+                                                              "interrupted while classifying")
+
+
+@pytest.mark.parametrize("case", ["bad model", "bad config, --exit-zero"])
+def test_with_stderr_closed_an_error_never_reaches_the_mail(small_model_path, tmp_path, case):
+    """`2>&-`: the error line had gone to stdout, after the message."""
+    raw = message("hello", PARTNERSHIP_TEXT)
+    (tmp_path / "m.eml").write_bytes(raw)
+    (tmp_path / "garbage.model").write_bytes(b"garbage")
+    (tmp_path / "bad.toml").write_text("x = [")
+    command = {"bad model": "filter -m garbage.model", "bad config, --exit-zero": "filter --exit-zero"}[case]
+    env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "PYTHONPATH": str(ROOT / "src"),
+           "XDG_RUNTIME_DIR": str(tmp_path)}
+    if case.startswith("bad config"):
+        env["PARTNERCHECK_CONFIG"] = str(tmp_path / "bad.toml")
+    done = subprocess.run(["bash", "-c", f"'{sys.executable}' -m partnercheck {command} < m.eml 2>&-"],
+                          cwd=tmp_path, capture_output=True, env=env, timeout=60)
+    assert done.stdout == raw and done.returncode == (0 if "exit-zero" in command else 1)
+
+
+def _fake_server(path: str, header: str, model: str):
+    """A socket that answers every request with ``header`` as a pitch verdict of ``model``,
+    as a program someone else runs could."""
+    import json
+    import socket
+    import threading
+
+    from partnercheck.interface import client
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(5)
+
+    def answer():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                client.read_frame(conn, 1 << 26)
+                client.send_frame(conn, json.dumps({"label": "pitch", "header": header, "model": model}).encode())
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener
+
+
+def test_a_reply_of_more_than_one_line_or_a_socket_of_another_user_is_not_used(small_model_path, tmp_path,
+                                                                              monkeypatch):
+    """A server's header value is written into the mail: one with a line break would add
+    headers of its own (a Bcc:), and a socket another user made (in /tmp) can answer anything.
+    A server that loaded another model than the one the filter's environment names answers
+    for that model, not the filter's."""
+    sock = str(tmp_path / "fake.sock")
+    model = os.path.abspath(small_model_path)
+    listener = _fake_server(sock, "pitch; score=1.00\nBcc: someone@elsewhere.example", model)
+    monkeypatch.setenv("PARTNERCHECK_SOCKET", sock)
+    monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+    raw = message("Breakfast?", PARTNERSHIP_TEXT)
+    try:
+        output, code, error = filtering.filter_message(raw)
+        assert error is None and b"Bcc:" not in output and strip_our_header(output) == raw
+        assert output.count(b"X-Partnercheck:") == 1 and code == EXIT_CODES["partnership"]  # classified here
+        listener.close()
+        os.unlink(sock)
+        listener = _fake_server(sock, "pitch; score=1.00", model)
+        assert filtering._ask_server(raw) == ("pitch; score=1.00", "pitch")  # a well-formed reply is used ...
+        monkeypatch.setenv("PARTNERCHECK_MODEL", str(tmp_path / "another.model"))
+        assert filtering._ask_server(raw) is None  # ... but not by a filter told to use another model ...
+        monkeypatch.setenv("PARTNERCHECK_MODEL", small_model_path)
+        real_uid = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: real_uid + 1 if real_uid else 1)
+        monkeypatch.setattr(os, "stat", _owned_by(os.stat, real_uid + 2 if real_uid else 2))
+        assert filtering._ask_server(raw) is None  # ... nor from a socket another user owns
+    finally:
+        listener.close()
+
+
+def _owned_by(real_stat, uid):
+    def stat(path, *args, **kwargs):
+        info = real_stat(path, *args, **kwargs)
+        return os.stat_result((info.st_mode, info.st_ino, info.st_dev, info.st_nlink, uid, *info[5:10]))
+    return stat
+
+
+def test_a_message_that_waits_for_a_busy_server_is_not_called_too_slow(small_model_path, tmp_path, monkeypatch):
+    """In a burst of deliveries a message waited for a free worker until its time budget was
+    spent, and ordinary mail came out `unsure; too slow`. Now the wait has a limit of its own,
+    after which the server says it is busy and the filter classifies the message itself."""
+    import threading
+
+    from test_hostile import _slow_classify_reply
+
+    from partnercheck.deciding.model import load_model
+    from partnercheck.interface import client, server
+
+    monkeypatch.setattr(server, "_original_classify_reply", server.classify_reply, raising=False)
+    monkeypatch.setattr(server, "classify_reply", _slow_classify_reply)
+    monkeypatch.setattr(server, "WAIT_LIMIT", 0.5)
+    path = str(tmp_path / "s.sock")
+    srv = server.ClassifyServer(load_model(small_model_path), None, path, budget=3.0, workers=1)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        slow = threading.Thread(target=lambda: client.classify_remote(message("x", "SLOW " + PITCH_TEXT), path))
+        slow.start()
+        time.sleep(0.3)  # the one worker is taken
+        with pytest.raises(client.ServerUnavailable, match="busy"):
+            client.classify_remote(message("quick question", PITCH_TEXT), path)
+        slow.join(timeout=60)
+        assert client.classify_remote(message("quick question", PITCH_TEXT), path)["label"] == "pitch"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_serve_ignores_sighup_from_its_start(monkeypatch):
+    """A SIGHUP while `serve` was still importing ended it (exit 129); until `serve` notes
+    one, there is nothing read yet that a reload would read again."""
+    from partnercheck.interface import entry
+
+    monkeypatch.setattr(sys, "argv", ["partnercheck", "serve", "--help"])
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        with pytest.raises(SystemExit):
+            entry.main()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

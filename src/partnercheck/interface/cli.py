@@ -947,7 +947,8 @@ def serve(socket_option, model_option, rules_file):
 
     signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
     try:
-        server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch)
+        server = ClassifyServer(model, policy, None if inherited else where, inherited, loader=loader, watch=watch,
+                                settings={"model": os.path.abspath(path), "config": os.path.abspath(config_path())})
     except (FileExistsError, NotADirectoryError):  # a file where the socket's folder should be
         raise click.ClickException(f"cannot listen on {where}: a part of its folder is a file, "
                                    "not a folder") from None

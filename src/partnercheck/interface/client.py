@@ -24,8 +24,8 @@ except ImportError:  # a Python whose sockets are not that module
 
 _LENGTH = struct.Struct(">Q")
 #: How long to wait for the server to accept and to answer before falling back to the cold path.
-#: A working server answers within its time budget (5 s, spent waiting for a worker and
-#: classifying); a stopped one held the filter 30 s, past the 10 s a Sieve filter may take by
+#: A working server answers within 6.5 s (1.5 s waiting for a worker, then its time budget of
+#: 5 s classifying); a stopped one held the filter 30 s, past the 10 s a Sieve filter may take by
 #: default (``sieve_filter_exec_timeout``), so the cold path came too late. A reply slowed by
 #: a reload past this falls back to the cold path, which costs about half a second more.
 CONNECT_TIMEOUT = 0.5
@@ -106,16 +106,16 @@ def classify_remote(raw: bytes, path: str) -> dict:
 
 
 def decode_reply(data: bytes):
-    """The server's JSON reply. The usual one, ``{"label": "...", "header": "..."}`` as
-    ``json.dumps`` writes it with no quote or backslash inside either string, is read with
-    string methods: importing ``json`` (with the ``re`` and ``enum`` it imports) took 6-18 ms
-    of a filter's start. Anything else, an error or an escaped character, goes to ``json``."""
+    """The server's JSON reply. The usual one, an object of strings (``{"label": "...",
+    "header": "...", "model": "...", "config": "..."}``) as ``json.dumps`` writes it, with no
+    quote or backslash inside a string, is read with string methods: importing ``json``
+    (with the ``re`` and ``enum`` it imports) took 6-18 ms of a filter's start. Anything
+    else, an error or an escaped character, goes to ``json``."""
     text = data.decode("utf-8")
-    start, between, end = '{"label": "', '", "header": "', '"}'
-    if text.startswith(start) and text.endswith(end) and "\\" not in text:
-        label, found, header = text[len(start):-len(end)].partition(between)
-        if found and '"' not in label and '"' not in header:
-            return {"label": label, "header": header}
+    if text.startswith('{"') and text.endswith('"}') and "\\" not in text:
+        pairs = [item.split('": "') for item in text[2:-2].split('", "')]
+        if all(len(pair) == 2 and '"' not in pair[0] + pair[1] for pair in pairs):
+            return dict(pairs)
     import json
 
     return json.loads(text)

@@ -15,7 +15,17 @@ _FAST_OPTIONS = {"--exit-zero", "--no-server"}
 
 
 def main() -> None:
+    if sys.stderr is None:  # started with stderr closed (2>&-): errors go nowhere, never into the mail on stdout
+        import os
+
+        sys.stderr = open(os.devnull, "w")
     args = sys.argv[1:]
+    if args[:1] == ["serve"]:
+        import signal
+
+        # Until `serve` notes it, a SIGHUP (a closed terminal, a reload right after a start)
+        # would end the server while it imports, before it has read anything a reload reads.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args[:1] == ["filter"] and set(args[1:]) <= _FAST_OPTIONS:
         sys.exit(run_filter(exit_zero="--exit-zero" in args, use_server="--no-server" not in args))
     from .cli import cli
@@ -54,7 +64,7 @@ def _filter_stdin(exit_zero: bool, use_server: bool, model_option: str | None, r
         _write_all(sys.stdout.buffer, output)
         for chunk in rest:
             _write_all(sys.stdout.buffer, chunk)
-        sys.stdout.flush()
+        _flush(sys.stdout.buffer)
     except _ReadError as exc:
         sys.stderr.write(f"partnercheck filter: cannot read the rest of the message ({exc}); what was "
                          "written of it is cut off\n")
@@ -90,16 +100,33 @@ def _rest_of_stdin(read_input):
 def _write_all(out, data: bytes) -> None:
     """Write all of ``data``. Unbuffered (``PYTHONUNBUFFERED``, ``python -u``), stdout is a raw
     file whose ``write`` makes one system call and may take only part of the data (a reader
-    that goes away mid-message): write the rest, so that the failure is seen and reported."""
+    that goes away mid-message): write the rest, so that the failure is seen and reported.
+    On a pipe its reader set non-blocking, a full pipe takes nothing: wait until it can take
+    more, as :func:`~partnercheck.running.filtering.read_input` waits on such a stdin."""
     view = memoryview(data)
     while view:
-        written = out.write(view)
-        if not written:  # None: a non-blocking stdout that is full
-            import errno
-            import os
+        try:
+            written = out.write(view)
+        except BlockingIOError as exc:  # a buffered stdout says how much of it went
+            written = exc.characters_written
+        if not written:  # None or 0: a non-blocking stdout that is full
+            import select
 
-            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            select.select([], [out], [])
+            continue
         view = view[written:]
+
+
+def _flush(out) -> None:
+    """Flush ``out``, waiting as :func:`_write_all` does while a non-blocking pipe is full."""
+    while True:
+        try:
+            out.flush()
+            return
+        except BlockingIOError:
+            import select
+
+            select.select([], [out], [])
 
 
 def _quiet_stdout() -> None:

@@ -10,7 +10,8 @@ Connections are handled by threads, but messages are classified by a few worker 
 forked after the model is loaded (so they share its memory). Each request has a time
 budget (:data:`TIME_BUDGET`): a message that takes longer is answered ``unsure`` with the
 reason "too slow", its worker is killed and replaced, and the other workers go on serving
-other clients meanwhile. Since no thread of the server process runs long computations, a
+other clients meanwhile. One that finds no worker free soon enough (:data:`WAIT_LIMIT`) is
+answered with an error, and the filter classifies it itself. Since no thread of the server process runs long computations, a
 SIGTERM is handled at once whatever the workers are doing. Workers exit within a second
 when the server dies, however it dies.
 
@@ -45,6 +46,11 @@ from . import client
 _SYSTEMD_FIRST_FD = 3
 #: Seconds a message may take to classify before it is answered "too slow".
 TIME_BUDGET = 5.0
+#: Seconds a message may wait for a free worker (a burst of deliveries) before the server
+#: answers that it is busy and the filter classifies it itself: waiting is not the message's
+#: fault, and it once made ordinary mail "too slow". With the budget, within the 7 s a
+#: filter waits for an answer (:data:`~partnercheck.interface.client.REPLY_TIMEOUT`).
+WAIT_LIMIT = 1.5
 #: The header for a message that took longer than the budget.
 TOO_SLOW = "unsure; score=0.00; too slow"
 
@@ -136,14 +142,14 @@ class WorkerPool:
     def classify(self, raw: bytes) -> dict | None:
         """The reply for ``raw``, or None when this pool was retired before a worker was free
         (a reload replaced it: ask the new one)."""
-        deadline = time.monotonic() + self.budget
         try:
-            worker = self._idle.get(timeout=self.budget)
+            worker = self._idle.get(timeout=WAIT_LIMIT)
         except queue.Empty:
-            return {"label": "unsure", "header": TOO_SLOW}
+            return {"error": f"busy: no worker free within {WAIT_LIMIT} s"}
         if worker is None:
             self._idle.put(None)  # for the next caller still waiting on this pool
             return None
+        deadline = time.monotonic() + self.budget  # the message's own time, from when a worker has it
         try:
             worker.conn.send_bytes(raw)
             if worker.conn.poll(max(0.0, deadline - time.monotonic())):
@@ -197,6 +203,8 @@ class _Handler(socketserver.BaseRequestHandler):
             reply = server.classify(raw)
         except Exception as exc:  # the client falls back to the cold path
             reply = {"error": f"{exc.__class__.__name__}: {exc}"}
+        if "label" in reply:
+            reply = {**reply, **server.settings}
         try:
             if framed:
                 client.send_frame(self.request, json.dumps(reply).encode())
@@ -218,9 +226,12 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     def __init__(self, model, policy, path: str | None, inherited: socket.socket | None = None,
                  budget: float = TIME_BUDGET, workers: int | None = None,
                  loader: Callable[[], tuple] | None = None,  # () -> (model, policy, where from)
-                 watch: Callable[[], Iterable[str]] | None = None) -> None:
+                 watch: Callable[[], Iterable[str]] | None = None, settings: dict[str, str] | None = None) -> None:
         self.model = model
         self.policy = policy
+        #: The files this server's answers come from (``model``, ``config``), sent with each
+        #: verdict: a filter whose environment names other ones classifies on its own.
+        self.settings = dict(settings or {})
         self.budget = budget
         self._lock = threading.Lock()
         self.pool: WorkerPool | None = None
@@ -292,6 +303,8 @@ class ClassifyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
             return False
         with self._lock:
             self.model, self.policy = model, policy
+            if "model" in self.settings:
+                self.settings["model"] = os.path.abspath(where)
             if self.pool is not None:
                 old, self.pool = self.pool, WorkerPool(model, policy, self._workers, self.budget, self.socket)
                 old.close(drain=True)

@@ -59,6 +59,8 @@ def filter_message(raw: bytes, use_server: bool = True, model_option: str | None
         return add_header(raw, header), EXIT_CODES[label], None
     except Exception as exc:  # whatever happened, the mail goes through
         return raw, EXIT_ERROR, str(exc) if _is_ours(exc) else f"{exc.__class__.__name__}: {exc}"
+    except KeyboardInterrupt:  # Ctrl-C, or numpy's OpenBLAS failing to start its threads (a process limit)
+        return raw, EXIT_ERROR, "interrupted while classifying"
 
 
 def read_input(stream, size: int) -> bytes:
@@ -103,19 +105,30 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
     import os
 
     from ..interface import client
-    from ..settings import ConfigError, read_config, socket_path
+    from ..settings import CONFIG_ENV, MODEL_ENV, ConfigError, read_config, socket_path
 
     try:
         path = socket_path(read_config())
     except ConfigError:
         return None  # the in-process path reports the broken configuration
-    if not os.path.exists(path):
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        return None
+    if owner not in (os.geteuid(), 0):  # a socket someone else made (in /tmp, say) is not our server
         return None
     try:
         reply = client.classify_remote(raw, path)
     except client.ServerUnavailable:
         return None
-    return (reply["header"], reply["label"]) if reply["label"] in EXIT_CODES else None
+    header, label = reply["header"], reply["label"]
+    if label not in EXIT_CODES or not header.startswith(label) or not header.isprintable():
+        return None  # a header value of more than one line would add headers of its own
+    for variable, key in ((MODEL_ENV, "model"), (CONFIG_ENV, "config")):
+        named = os.environ.get(variable)  # this filter's own choice, which the server must share
+        if named and os.path.abspath(named) != reply.get(key):
+            return None
+    return header, label
 
 
 def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None) -> tuple[str, str]:
