@@ -13,6 +13,7 @@ existing file as it was.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -96,10 +97,13 @@ class RowWriter:
         if self.path is not None and _pipe_or_device(self.path):
             if resume:
                 raise OutputError(f"--resume needs an output file (-o FILE), and {self.path} is a pipe or device")
-            try:
-                self._opened = open(self.path, "w", encoding="utf-8", newline="")
+            try:  # not waiting for a reader that may never come, as a plain open of a FIFO would
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write here: {exc.strerror or exc}") from None
+                why = "a pipe with no reader" if exc.errno == errno.ENXIO else exc.strerror or exc
+                raise OutputError(f"{self.path}: cannot write here: {why}") from None
+            os.set_blocking(fd, True)  # this process's own opening of it; the reader's is left alone
+            self._opened = open(fd, "w", encoding="utf-8", newline="")
             stdout, self.path = self._opened, None
         if self.path is not None and os.path.islink(self.path):
             self.path = os.path.realpath(self.path)  # written through to the file it names, not replaced
@@ -108,7 +112,7 @@ class RowWriter:
             if os.path.isdir(self.path):
                 raise OutputError(f"{self.path}: cannot write here: it is a folder")
             if os.path.exists(self.path) and not os.path.isfile(self.path):
-                raise OutputError(f"{self.path}: cannot write here: not a regular file (a device or a pipe)")
+                raise OutputError(f"{self.path}: cannot write here: not a regular file")
             if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
                 raise OutputError(f"{self.path}: cannot write here: no writable folder {folder}")
             self._handle = None
