@@ -237,8 +237,8 @@ def test_message_moved_back_by_user_is_not_moved_again(server, env):
     (uid,) = client.search("ALL")
     client.move([uid], "INBOX")  # the user disagrees
     client.logout()
-    out = run(server, "--move-to", "Pitch")
-    assert "1 moved back by you" in out and "0 moved" in out
+    out = run(server, "--move-to", "Pitch", "--no-learn")
+    assert "1 moved back by you" in out and "0 moved" in out and "learned" not in out  # as --no-learn says
     inbox = server.folder("INBOX")
     assert len(inbox) == 2 and server.folder("Pitch") == {}
     returned = [flags for body, flags in inbox.values() if b"quick question" in body]
@@ -248,6 +248,17 @@ def test_message_moved_back_by_user_is_not_moved_again(server, env):
     server.append([message("tagged by hand", PITCH_TEXT.replace("Tom", "Kai"))], flags=(b"$Pitch",))
     out = run(server, "--move-to", "Pitch")
     assert "0 new messages" in out and "moved back" not in out and "learned" not in out
+
+
+def test_another_copy_of_a_moved_pitch_is_judged_not_taken_for_one_moved_back(server, env):
+    """The same bytes in two folders (Gmail's labels, a second delivery): once one copy was
+    moved, the other had been taken for one the user moved back, and learned as other."""
+    pitch = message("quick question", PITCH_TEXT)
+    server.append([pitch])
+    server.append([pitch], folder="Leads")
+    out = run(server, "--move-to", "Pitch", "-f", "INBOX", "-f", "Leads")
+    assert "moved back" not in out and "learned" not in out
+    assert server.folder("INBOX") == {} and server.folder("Leads") == {} and len(server.folder("Pitch")) == 2
 
 
 def _restart_on_save(monkeypatch, server, at: int) -> list:
@@ -333,6 +344,35 @@ def test_wrong_password_is_one_clear_line(server, env, monkeypatch):
     assert out.count("\n") == 1
     assert out.startswith(f"Error: {USER}@127.0.0.1:{server.port}: login failed: ")
     assert "wrong" not in out
+
+
+@pytest.mark.parametrize("password", ["pässwörd", "wrong"])
+def test_a_password_outside_ascii_is_tried_and_refused_in_one_line(server, env, monkeypatch, password):
+    """IMAP LOGIN takes ASCII only: a password outside it had been an internal error, and can
+    now log in (by AUTHENTICATE PLAIN); here it is the wrong one, said as any other."""
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", password)
+    out = run(server, code=1)
+    assert out.count("\n") == 1 and out.startswith(f"Error: {USER}@127.0.0.1:{server.port}: login failed: ")
+
+
+def test_a_password_file_saved_with_a_byte_order_mark_or_crlf_logs_in(server, env):
+    """Notepad writes a byte order mark before the text, and CRLF after it: neither is part
+    of the password. A file that is not UTF-8 is one line."""
+    from dovecot_server import PASSWORD
+
+    secret = env / "secret"
+    secret.write_bytes(b"\xef\xbb\xbf" + PASSWORD.encode() + b"\r\n")
+    result = CliRunner().invoke(
+        __import__("partnercheck.interface.cli", fromlist=["cli"]).cli,
+        ["imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
+         "--password-file", str(secret), "-n"])
+    assert result.exit_code == 0, result.output
+    secret.write_bytes(b"p\xe4ss\n")
+    result = CliRunner().invoke(
+        __import__("partnercheck.interface.cli", fromlist=["cli"]).cli,
+        ["imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
+         "--password-file", str(secret), "-n"])
+    assert result.exit_code == 1 and "is not UTF-8 text" in result.output and "internal error" not in result.output
 
 
 def test_nothing_listening_is_one_clear_line(env):

@@ -31,6 +31,9 @@ def test_several_accounts_need_a_name_and_unknown_keys_are_refused():
         account_from_config(config, "play")
     with pytest.raises(ImapError, match="unknown key.*password"):
         account_from_config({"imap": {"work": {"password": "hunter2"}}}, "work")
+    # keys straight under [imap] belong to no account: they had been passed over without a word
+    with pytest.raises(ImapError, match=r"\[imap\] holds host, timeout outside an account"):
+        account_from_config({"imap": {"host": "imap.example.org", "timeout": 5}}, None)
     with pytest.raises(ImapError, match="not a valid IMAP keyword"):
         account_from_config({"imap": {"work": {"keywords": {"pitch": "\\Seen"}}}}, "work")
     # the README's own example: any verdict may have a keyword of the user's choosing

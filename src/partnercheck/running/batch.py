@@ -114,7 +114,7 @@ def label_source(
         seed_stems(model_at(model_path).weights.stems)  # the workers inherit the filled stem cache
         gc.freeze()  # the workers then share these objects' memory instead of copying it
     context = multiprocessing.get_context("fork" if fork else "spawn")
-    pool = context.Pool(jobs, initializer=_worker_setup)
+    pool = context.Pool(jobs, initializer=worker_setup)
     try:
         pending: deque = deque()
         for chunk in _chunks(messages, CHUNK):
@@ -129,8 +129,8 @@ def label_source(
         pool.join()
 
 
-def _worker_setup() -> None:
-    """In each worker: leave Ctrl-C to the main process, die on the SIGTERM with which the
+def worker_setup() -> None:
+    """In each worker (of `label`, and of `imap`'s judging): leave Ctrl-C to the main process, die on the SIGTERM with which the
     pool ends its workers (a handler inherited from a program that labels from within could
     keep one waiting for ever on the pool's queue lock), and die with the main process (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 
 from ..labels import VERDICTS
 from ..reading.mail import parse_message
+from .batch import worker_setup
 from .imap_state import ImapState, digest
 
 #: Messages fetched and classified per round trip.
@@ -99,6 +100,10 @@ def account_from_config(config: dict, name: str | None, where: str = "config fil
     if not isinstance(sections, dict):
         raise ImapError(f"{where}: [imap] must hold one table per account, like [imap.work]")
     accounts = {k: v for k, v in sections.items() if isinstance(v, dict)}
+    loose = sorted(k for k in sections if k not in accounts)
+    if loose:  # `[imap]` then `host = ...`: the keys of an account with no name, which none would read
+        raise ImapError(f"{where}: [imap] holds {', '.join(loose)} outside an account; put the keys under "
+                        "a named one, like [imap.work]")
     if name is None:
         if not accounts:
             return Account()
@@ -219,11 +224,13 @@ def read_password(account: Account, prompt: bool = True) -> str:
             raise ImapError(f"password_command failed (exit {done.returncode})" + (f": {why[0]}" if why else ""))
         return _first_line(done.stdout.decode("utf-8", "replace"), "password_command printed nothing")
     if account.password_file:
-        try:
-            with open(account.password_file, encoding="utf-8") as handle:
+        try:  # utf-8-sig: a file saved by Notepad opens with a byte order mark, not part of the password
+            with open(account.password_file, encoding="utf-8-sig") as handle:
                 return _first_line(handle.read(), f"{account.password_file} is empty")
         except OSError as exc:
             raise ImapError(f"cannot read the password file {account.password_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ImapError(f"the password file {account.password_file} is not UTF-8 text") from None
     if account.password_env:
         value = os.environ.get(account.password_env)
         if not value:
@@ -282,7 +289,14 @@ def connect(account: Account, password: str):
     except IMAPClientError as exc:
         raise ImapError(f"{where}: {_text(exc)}") from None
     try:
-        client.login(account.user, password)
+        if (account.user + password).isascii():
+            client.login(account.user, password)
+        elif client.has_capability("AUTH=PLAIN"):  # LOGIN takes ASCII only; AUTHENTICATE PLAIN takes UTF-8
+            client.plain_login(account.user, password)
+        else:
+            _close(client)
+            raise ImapError(f"{where}: a user name or password outside ASCII needs AUTHENTICATE PLAIN, "
+                            "which this server does not offer")
     except LoginError as exc:
         _close(client)
         raise ImapError(f"{account.user}@{where}: login failed: {_text(exc)}") from None
@@ -496,8 +510,12 @@ class Labeller:
             if raw is None:
                 continue  # expunged since the search (by another client)
             flags = _flags(fetched[uid].get(b"FLAGS", ()))
-            if self.account.pitch_folder and self.state.moved(digest(raw)):
-                returned.append((uid, raw))  # we moved it to the pitch folder; the user moved it back
+            if self.account.pitch_folder and self.state.moved(digest(raw)) and (
+                    self._pitch_kw is None or self._pitch_kw.lower() in flags):
+                # We moved it to the pitch folder; the user moved it back. With our pitch
+                # keyword on it, which a move keeps: another copy of the same bytes (a second
+                # delivery, Gmail's labels) was never judged here and is judged as any mail.
+                returned.append((uid, raw))
             elif uid in unmoved:
                 stranded.append((uid, raw))  # we labelled it pitch; the run was cut off before moving it
             elif flags & self._ours:
@@ -786,7 +804,7 @@ class Judge:
             snowball()
             _worker.update(model=model, policy=policy)
             gc.freeze()  # the workers share the loaded model's memory instead of copying it
-            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+            self.pool = multiprocessing.get_context("fork").Pool(jobs, initializer=worker_setup)
             self.jobs = jobs
 
     def submit(self, todo: dict[int, bytes]) -> Callable[[], list[Judged]]:
@@ -838,7 +856,7 @@ def run(account: Account, password: str, model, policy, state: ImapState, *, dry
                 summary = labeller.run()
                 if learner is not None and labeller.lessons and not dry_run:
                     learner.finish()
-                for _, label in labeller.lessons:
+                for _, label in (labeller.lessons if account.learn else ()):  # --no-learn: nothing learned
                     summary.learned[label] += 1
                 _add(total, summary)
                 failures = 0
