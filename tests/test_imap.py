@@ -696,20 +696,23 @@ def test_pitches_labelled_but_not_moved_are_moved_by_the_next_run(server, env, m
     assert any(b"note to self" in body for body, _ in server.folder("INBOX").values())
 
 
-def test_mail_another_client_deletes_mid_run_costs_nothing_else(server, env, monkeypatch):
-    """Deleted between SEARCH and FETCH (Dovecot answers BODY[] NIL), or before the MOVE
-    (the whole UID MOVE fails with EXPUNGEISSUED)."""
+@pytest.mark.parametrize("with_move", [True, False], ids=["move", "copy-and-expunge"])
+def test_mail_another_client_deletes_mid_run_costs_nothing_else(request, env, monkeypatch, with_move):
+    """Deleted between SEARCH and FETCH (Dovecot answers BODY[] NIL), or before the MOVE or
+    the COPY (the whole command fails with EXPUNGEISSUED, and a COPY copies nothing)."""
     from imapclient import IMAPClient
 
+    server = request.getfixturevalue("server" if with_move else "no_move_server")
     messages = corpus_messages(3)
     verdicts = expected_verdicts(messages)
     server.append(messages)
-    victims = iter([1, next(i + 1 for i, label in enumerate(verdicts) if label == "pitch" and i)])
-    originals = {"fetch": IMAPClient.fetch, "move": IMAPClient.move}
+    pitch = next(i + 1 for i, label in enumerate(verdicts) if label == "pitch" and i)
+    victims = {"fetch": iter([1]), "move": iter([pitch]), "copy": iter([pitch])}  # each command's first call
+    originals = {"fetch": IMAPClient.fetch, "move": IMAPClient.move, "copy": IMAPClient.copy}
 
     def delete_one_first(name):
         def call(self, *args, **kwargs):
-            victim = next(victims, None)
+            victim = next(victims[name], None)
             if victim is not None:
                 other = server.client()
                 other.select_folder("INBOX")
@@ -721,6 +724,7 @@ def test_mail_another_client_deletes_mid_run_costs_nothing_else(server, env, mon
 
     monkeypatch.setattr(IMAPClient, "fetch", delete_one_first("fetch"))
     monkeypatch.setattr(IMAPClient, "move", delete_one_first("move"))
+    monkeypatch.setattr(IMAPClient, "copy", delete_one_first("copy"))
     out = run(server, "--move-to", "Pitch")
     assert "internal error" not in out
     remaining = len(server.folder("INBOX")) + len(server.folder("Pitch"))

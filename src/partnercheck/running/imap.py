@@ -670,8 +670,9 @@ class Labeller:
                 uid: [mid, int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)), digest(raw), first_new]
                 for uid, raw, mid in pitches})
             self.state.save()
-            self.client.copy(uids, destination)
-            self._delete(uids)
+            gone = self._copy_present(uids, destination)
+            pitches = [p for p in pitches if p[0] not in gone]
+            self._delete([uid for uid in uids if uid not in gone])
             self.state.set_copying(folder, uidvalidity, None)
         self.summary.moved += len(pitches)
         self.state.add_moved(digest(raw) for _, raw, _ in pitches)
@@ -702,6 +703,25 @@ class Labeller:
                     raise ImapError(f"cannot move message {uid} to {destination!r}: {_text(exc)}") from None
                 gone.add(uid)
         return gone
+
+    def _copy_present(self, uids: list[int], destination: str) -> set[int]:
+        """COPY the messages; returns those another client expunged first. One such message
+        fails the whole command, which then copies nothing (RFC 3501), so the rest are
+        copied again without them; a COPY that fails with all of them there is an error."""
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            self.client.copy(uids, destination)
+            return set()
+        except _connection_errors():
+            raise
+        except IMAPClientError as exc:
+            present = set(self.client.search(["UID", ",".join(map(str, uids))])) & set(uids)
+            if len(present) == len(uids):
+                raise ImapError(f"cannot copy messages to {destination!r}: {_text(exc)}") from None
+        if present:
+            self.client.copy(sorted(present), destination)
+        return set(uids) - present
 
     def _delete(self, uids: list[int]) -> None:
         """\\Deleted and UID EXPUNGE of exactly these messages, after their copy is in place."""
