@@ -784,6 +784,32 @@ def test_a_cut_off_copy_is_not_taken_for_an_older_identical_copy(no_move_server,
     assert len(server.folder("Pitch")) == verdicts.count("pitch") + 1
 
 
+def test_a_cut_off_copy_whose_pitch_folder_was_deleted_since_is_finished(no_move_server, env, monkeypatch):
+    """A run stopped between noting a COPY and making it; the user deletes the pitch folder
+    before the next run, which had failed on every run after ("doesn't exist")."""
+    from imapclient import IMAPClient
+
+    server = no_move_server
+    messages = corpus_messages(3)
+    verdicts = expected_verdicts(messages)
+    server.append(messages)
+
+    def stopped(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IMAPClient, "copy", stopped)
+    run(server, "--move-to", "Pitch", code=130)
+    monkeypatch.undo()
+    monkeypatch.setenv("PC_TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PARTNERCHECK_STATE_DIR", str(env / "state"))
+    user = server.client()
+    user.delete_folder("Pitch")
+    user.logout()
+    run(server, "--move-to", "Pitch")
+    assert len(server.folder("Pitch")) == verdicts.count("pitch")
+    assert len(server.folder("INBOX")) == len(messages) - verdicts.count("pitch")
+
+
 def test_a_pitch_moved_back_after_a_lost_move_reply_stays_where_the_user_put_it(server, env, monkeypatch):
     """The MOVE went through but its reply was lost: a message the user later moves back
     (with a new UID) is theirs, not a pitch left behind by that run."""

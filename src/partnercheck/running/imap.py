@@ -737,6 +737,7 @@ class Labeller:
             return
         present = [u for u in self.client.search(["UID", ",".join(map(str, sorted(pending)))]) if u in pending]
         if present:
+            self._ensure_destination()  # renamed or deleted since the cut-off copy: made again, and empty
             arrived = self._already_copied({uid: pending[uid] for uid in present})
             self._select(folder, readonly=False)
             missing = [uid for uid in present if uid not in arrived]
