@@ -308,6 +308,20 @@ def no_move_server():
     dovecot.close()
 
 
+def test_a_server_without_move_or_uidplus_refuses_a_pitch_folder_in_a_dry_run_too(env):
+    """A plain EXPUNGE would remove what the user marked deleted, so no pitch folder there;
+    the dry run had said it would move the pitches the real run then refused to touch."""
+    caps = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE MULTIAPPEND NAMESPACE CHILDREN"
+    server = Dovecot(capabilities=caps).start()
+    try:
+        server.append(corpus_messages(1))
+        for dry in ([], ["-n"]):
+            assert "neither MOVE nor UIDPLUS" in run(server, "--move-to", "Pitch", *dry, code=1)
+        assert "3 new messages" in run(server)  # keywords alone are fine
+    finally:
+        server.close()
+
+
 def test_copy_and_uid_expunge_without_move(no_move_server, env, monkeypatch):
     server = no_move_server
     messages = corpus_messages(6)

@@ -399,7 +399,7 @@ class Labeller:
         caps = self.client.capabilities()
         self._can_move = b"MOVE" in caps
         self._can_uid_expunge = b"UIDPLUS" in caps
-        if self.account.pitch_folder and not self._can_move and not self._can_uid_expunge and not self.dry_run:
+        if self.account.pitch_folder and not self._can_move and not self._can_uid_expunge:  # a dry run says so too
             raise ImapError(f"{self.account.address} has neither MOVE nor UIDPLUS, so moving one message would "
                             "expunge every message marked deleted; use keywords without a pitch folder")
         for folder in self.account.folders:
