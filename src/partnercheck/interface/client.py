@@ -5,8 +5,8 @@ reply per connection, in one of two framings, told apart by the first byte:
 
 * **framed** (what ``partnercheck filter`` sends): an 8-byte big-endian length followed by
   that many bytes of raw message; the reply is framed the same way and holds a JSON object,
-  ``{"label": ..., "header": ...}`` or ``{"error": ...}``. A length's first byte is always
-  0 (no message is 2**56 bytes long).
+  ``{"label": ..., "header": ..., "model": ..., "config": ...}`` or ``{"error": ...}``. A
+  length's first byte is always 0 (no message is 2**56 bytes long).
 * **plain** (for socat, nc and shell scripts): the raw message, then end of input (the
   client shuts down its writing side); the reply is the same JSON object on one line,
   ending with a newline, and the server closes the connection. A mail message never starts
