@@ -166,8 +166,11 @@ def test_normalize_is_linear():
     from partnercheck.reading.normalize import normalize
 
     # One spelled-out word, so that the benign text goes through the spelled-out search too
-    # (text without the shape of one skips it, which would make the baseline no baseline).
-    benign = _fill("Hello there, we would like to partner with you on a joint launch. ") + " p.a.r.t.n.e.r"
+    # (text without the shape of one skips it, which would make the baseline no baseline),
+    # and accented letters, so that it takes the path of text outside ASCII (NFKC, the
+    # look-alike table) as the hostile texts do: against ASCII text, which skips both, the
+    # accents took 13 times as long on one CI run (0.211 against 0.016 s), linear all the same.
+    benign = _fill("Bonjour, nous aimerions créer avec vous un lancement commun à Zürich. ") + " p.a.r.t.n.e.r"
     hostile = {"dots": _fill("a."), "spaces": _fill("a "), "pairs": _fill("a.b "), "mixed": _fill("a.b-c d"),
                "invisible": _fill("a\u200b"), "marks": _fill("a\u0336"), "lookalikes": _fill("\u0430\u0251 "),
                "accents": _fill("\u00e9\u0301\u0302 ")}
