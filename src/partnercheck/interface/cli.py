@@ -113,7 +113,8 @@ def _check_output(output: str, force: bool, sources=()) -> None:
     if _is_one_of(output, sources):
         raise click.ClickException(f"{output} is what the model is trained from; writing the model there would replace it")
     if (folder := _folder_holding(output, sources)) is not None:
-        raise click.ClickException(f"{output} is inside {folder}, which the model is trained from; write the model elsewhere")
+        raise click.ClickException(f"{output} is inside {folder}, which the model is trained from; "
+                                   "write the model elsewhere")
     if os.path.isdir(output):
         raise click.ClickException(f"{output} is a folder; give the model file's path")
     if os.path.exists(output) and not force:

@@ -11,9 +11,9 @@ forked after the model is loaded (so they share its memory). Each request has a 
 budget (:data:`TIME_BUDGET`): a message that takes longer is answered ``unsure`` with the
 reason "too slow", its worker is killed and replaced, and the other workers go on serving
 other clients meanwhile. One that finds no worker free soon enough (:data:`WAIT_LIMIT`) is
-answered with an error, and the filter classifies it itself. Since no thread of the server process runs long computations, a
-SIGTERM is handled at once whatever the workers are doing. Workers exit within a second
-when the server dies, however it dies.
+answered with an error, and the filter classifies it itself. Since no thread of the server
+process runs long computations, a SIGTERM is handled at once whatever the workers are doing.
+Workers exit within a second when the server dies, however it dies.
 
 Given a ``loader``, the server reloads its model and policy without a restart: when any
 file ``watch`` names changes (the model in force, the personal model ``learn`` writes, the

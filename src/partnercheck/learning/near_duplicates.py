@@ -113,11 +113,11 @@ class NearCopyFolds:
         """(train, test) row indices of each fold."""
         if len(self.groups) != len(y):
             raise ValueError(f"{len(self.groups)} groups for {len(y)} rows")
-        if self.too_few(y):
+        group_of, counts = self._counts(y)
+        if self._short(counts).any():
             # A label whose messages are copies of fewer messages than there are folds would
             # leave some fold without it: plain stratified folds then, as before grouping.
             return StratifiedKFold(n_splits=self.n_splits).split(np.zeros(len(y)), y)
-        group_of, counts = self._counts(y)
         order = np.random.default_rng(self.seed).permutation(len(counts))
         order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
         held = np.zeros((self.n_splits, counts.shape[1]), dtype=np.int64)
@@ -135,7 +135,11 @@ class NearCopyFolds:
         are inflated by testing on copies of training messages."""
         _, counts = self._counts(y)
         names = np.unique(np.asarray(y))
-        return [str(names[i]) for i in np.flatnonzero(np.count_nonzero(counts, axis=0) < self.n_splits)]
+        return [str(names[i]) for i in np.flatnonzero(self._short(counts))]
+
+    def _short(self, counts) -> np.ndarray:
+        """For each label, whether its messages fall in fewer groups than there are folds."""
+        return np.count_nonzero(counts, axis=0) < self.n_splits
 
     def _counts(self, y):
         """Each row's group number, and each group's count of each label."""

@@ -130,9 +130,10 @@ def label_source(
 
 
 def worker_setup() -> None:
-    """In each worker (of `label`, and of `imap`'s judging): leave Ctrl-C to the main process, die on the SIGTERM with which the
-    pool ends its workers (a handler inherited from a program that labels from within could
-    keep one waiting for ever on the pool's queue lock), and die with the main process (Linux)."""
+    """In each worker (of `label`, and of `imap`'s judging): leave Ctrl-C to the main
+    process, die on the SIGTERM with which the pool ends its workers (a handler inherited
+    from a program that labels from within could keep one waiting for ever on the pool's
+    queue lock), and die with the main process (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:

@@ -24,12 +24,11 @@ from typing import IO
 
 from ..atomic import discard, open_temp_beside
 from ..errors import PartnercheckError
-from ..labels import LABELS, UNSURE
+from ..labels import VERDICTS
 from ..reading.cells import row_from_spreadsheet_safe, spreadsheet_safe
 from ..reading.mail import without_lone_surrogates
 
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
-_VERDICTS = (*LABELS, UNSURE)
 
 
 class OutputError(PartnercheckError):
@@ -268,5 +267,5 @@ class RowWriter:
         """Whether a row of an earlier run can be kept: every field there, no more, and a
         verdict (a row cut short by hand, or one from another program, is labelled again)."""
         return (None not in row and all(row.get(field) is not None for field in self.fields)
-                and ("verdict" not in self.fields or row["verdict"] in _VERDICTS)
+                and ("verdict" not in self.fields or row["verdict"] in VERDICTS)
                 and bool(row.get("source")) and bool(row.get("key")))
