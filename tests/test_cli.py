@@ -317,6 +317,27 @@ def test_resume_labels_again_a_row_cut_short_or_foreign(runner, tmp_path):
     assert [json.loads(line)["key"] for line in foreign.read_text().splitlines()] == ["1", "2", "3"]
 
 
+def test_resume_refuses_a_source_that_lost_a_message(runner, tmp_path):
+    """An mbox's keys count its messages: with one deleted since the earlier run, every row
+    after it would name the next message. `--resume` says so and writes nothing."""
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT])
+    out = tmp_path / "labels.csv"
+    assert runner.invoke(cli, ["label", "-q", str(mbox), "-o", str(out)]).exit_code == 0
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:3]))  # stopped after two rows
+    before = out.read_bytes()
+    first, *rest = mbox.read_bytes().split(b"\nFrom x@y")
+    mbox.write_bytes(b"From x@y" + b"\nFrom x@y".join(rest))  # the mail program deleted the first message
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out), "--resume"])
+    assert result.exit_code == 1 and "message 1 is no longer the one the earlier run labelled" in result.output
+    assert "without --resume" in result.output and len(result.output.strip().splitlines()) == 1
+    assert out.read_bytes() == before
+    # New mail delivered at the end moves no message: the run resumes.
+    mbox = _mbox(tmp_path, [PITCH_TEXT, PARTNERSHIP_TEXT, OTHER_TEXT, OTHER_TEXT + " Again."])
+    result = runner.invoke(cli, ["label", str(mbox), "-o", str(out), "--resume"])
+    assert result.exit_code == 0 and "2 already done" in result.stderr
+    assert [row["key"] for row in csv.DictReader(out.open())] == ["1", "2", "3", "4"]
+
+
 def test_label_and_train_never_write_into_a_source_folder(runner, tmp_path):
     """An output path inside a folder being read would replace a message or be read as one."""
     folder = tmp_path / "mail"

@@ -324,7 +324,7 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
       partnercheck label archive/*.mbox --dask tcp://scheduler:8786 -o labels.csv
     """
     from ..deciding.policy import load_policy
-    from ..running.batch import ROW_FIELDS, label_source, model_at, tally
+    from ..running.batch import ROW_FIELDS, SourceChanged, label_source, model_at, tally
     from ..settings import model_path
 
     _stdin_once(sources)
@@ -381,6 +381,9 @@ def label(sources, output, out_fmt, resume, quiet, jobs, dask_address, fmt, mode
             writer.abandon()  # nothing new: whatever was at the output path stays as it was
             click.echo("\ninterrupted before any row was written; nothing changed", err=True)
         sys.exit(130)
+    except SourceChanged:  # the earlier rows name other mail: put nothing more in place
+        writer.abandon()
+        raise
     except BaseException:
         if resume or writer.done:
             writer.close()

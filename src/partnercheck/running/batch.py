@@ -25,8 +25,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..labels import UNREADABLE, UNSURE
-from ..reading.mail import EmailRecord
-from ..reading.sources import RawMessage, Source, to_record
+from ..reading.mail import EmailRecord, header_fields, header_text
+from ..reading.sources import RawMessage, Source, SourceError, to_record
 
 if TYPE_CHECKING:
     from ..deciding.model import Model
@@ -81,23 +81,32 @@ def _classify_raw_chunk(model_path: str, policy, source: str, messages: list[Raw
     return classify_records(model_at(model_path), [to_record(m, source) for m in messages], policy)
 
 
+class SourceChanged(SourceError):
+    """A message of ``--resume``'s earlier run is no longer where its row says."""
+
+
 def label_source(
     source: Source, model_path: str, policy=None, jobs: int | None = None,
-    skip: set[tuple[str, str]] | None = None,
+    skip: dict[tuple[str, str], str] | None = None,
 ) -> Iterator[list[list]]:
-    """Lists of rows, chunk by chunk, for every message of ``source`` not in ``skip``.
+    """Lists of rows, chunk by chunk, for every message of ``source`` not in ``skip``
+    (the (source, key) of each row an earlier run wrote, and the Message-ID it gave).
 
     ``jobs`` is the number of worker processes (``None``: all cores when the input is
-    large, else one).
+    large, else one). Raises :class:`SourceChanged` when a message in ``skip`` now has
+    another Message-ID: keys count positions in an mbox, a stream or a table, so a message
+    deleted since the earlier run shifts every later one, whose rows would then name the
+    wrong mail.
     """
-    skip = skip or set()
+    skip = skip or {}
     if source.is_table:
-        records = (r for r in source if (r.source, r.key) not in skip)
+        records = (r for r in source if _not_done(source, skip.get((r.source, r.key)), r.key, r.message_id))
         for chunk in _chunks(records):
             yield classify_records(model_at(model_path), chunk, policy)
         return
-    done = {source.stable_key(key) for name, key in skip if name == source.name}
-    messages = (m for m in source.messages() if source.stable_key(m.key) not in done)
+    done = {source.stable_key(key): mid for (name, key), mid in skip.items() if name == source.name}
+    messages = (m for m in source.messages()
+                if _not_done(source, done.get(source.stable_key(m.key)), m.key, m))
     if jobs is None:
         jobs = (os.cpu_count() or 1) if _large(source) else 1
     if jobs <= 1:
@@ -127,6 +136,32 @@ def label_source(
     finally:
         pool.terminate()
         pool.join()
+
+
+def _not_done(source: Source, earlier: str | None, key: str, message) -> bool:
+    """Whether the message at ``key`` is still to be labelled: ``earlier`` is the Message-ID
+    the earlier run's row gave it (None: no such row; "": the row gave none, so there is
+    nothing to compare). ``message`` is its Message-ID, or its raw message, whose header
+    alone is read."""
+    if earlier is None:
+        return True
+    if earlier:
+        now = message if isinstance(message, str) else _message_id(message.raw)
+        if now != earlier:
+            raise SourceChanged(f"{source.name}: message {key} is no longer the one the earlier run labelled "
+                                f"(Message-ID {now or 'none'}, its row says {earlier}): the source changed "
+                                "since; label it again without --resume")
+    return False
+
+
+def _message_id(raw: bytes) -> str:
+    """A message's Message-ID as :func:`~partnercheck.reading.mail.parse_message` reads it,
+    from its header alone."""
+    try:
+        fields, _ = header_fields(raw, [])
+    except Exception:  # parse_message gives such a message no Message-ID either
+        return ""
+    return header_text(next((value for name, value in fields if name.lower() == "message-id"), None))
 
 
 def worker_setup() -> None:

@@ -26,13 +26,13 @@ class DaskError(PartnercheckError):
     """Dask missing, or a cluster that cannot be reached."""
 
 
-def label_on_worker(path: str, fmt, columns, model_path: str, policy, skip: frozenset) -> list[list]:
+def label_on_worker(path: str, fmt, columns, model_path: str, policy, skip: dict) -> list[list]:
     """All rows of one source, labelled in the worker's own process (the task Dask runs)."""
     from ..reading.sources import Source
     from .batch import label_source
 
     rows: list[list] = []
-    for chunk in label_source(Source(path, fmt=fmt, columns=columns), model_path, policy, jobs=1, skip=set(skip)):
+    for chunk in label_source(Source(path, fmt=fmt, columns=columns), model_path, policy, jobs=1, skip=skip):
         rows.extend(chunk)
     return rows
 
@@ -56,7 +56,7 @@ def connect(address: str):
         raise DaskError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
-def label_sources(client, sources: list, model_path: str, policy, skip: set) -> Iterator[list[list]]:
+def label_sources(client, sources: list, model_path: str, policy, skip: dict) -> Iterator[list[list]]:
     """Rows of each source, in the order given, labelled by the cluster's workers."""
     from collections import deque
 
@@ -69,7 +69,7 @@ def label_sources(client, sources: list, model_path: str, policy, skip: set) -> 
         source = next(queued, None)
         if source is None:
             return False
-        done = frozenset((s, k) for s, k in skip if s == source.name)
+        done = {(s, k): mid for (s, k), mid in skip.items() if s == source.name}
         # pure=False: a source is read anew each run, since its file may have changed.
         pending.append(client.submit(label_on_worker, source.path, source.format, source.columns, model_path,
                                      policy, done, pure=False))

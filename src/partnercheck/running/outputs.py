@@ -88,7 +88,8 @@ class RowWriter:
         self.fmt = fmt
         self.fields = fields
         self.path = None if path in (None, "-") else path
-        self.done: set[tuple[str, str]] = set()
+        #: (source, key) of each row of the earlier run kept by ``resume``, and its Message-ID
+        self.done: dict[tuple[str, str], str] = {}
         self.dropped = 0  # rows of the earlier run not whole, whose messages are labelled again
         self._previous: list[dict] = []
         self._fd: int | None = None  # the file output, once its first row is written
@@ -260,7 +261,7 @@ class RowWriter:
             raise OutputError(f"{self.path}: cannot resume from it: {exc}") from None
         whole = [row for row in rows if self._whole(row)]
         self.dropped = len(rows) - len(whole)
-        self.done = {(str(r["source"]), str(r["key"])) for r in whole}
+        self.done = {(str(r["source"]), str(r["key"])): str(r.get("message_id") or "") for r in whole}
         return whole
 
     def _whole(self, row: dict) -> bool:
