@@ -100,13 +100,16 @@ def label_source(
     """
     skip = skip or {}
     if source.is_table:
-        records = (r for r in source if _not_done(source, skip.get((r.source, r.key)), r.key, r.message_id))
+        records = iter(source)
+        if skip:
+            records = (r for r in records if _not_done(source, skip.get((r.source, r.key)), r.key, r.message_id))
         for chunk in _chunks(records):
             yield classify_records(model_at(model_path), chunk, policy)
         return
     done = {source.stable_key(key): mid for (name, key), mid in skip.items() if name == source.name}
-    messages = (m for m in source.messages()
-                if _not_done(source, done.get(source.stable_key(m.key)), m.key, m))
+    messages = source.messages()
+    if done:
+        messages = (m for m in messages if _not_done(source, done.get(source.stable_key(m.key)), m.key, m))
     if jobs is None:
         jobs = (os.cpu_count() or 1) if _large(source) else 1
     if jobs <= 1:
