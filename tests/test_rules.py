@@ -15,6 +15,7 @@ from partnercheck.reading.sources import Source
 from partnercheck.understanding.rules import (
     MACROS,
     RulesError,
+    RuleSet,
     builtin_rules,
     load_rules,
     parse_rules,
@@ -70,8 +71,6 @@ def _seconds(rules, text: str) -> float:
 def test_no_rule_backtracks_on_hostile_text(rule):
     """1 MB built from each rule's own words takes at most a few times as long as 1 MB of
     ordinary mail text, measured in the same run (no wall-clock limit to flake under load)."""
-    from partnercheck.understanding.rules import RuleSet
-
     single = RuleSet([rule])
     benign = (normalize(PITCH_TEXT + " " + PARTNERSHIP_TEXT) + " ") * (1_000_000 // len(PITCH_TEXT + PARTNERSHIP_TEXT))
     baseline = min(_seconds(single, benign[:1_000_000]) for _ in range(3))
@@ -130,10 +129,41 @@ patterns = ['\\bacme toner\\b']
     ("rule=['x']", r"\[\[rule\]\] table"),
     ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['x']\n[[rule]]\nid='A'\nlabel='other'\npatterns=['y']",
      "A: defined twice"),
+    # misspellings that had been passed over, leaving a rule dead or not deciding
+    ("[[rules]]\nid='A'\nlabel='pitch'\npatterns=['x']", "unknown key or table rules"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\nwieght=5\ndecid=true\npatterns=['x']", "unknown key decid, wieght"),
+    ("[[rule]]\nid='SPAMMY_SHOUT'\nlabel='pitch'\npatterns=['x']", "a built-in rule has this id"),
+    # RE2's \b knows ASCII letters only: these would never match where Python's re does
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['\\bübernahme\\b']", "next to 'ü', where it never matches"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['\\b(?:été|hiver)\\b']", "next to 'é'"),
+    ("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['\\bcafé\\b']", "next to 'é'"),
 ])
 def test_bad_rules_files_are_refused_clearly(text, error):
     with pytest.raises(RulesError, match=error):
         parse_rules(text, "mine.toml", user=True)
+
+
+def test_boundaries_beside_ascii_letters_still_work_in_words_outside_ascii():
+    rules = parse_rules("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['\\bgeschäft\\b', '\\b€\\s?\\d+']", "mine.toml",
+                        user=True)
+    hits = RuleSet(rules).match("", "ein gutes geschäft für 40 € 99")
+    assert hits and hits[0].matches == ("geschäft",)
+
+
+def test_a_match_is_kept_as_one_short_line():
+    """Matched text is shown in one line of an explanation and in a row's reasons: a match
+    across a line break or a pattern that takes a whole paragraph must not break either."""
+    rules = RuleSet(parse_rules("[[rule]]\nid='A'\nlabel='pitch'\npatterns=['reseller\\s+program', 'x{200}']",
+                                "mine.toml", user=True))
+    hit = rules.match("", "join our reseller\n  program today " + "x" * 500)[0]
+    assert hit.matches[0] == "reseller program"
+    assert len(hit.matches[1]) == 80 and hit.matches[1].endswith("…")
+
+
+def test_a_rules_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_bytes("\ufeff[[rule]]\nid = 'A'\nlabel = 'pitch'\npatterns = ['toner']\n".encode())
+    assert load_rules(str(path)).rules[0].id == "A"
 
 
 def test_a_rules_file_that_is_not_utf8_is_one_line(tmp_path):
@@ -155,7 +185,7 @@ def test_builtin_rules_may_not_decide():
     (r"\b(?:a|an) budget\b.{0,40}\bapproved\b", "x " * 300 + "a budget and it was finally approved" + " y" * 300),
 ])
 def test_user_patterns_match_as_python_would(pattern, text):
-    from partnercheck.understanding.rules import Rule, RuleSet
+    from partnercheck.understanding.rules import Rule
 
     rules = RuleSet([Rule("MINE", "pitch", 1.0, "", (pattern,), user=True)])
     assert [hit.matches[0] for hit in rules.match("", text)] == [re.search(pattern, text).group(0)]

@@ -90,6 +90,22 @@ def test_config_file_policy(tmp_path, monkeypatch):
     assert [h.id for h in policy.user_hits(parse_message(message("cheap TONER", "y")))] == ["TONER"]
 
 
+def test_the_config_rules_file_named_again_is_read_once_and_a_shared_id_names_both(tmp_path, monkeypatch):
+    rules = write(tmp_path / "rules.toml", "[[rule]]\nid='TONER'\nlabel='pitch'\npatterns=['toner']\n")
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", f"rules = '{rules}'\n")))
+    assert [rule.id for rule in load_policy(rules_option=str(rules)).rules.rules] == ["TONER"]
+    other = write(tmp_path / "more.toml", "[[rule]]\nid='TONER'\nlabel='other'\npatterns=['ink']\n")
+    with pytest.raises(ConfigError, match=f"TONER is in both {rules} and {other}"):
+        load_policy(rules_option=str(other))
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_bytes("\ufeff[thresholds]\nmin_confidence = 0.7\n".encode())
+    monkeypatch.setenv("PARTNERCHECK_CONFIG", str(config))
+    assert load_policy().cut_offs(Thresholds(0.5, 0.4, 0.1)).min_confidence == 0.7
+
+
 def test_broken_config_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", "allow = [")))
     with pytest.raises(ConfigError, match="cannot read config"):
@@ -113,7 +129,8 @@ def test_tokens_are_described_in_plain_words(token, text):
     assert describe_token(token) == text
 
 
-@pytest.mark.parametrize("text", ["thresholds = 5\n", "allow = 'friend@x.example'\n"])
+@pytest.mark.parametrize("text", ["thresholds = 5\n", "allow = 'friend@x.example'\n",
+                                  "[thresholds]\nmin_confidence = true\n"])
 def test_config_of_the_wrong_shape_is_one_clear_error(tmp_path, monkeypatch, text):
     monkeypatch.setenv("PARTNERCHECK_CONFIG", str(write(tmp_path / "c.toml", text)))
     with pytest.raises(ConfigError):

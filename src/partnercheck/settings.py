@@ -56,8 +56,8 @@ def read_config(path: str | None = None) -> dict:
     import tomllib  # here, not at the top: the filter client only needs it when a config file exists
 
     try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
+        with open(path, encoding="utf-8-sig") as handle:  # Notepad starts UTF-8 with a byte order mark
+            config = tomllib.loads(handle.read())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     except UnicodeDecodeError:

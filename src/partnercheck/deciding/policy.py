@@ -79,17 +79,29 @@ def load_policy(config: dict | None = None, rules_option: str | None = None, sto
     with the sender memory of ``store`` (else of the configured learning store)."""
     config = read_config() if config is None else config
     rules = None
+    where: dict[str, str] = {}  # the file of each rule id
     for path in filter(None, [config.get("rules"), rules_option]):
+        path = os.path.expanduser(str(path))
+        if any(_same_file(path, other) for other in set(where.values())):
+            continue  # --rules naming the config's own rules file again
         try:
-            more = load_rules(os.path.expanduser(str(path)))
+            more = load_rules(path)
         except RulesError as exc:
             raise ConfigError(str(exc)) from None
+        for rule in more.rules:
+            if rule.id in where:
+                raise ConfigError(f"rule {rule.id} is in both {where[rule.id]} and {path}; give one of them "
+                                  "another id")
+            where[rule.id] = path
         rules = more if rules is None else rules + more
     thresholds = None
     if "thresholds" in config:
         try:
             if not isinstance(config["thresholds"], dict):
                 raise ValueError("it must be a table: a [thresholds] line with a key = value line for each cut-off")
+            flags = [k for k, v in config["thresholds"].items() if isinstance(v, bool)]
+            if flags:
+                raise ValueError(f"{', '.join(flags)} must be a number, not true or false")
             values = {k: float(v) for k, v in config["thresholds"].items()}
             keys = [f.name for f in fields(Thresholds)]
             unknown = [k for k in values if k not in keys]
@@ -123,3 +135,10 @@ def _entries(config: dict, key: str) -> frozenset[str]:
         raise ConfigError(f"{config_path()}: {key} holds {', '.join(map(repr, bad))}, which no sender matches; "
                           "give addresses or domains (a domain counts for its sub-domains: no wildcards)")
     return frozenset(pattern for _, pattern in patterns)
+
+
+def _same_file(path: str, other: str) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return os.path.abspath(path) == os.path.abspath(other)

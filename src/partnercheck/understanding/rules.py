@@ -123,7 +123,7 @@ class RuleSet:
                 for seen, (start, end) in enumerate(_spans(pattern, data)):
                     if len(found) == MAX_SNIPPETS or seen == _MAX_MATCHES_READ:
                         break
-                    snippet = data[start:end].decode("utf-8").strip()
+                    snippet = _one_line(data[start:end].decode("utf-8"))
                     if snippet and snippet not in found:
                         found.append(snippet)
                         if not sentences:
@@ -136,6 +136,17 @@ class RuleSet:
 
     def __add__(self, other: "RuleSet") -> "RuleSet":
         return RuleSet(list(self.rules) + list(other.rules))
+
+
+#: Longest matched text a hit keeps: it is shown in one line of an explanation or a row.
+MAX_SNIPPET_CHARS = 80
+
+
+def _one_line(text: str) -> str:
+    """Matched text as a hit keeps it: its white space (line breaks too) as single spaces,
+    cut at :data:`MAX_SNIPPET_CHARS`."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_SNIPPET_CHARS else text[:MAX_SNIPPET_CHARS - 1] + "…"
 
 
 def _spans(pattern: "re2._Regexp", data: bytes) -> Iterator[tuple[int, int]]:
@@ -190,7 +201,7 @@ def _builtin_text() -> str:
 def load_rules(path: str, user: bool = True) -> RuleSet:
     """A rules file of the same format as the built-in one."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # Notepad starts UTF-8 with a byte order mark
             text = handle.read()
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
@@ -199,14 +210,22 @@ def load_rules(path: str, user: bool = True) -> RuleSet:
     return RuleSet(parse_rules(text, path, user=user))
 
 
+#: What a [[rule]] table may hold (``pattern`` is one pattern, for ``patterns``).
+_RULE_KEYS = frozenset(("id", "label", "weight", "description", "patterns", "pattern", "field", "decide"))
+
+
 def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{where}: not valid TOML: {exc}") from None
+    unknown = [key for key in data if key != "rule"]
+    if unknown:
+        raise RulesError(f"{where}: unknown key or table {', '.join(unknown)}: each rule is a [[rule]] table")
     entries = data.get("rule", [])
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise RulesError(f"{where}: each rule is a [[rule]] table")
+    builtin_ids = {rule.id for rule in builtin_rules().rules} if user else set()
     rules = []
     for number, entry in enumerate(entries, start=1):
         rule_id = entry.get("id") or f"#{number}"
@@ -215,6 +234,12 @@ def parse_rules(text: str, where: str, user: bool = False) -> list[Rule]:
             raise RulesError(f"{context}: id must be UPPER_SNAKE_CASE")
         if any(rule.id == rule_id for rule in rules):
             raise RulesError(f"{context}: defined twice in this file")
+        if rule_id in builtin_ids:
+            raise RulesError(f"{context}: a built-in rule has this id; give yours another")
+        unknown = sorted(set(entry) - _RULE_KEYS)
+        if unknown:
+            raise RulesError(f"{context}: unknown key {', '.join(unknown)} (a rule's keys are "
+                             f"{', '.join(sorted(_RULE_KEYS - {'pattern'}))})")
         label = entry.get("label")
         if label not in LABELS:
             raise RulesError(f"{context}: label must be one of {', '.join(LABELS)}, not {label!r}")
@@ -263,6 +288,26 @@ def _compile_patterns(rule: Rule, context: str = "") -> list["re2._Regexp"]:
             compiled.append(re2.compile(pattern, _OPTIONS))
         except re2.error as exc:
             reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-            raise RulesError(f"{context or rule.id}: pattern {pattern!r} cannot be compiled ({reason}); "
+            raise RulesError(f"{context or rule.id}: pattern '{pattern}' cannot be compiled ({reason}); "
                              "patterns are RE2 syntax: no look-arounds or back-references") from None
+        if (letter := _boundary_beside_wide_letter(pattern)) is not None:
+            raise RulesError(f"{context or rule.id}: pattern '{pattern}' has \\b next to {letter!r}, where it never "
+                             "matches (RE2's \\b knows only ASCII letters); drop that \\b, or match what "
+                             "comes before the word with (?:^|[^\\pL])")
     return compiled
+
+
+#: ``\b`` (not an escaped backslash and a b) with the literal character beside it, past any
+#: group's opening or closing brackets.
+_BOUNDARY = re.compile(r"(?<!\\)(?:\\\\)*\\b(?:\(\?:|\()*(.)?|(.)\)*(?<!\\)(?:\\\\)*\\b")
+
+
+def _boundary_beside_wide_letter(pattern: str) -> str | None:
+    """The first letter or digit outside ASCII written right beside a ``\\b`` of ``pattern``:
+    RE2 reads ``\\b`` between ASCII word characters and the rest, so ``\\bübernahme`` can
+    never match a word that starts with ``ü``, as Python's ``re`` would; None if there is none."""
+    for match in _BOUNDARY.finditer(pattern):
+        for letter in match.groups():
+            if letter and not letter.isascii() and (letter.isalnum() or letter == "_"):
+                return letter
+    return None
