@@ -37,6 +37,10 @@ def test_block_list_always_pitch_and_allow_list_never():
     assert decide({"partnership": 0.9, "pitch": 0.05, "other": 0.05}, [], T, "block")[0] == "pitch"
     label = decide(scores, [], T, "allow")[0]
     assert label != "pitch"
+    # A pitch-like message from a trusted sender is not thereby a partnership: the runner-up
+    # stands only at the confidence any verdict needs.
+    assert decide({"partnership": 0.26, "pitch": 0.74, "other": 0.0}, [], T, "allow")[0] == "unsure"
+    assert decide({"partnership": 0.02, "pitch": 0.4, "other": 0.58}, [], T, "allow")[0] == "other"
 
 
 def test_a_note_of_a_few_words_is_too_little_text_to_judge(shipped_model):

@@ -3,7 +3,9 @@
 The decision, in order:
 
 1. a sender on the user's block list is ``pitch``; one on the allow list can never be
-   ``pitch`` (it falls back to the better of the other two);
+   ``pitch``: the better of the other two stands if it reaches ``min_confidence``, as any
+   verdict must, else ``unsure`` (a pitch-like message from a trusted sender is not
+   thereby a partnership);
 2. a user's own rule marked ``decide = true`` that fired decides its label;
 3. otherwise the model's calibrated probabilities, nudged by the weights of the user's
    other rules (which the model never saw in training), give the top label; it stands only
@@ -177,7 +179,7 @@ def decide(
     if sender_list == "allow":
         ranked = [label for label in ranked if label != PITCH]
         top = ranked[0]
-        label = top if scores[top] >= thresholds.min_confidence / 2 else UNSURE
+        label = top if scores[top] >= thresholds.min_confidence else UNSURE
         return label, scores, None
     top = ranked[0]
     if known_words is not None and known_words < MIN_KNOWN_WORDS and not hits and top != OTHER:
