@@ -141,6 +141,17 @@ def test_quoted_printable_latin1_and_encoded_subject():
     assert "co-organiser l'atelier à Lyon et partager les frais. Merci!" in record.body
 
 
+def test_latin1_is_read_as_windows_1252_as_mail_programs_read_it():
+    """Windows wrote curly quotes, dashes and the euro sign as bytes 0x80-0x9F under an
+    ISO 8859-1 label; read as ISO 8859-1 they were control characters, and a price in euros
+    was no price to the rules."""
+    raw = (b"From: a@b.example\nSubject: =?iso-8859-1?q?=93Partner=94_offer?=\n"
+           b"Content-Type: text/plain; charset=iso-8859-1\n\nwe\x92re offering \x93premium\x94 from \x80499 a month\n")
+    record = parse_message(raw)
+    assert record.subject == "\u201cPartner\u201d offer"
+    assert record.body.strip() == "we\u2019re offering \u201cpremium\u201d from \u20ac499 a month"
+
+
 @pytest.mark.parametrize("name", ["empty.eml", "binary-junk.eml", "truncated-mime.eml"])
 def test_broken_input_becomes_a_record_with_a_problem(name):
     record = read(name)

@@ -191,6 +191,18 @@ def test_eml_folder_is_read_recursively(tmp_path):
     assert [(r.key, r.subject) for r in records] == [("a.eml", "a"), ("2024/b.eml", "b")]
 
 
+def test_message_files_of_any_name_in_a_folder_are_read_and_other_files_are_not(tmp_path):
+    """A Maildir's files copied out of it, its `cur/` named alone, or `.mime` files had been
+    passed over without a word: `label` gave no row and `evaluate` scored without them."""
+    folder = tmp_path / "cur"
+    write(folder / "1700000001.M2P1.host:2,S", b"Return-Path: <ana@fernhollow.example>\r\n" + message("a", "one"))
+    write(folder / "2.mime", message("b", "two"))
+    write(folder / "config.yaml", b"name: inbox\nversion: 2\n\nnotes: none\n")
+    write(folder / "logo.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    records = list(Source(str(folder)))
+    assert [(r.key, r.subject) for r in records] == [("1700000001.M2P1.host:2,S", "a"), ("2.mime", "b")]
+
+
 def test_an_mbox_in_a_folder_gives_each_of_its_messages(tmp_path):
     """Thunderbird keeps a folder's mail in one mbox file without a suffix (Inbox, and
     Inbox.sbd/ beside it); Takeout names its mboxes .mbox. A file of one message stays one."""
@@ -417,6 +429,14 @@ def test_jsonl_export(tmp_path):
     records = list(Source(str(path)))
     # A row with no label in a table with a label column is one nobody decided, as a cleared cell.
     assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", "unsure")]
+
+
+def test_an_id_of_0_is_a_key(tmp_path):
+    """It had given way to the row number, so the next row's id 1 named two rows, and a
+    label file made from the export could not be used."""
+    rows = [{"id": n, "subject": s, "text": "hello"} for n, s in ((0, "a"), (1, "b"), (2, "c"))]
+    path = write(tmp_path / "export.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert [(r.key, r.subject) for r in Source(str(path))] == [("0", "a"), ("1", "b"), ("2", "c")]
 
 
 def test_a_body_cell_is_read_alike_whether_its_column_is_found_or_named(tmp_path):

@@ -295,13 +295,14 @@ class Source:
 def _messages_in_file(handle: IO[bytes], key: str, label: str | None, suffix: str) -> Iterator[RawMessage]:
     """The messages of one file in a folder: a ``.mbox`` (Takeout's), or a file without a
     suffix that opens as an mbox does (Thunderbird's ``Inbox``), or one whose suffix names no
-    message file (listed as it opens as an mbox: Thunderbird's ``Archives.2023``), gives each of its messages,
+    message file and that opens as an mbox (Thunderbird's ``Archives.2023``), gives each of its messages,
     keyed ``KEY:N``, as the mbox alone would, none (an empty file without a suffix is
     Thunderbird's empty Trash), one or more (so that a message keeps
     its key when the mbox grows); any other file (an .eml whose body has a line that looks
     like a separator too) is one message, read whole (``From `` line and all), keyed ``KEY``."""
-    head = b"" if suffix else handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]
-    if suffix in _MBOX_SUFFIXES or suffix not in _EML_SUFFIXES or not suffix and (not head or _opens_mbox(head)):
+    named = suffix in _EML_SUFFIXES and suffix != ""  # a message's or an mbox's suffix
+    head = b"" if named else handle.peek(_MBOX_LEAD)[:_MBOX_LEAD]
+    if suffix in _MBOX_SUFFIXES or not named and (not head or _opens_mbox(head)):
         for number, raw in read_mbox(handle):
             yield RawMessage(f"{key}:{number}", raw, label)
         return
@@ -612,7 +613,7 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
     # the column was found, so that `label` and `train` read one file alike.
     whole_messages = subject_col is None and from_col is None
     for number, row in _chain(first, rows):
-        key = str(row.get("key") or row.get("id") or number)
+        key = _own_key(row) or str(number)
         value = _cell(row.get(body_col))
         if body_col == "raw" or (whole_messages and value.startswith(("From:", "Received:", "Return-Path:"))):
             raw = without_lone_surrogates(value, keep_bytes=True).encode("utf-8", "surrogateescape")
@@ -1003,13 +1004,31 @@ def _files(folder: Path, recursive: bool) -> list[Path | _NotRead]:
                 found.append(path)
                 continue
             head = _head(path)
-            if _opens_mbox(head):
+            if _opens_mbox(head) or _opens_message(head):
                 found.append(path)
             elif _compressed_mailbox_name(path):
                 problem = _compressed(str(path), head, archives=False)
                 if problem:
                     found.append(_NotRead(path, problem))
     return found
+
+
+#: A message's header block: header field lines (a name, a colon), folded lines among them.
+_HEADER_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*){2,}")
+#: Fields that only a message opens with: YAML or a notes file with ``name: value`` lines has none.
+_MESSAGE_FIELD = re.compile(rb"(?im)^(?:from|received|return-path|delivered-to|message-id|date|subject|"
+                            rb"mime-version|to):")
+
+
+def _opens_message(head: bytes) -> bool:
+    """Whether a file whose suffix names no mail file opens as one message does: two header
+    lines or more, one of them a field mail has (``Received:``, ``From:``, ...). A Maildir's
+    files (``1700000001.M2P1.host:2,S``), read from a folder that is not a Maildir (its
+    ``cur/`` named alone, or files copied out of one), and ``.mime`` or ``.mail`` files had
+    been passed over without a word."""
+    head = _without_lead(head).replace(b"\r\n", b"\n")
+    block = _HEADER_BLOCK.match(head)
+    return block is not None and _MESSAGE_FIELD.search(block.group()) is not None
 
 
 def _compressed_mailbox_name(path: Path) -> bool:
@@ -1028,8 +1047,8 @@ def _is_maildir(dirnames: list[str]) -> bool:
 
 def _head(path: Path) -> bytes:
     """The first bytes of a file whose suffix names no mail file, to tell an mbox (Thunderbird
-    names a folder's mbox as the folder is named: "Archives.2023", "J. Smith") or a compressed
-    mailbox; b"" for anything else. Only a regular file is opened: opening a FIFO would wait
+    names a folder's mbox as the folder is named: "Archives.2023", "J. Smith"), a message or a
+    compressed mailbox; b"" for anything else. Only a regular file is opened: opening a FIFO would wait
     for a writer."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):
@@ -1038,6 +1057,16 @@ def _head(path: Path) -> bytes:
             return handle.read(_MBOX_LEAD)
     except OSError:
         return b""
+
+
+def _own_key(row: dict) -> str:
+    """A table row's own key (its ``key`` cell, else its ``id``), "" if it has none: an id of
+    0 is a key (it had given way to the row number, which the next row's id 1 then repeated)."""
+    for column in ("key", "id"):
+        value = row.get(column)
+        if value is not None and str(value).strip():
+            return str(value)
+    return ""
 
 
 def _labelled_files(root: Path) -> list[tuple[Path, str | None]]:
