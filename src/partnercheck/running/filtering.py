@@ -21,6 +21,7 @@ This module is shared by the server client (which must start fast) and the cold 
 
 from __future__ import annotations
 
+from ..errors import PartnercheckError
 from ..labels import UNREADABLE
 
 HEADER = "X-Partnercheck"
@@ -119,6 +120,8 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
         return None
     try:
         reply = client.classify_remote(raw, path)
+    except client.ServerSilent as exc:  # too late to classify here too: pass the mail on now
+        raise ServerSilent(f"{exc}, and it is too late to classify the message here") from None
     except client.ServerUnavailable:
         return None
     header, label = reply["header"], reply["label"]
@@ -129,6 +132,10 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
         if named and os.path.abspath(named) != reply.get(key):
             return None
     return header, label
+
+
+class ServerSilent(PartnercheckError):
+    """The server took the message and did not answer in time."""
 
 
 def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None) -> tuple[str, str]:
@@ -146,8 +153,6 @@ def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None)
 
 
 def _is_ours(exc: Exception) -> bool:
-    from ..errors import PartnercheckError
-
     return isinstance(exc, PartnercheckError)
 
 
