@@ -409,6 +409,22 @@ def test_many_indented_lines_cost_time_in_proportion():
     assert timings[1] < 8 * timings[0] + 0.05
 
 
+def test_many_indented_lines_cost_no_memory_beyond_the_message():
+    """The scan over them had kept state for every line: a 15 MB message of such lines took
+    the filter to 624 MB, and under a memory limit it went unlabelled."""
+    import tracemalloc
+
+    raw = b" a\n" * 1_000_000 + b"\nbody\n"
+    tracemalloc.start()
+    try:
+        out = add_header(raw, "other; score=0.90")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert strip_our_header(out) == raw
+    assert peak < 3 * len(raw)
+
+
 def test_a_reader_that_goes_away_mid_message_is_noticed_when_stdout_is_unbuffered(small_model_path, tmp_path):
     """Unbuffered (PYTHONUNBUFFERED, as containers and services often set it), a write to
     stdout may take only part of the message; the rest must still be written, so that a
