@@ -174,6 +174,18 @@ def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
     assert os.path.exists(personal)
 
 
+def test_learn_says_when_commands_will_not_use_the_personal_model(runner, tmp_path):
+    """With a model named by $PARTNERCHECK_MODEL (or the config file), a correction changes
+    nothing that classify, filter or label say: learn must not let that pass unsaid."""
+    from partnercheck.settings import default_model_path
+
+    folder = _folder(tmp_path)
+    result = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)],
+                           env={"PARTNERCHECK_MODEL": default_model_path()})
+    assert result.exit_code == 0 and "personal model retrained" in result.stderr
+    assert f"but classify, filter and label use {default_model_path()}" in result.stderr
+
+
 def test_learn_a_maildir_folder_twice_changes_nothing(runner, tmp_path):
     maildir = tmp_path / "Maildir" / ".Learn.Pitch"
     write(maildir / "new" / "1.host", message("offer", PITCH_TEXT, sender="Tom <tom@vendor.example>"))

@@ -572,8 +572,22 @@ class RetrainSummary:
             return "no corrections left: personal model removed, the shipped model applies again"
         if not self.corrections:
             return "no corrections: no personal model, the shipped model applies"
-        return (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
+        line = (f"personal model retrained on {self.corpus} corpus messages and {self.corrections} correction(s) "
                 f"in {self.seconds:.1f} s: {self.path}")
+        used = _model_in_use()
+        if used and os.path.abspath(used) != os.path.abspath(self.path):
+            line += f"; but classify, filter and label use {used} (-m, $PARTNERCHECK_MODEL or the config's model)"
+        return line
+
+
+def _model_in_use() -> str | None:
+    """The model that commands read when none is named on their command line."""
+    from ..settings import ConfigError, model_path
+
+    try:
+        return model_path()
+    except ConfigError:
+        return None
 
 
 def retrain_personal(store: Store, output: str | None = None, weight: float = CORRECTION_WEIGHT,
