@@ -7,6 +7,7 @@ the same run, never with a fixed wall-clock limit.
 from __future__ import annotations
 
 import gc
+import os
 import time
 
 import pytest
@@ -497,6 +498,16 @@ def test_the_server_never_takes_a_file_for_its_socket_and_answers_a_burst(small_
     with pytest.raises(OSError, match="not a socket"):
         server.ClassifyServer(load_model(small_model_path), None, str(precious), workers=2)
     assert precious.read_text() == "keep me"
+    if os.geteuid() == 0:  # a socket another user's server holds is left alone, live or not
+        import socket
+
+        theirs = str(tmp_path / "theirs.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+            held.bind(theirs)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(OSError, match="a socket of another user"):
+            server.ClassifyServer(load_model(small_model_path), None, theirs, workers=2)
+        assert os.path.exists(theirs)
     path = str(tmp_path / "s.sock")
     srv = server.ClassifyServer(load_model(small_model_path), None, path, workers=2)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)

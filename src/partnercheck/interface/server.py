@@ -336,6 +336,9 @@ def _clear_stale(path: str) -> None:
         return
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise OSError(f"{path} exists and is not a socket; give --socket a path of its own")
+    owner = os.lstat(path).st_uid
+    if owner != os.geteuid():  # another user's server, live or not, is theirs to clear
+        raise OSError(f"{path} is a socket of another user (uid {owner}); give --socket a path of its own")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
