@@ -27,6 +27,7 @@ from dovecot_server import _descendants
 
 from partnercheck.deciding.classify import classify_one
 from partnercheck.deciding.policy import Policy, load_policy
+from partnercheck.deciding.model import load_model
 from partnercheck.interface.cli import cli
 from partnercheck.learning import memory
 from partnercheck.learning.corrections import (
@@ -172,6 +173,18 @@ def test_learn_a_folder_twice_changes_nothing(runner, tmp_path):
     third = runner.invoke(cli, ["learn", "--as", "partnership", str(folder)])
     assert "3 unchanged" in third.stderr and "personal model retrained" in third.stderr
     assert os.path.exists(personal)
+
+
+def test_a_personal_model_retrained_from_the_feature_cache_shows_words_not_stems(tmp_path):
+    """A process that reads the corpus's tokens from the cache stems none of its words: the
+    model it made had shown "pleas" and "everi" in every explanation."""
+    folder = _folder(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    for label in ("partnership", "pitch"):  # the second run finds the cache the first one left
+        run = subprocess.run([sys.executable, "-m", "partnercheck", "learn", "--as", label, str(folder)],
+                             env=env, capture_output=True, timeout=600)
+        assert run.returncode == 0 and b"personal model retrained" in run.stderr, run.stderr
+    assert load_model(personal_model_path(store_path())).surface_word("pleas") == "please"
 
 
 def test_learn_says_when_commands_will_not_use_the_personal_model(runner, tmp_path):

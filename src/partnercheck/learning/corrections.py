@@ -649,6 +649,7 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
              start: float) -> RetrainSummary:
     from ..deciding.model import Model, load_model
     from ..settings import default_corpus, default_model_path
+    from ..understanding.features import seed_stems
     from .kept_tokens import TokenStore
     from .near_duplicates import NearCopyFolds, near_duplicate_groups, signature
     from .pipeline import build_pipeline
@@ -684,6 +685,9 @@ def _retrain(store: Store, output: str, weight: float, corpus: str | None, base_
         warnings.simplefilter("ignore")  # liblinear's convergence notes are not the user's business
         pipeline[1:].fit(all_docs, np.array(all_labels), classify__sample_weight=np.array(weights))
     base = load_model(base_model or default_model_path())
+    # The corpus's tokens came from a cache, unstemmed here: without the shipped model's own
+    # words, explanations showed stems ("pleas", "everi") instead of the words.
+    seed_stems(base.weights.stems)
     info = {"personal": True, "corpus_messages": len(keep), "corrections": len(corrections),
             "correction_weight": round(weight, 3), "store": os.path.abspath(store.path),
             "store_fingerprint": store.fingerprint(), "base_model": base.info.get("data_fingerprint", "")}
