@@ -431,6 +431,22 @@ def test_jsonl_export(tmp_path):
     assert [(r.subject, r.body, r.label) for r in records] == [("a", "first", "other"), ("b", "second", "unsure")]
 
 
+def test_a_table_cell_holding_a_raw_message_is_read_as_one_however_it_opens(tmp_path):
+    """Gmail's raw messages open with Delivered-To:, Python's with Content-Type: or
+    MIME-Version:; they had been read as body text, headers and all."""
+    rows = [{"id": "a", "raw_message": "Delivered-To: sam@quill.test\n" + message("offer", "hello").decode()},
+            {"id": "b", "raw_message": "MIME-Version: 1.0\nContent-Type: text/plain\nFrom: a@b.example\n"
+                                       "Subject: note\n\nhi there"}]
+    path = write(tmp_path / "export.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    records = list(Source(str(path), columns=Columns(body="raw_message")))
+    assert [(r.subject, r.body.strip()) for r in records] == [("offer", "hello"), ("note", "hi there")]
+
+
+def test_an_eml_with_blank_lines_above_its_header_is_read_as_mbox_and_stdin_read_it(tmp_path):
+    record = list(Source(str(write(tmp_path / "a.eml", b"\n\n" + message("offer", "hello")))))[0]
+    assert (record.subject, record.body.strip()) == ("offer", "hello")
+
+
 def test_an_id_of_0_is_a_key(tmp_path):
     """It had given way to the row number, so the next row's id 1 named two rows, and a
     label file made from the export could not be used."""

@@ -169,7 +169,9 @@ def header_fields(raw: bytes, problems: list[str]) -> tuple[list[tuple[str, str]
     ``From `` envelope line is skipped; a line that is not a header ends the header block
     (a message with no blank line after its headers).
     """
-    head, body = _split_head(raw.removeprefix(codecs.BOM_UTF8))  # a Windows tool's mark would hide the first field
+    # A Windows tool's mark would hide the first field, and blank lines above the header (a
+    # file saved by hand) would make all of it body, as mbox and standard input never do.
+    head, body = _split_head(raw.removeprefix(codecs.BOM_UTF8).lstrip(b"\r\n"))
     if len(head) > MAX_HEAD_BYTES:
         problems.append(f"header block over {MAX_HEAD_BYTES} bytes; the rest ignored")
         head = head[:MAX_HEAD_BYTES]

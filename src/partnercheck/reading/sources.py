@@ -615,7 +615,7 @@ def read_table(stream: IO[bytes], fmt: str, columns: Columns, source: str,
     for number, row in _chain(first, rows):
         key = _own_key(row) or str(number)
         value = _cell(row.get(body_col))
-        if body_col == "raw" or (whole_messages and value.startswith(("From:", "Received:", "Return-Path:"))):
+        if body_col == "raw" or (whole_messages and _holds_a_message(value)):
             raw = without_lone_surrogates(value, keep_bytes=True).encode("utf-8", "surrogateescape")
             record = parse_message(raw, key=key, source=source)
         else:
@@ -1029,6 +1029,14 @@ def _opens_message(head: bytes) -> bool:
     head = _without_lead(head).replace(b"\r\n", b"\n")
     block = _HEADER_BLOCK.match(head)
     return block is not None and _MESSAGE_FIELD.search(block.group()) is not None
+
+
+def _holds_a_message(cell: str) -> bool:
+    """Whether a table's body cell is a whole message: it opens with a sender or trace line,
+    or as a message does (Gmail's raw messages open with ``Delivered-To:``, Python's with
+    ``Content-Type:`` or ``MIME-Version:``, which had been read as body text)."""
+    return (cell.startswith(("From:", "Received:", "Return-Path:"))
+            or _opens_message(cell[:_MBOX_LEAD].encode("utf-8", "replace")))
 
 
 def _compressed_mailbox_name(path: Path) -> bool:
