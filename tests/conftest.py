@@ -91,3 +91,11 @@ OTHER_TEXT = (
     "was paid on Friday. See you on Thursday for the quarterly review.\n\nThanks,\nLi"
 )
 
+
+def ctrl_c_reaches() -> None:
+    """For a child's ``preexec_fn``: Ctrl-C as a terminal gives it. A shell that starts the
+    tests in the background (``pytest &``) hands every child SIGINT ignored, and Python then
+    never turns it into KeyboardInterrupt, so the tests of Ctrl-C would test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

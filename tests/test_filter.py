@@ -13,7 +13,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, message
+from conftest import PARTNERSHIP_TEXT, PITCH_TEXT, ROOT, ctrl_c_reaches, message
 
 from partnercheck.interface.cli import cli
 from partnercheck.running import filtering
@@ -446,7 +446,7 @@ def test_a_reader_that_goes_away_mid_message_is_noticed_when_stdout_is_unbuffere
 def test_ctrl_c_is_one_line_and_no_traceback(small_model_path, tmp_path):
     env = {**os.environ, "PARTNERCHECK_MODEL": small_model_path, "XDG_RUNTIME_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "partnercheck", "filter"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=ctrl_c_reaches)
     time.sleep(2)  # started, and waiting for the message
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

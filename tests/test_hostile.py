@@ -394,11 +394,11 @@ def _label(args, **kwargs):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, ctrl_c_reaches
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.Popen([sys.executable, "-m", "partnercheck", "label", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+                            preexec_fn=ctrl_c_reaches, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
 
 
 def _rows(path):

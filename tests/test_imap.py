@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, message
+from conftest import DATA, PARTNERSHIP_TEXT, PITCH_TEXT, ctrl_c_reaches, message
 from dovecot_server import DOVEADM, DOVECOT, OPENSSL, PASSWORD, USER, Dovecot, crlf
 
 pytestmark = pytest.mark.skipif(DOVECOT is None, reason="dovecot is not installed (.ci/run installs dovecot-imapd)")
@@ -531,7 +531,7 @@ def _watcher(server: Dovecot, env: Path, poll: str) -> subprocess.Popen:
     return subprocess.Popen(
         [str(command), "imap", "--host", "127.0.0.1", "--port", str(server.port), "--plain", "--user", USER,
          "--password-env", "PC_TEST_IMAP_PASSWORD", "--move-to", "Pitch", "--watch", "--poll", poll],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_reaches)
 
 
 def test_watch_labels_new_mail_until_interrupted(server, env):
