@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import PartnercheckError
+
 try:  # the C module alone: socket.py, with the enum and selectors it imports, took 16 ms of the filter's start
     import _socket as _sockets
 except ImportError:  # a Python whose sockets are not that module
@@ -36,10 +38,11 @@ class ServerUnavailable(Exception):
     """No server answered; the caller classifies in-process instead."""
 
 
-class ServerSilent(ServerUnavailable):
+class ServerSilent(ServerUnavailable, PartnercheckError):
     """A server took the message and gave no answer within :data:`REPLY_TIMEOUT` (stopped, or
-    swapping): classifying it in-process as well, 1 to 2.5 s under load, took a Sieve filter
-    past its 10 s, and Dovecot then failed the delivery."""
+    swapping): the filter passes the message on unchanged, since classifying it in-process
+    as well, 1 to 2.5 s under load, took a Sieve filter past its 10 s, and Dovecot then
+    failed the delivery."""
 
 
 def send_frame(sock, data: bytes) -> None:
@@ -101,7 +104,8 @@ def classify_remote(raw: bytes, path: str) -> dict:
             send_frame(sock, raw)
             reply = decode_reply(read_frame(sock, 1 << 20))
         except TimeoutError:
-            raise ServerSilent(f"the server at {path} gave no answer within {REPLY_TIMEOUT:g} s") from None
+            raise ServerSilent(f"the server at {path} gave no answer within {REPLY_TIMEOUT:g} s, "
+                               "and it is too late to classify the message here") from None
         except (OSError, ValueError) as exc:
             raise ServerUnavailable(f"server did not answer: {exc}") from None
     finally:

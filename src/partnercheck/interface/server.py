@@ -332,13 +332,14 @@ def systemd_socket() -> socket.socket | None:
 
 def _clear_stale(path: str) -> None:
     """Remove a socket file left by a server that died; refuse if one is still answering."""
-    if not os.path.lexists(path):
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
         return
-    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+    if not stat.S_ISSOCK(info.st_mode):
         raise OSError(f"{path} exists and is not a socket; give --socket a path of its own")
-    owner = os.lstat(path).st_uid
-    if owner != os.geteuid():  # another user's server, live or not, is theirs to clear
-        raise OSError(f"{path} is a socket of another user (uid {owner}); give --socket a path of its own")
+    if info.st_uid != os.geteuid():  # another user's server, live or not, is theirs to clear
+        raise OSError(f"{path} is a socket of another user (uid {info.st_uid}); give --socket a path of its own")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)

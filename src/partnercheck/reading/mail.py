@@ -229,7 +229,7 @@ def header_text(value, problems: list[str] | None = None) -> str:
             problems.append("undeclared 8-bit bytes in a header")
     if "=?" in text:
         try:
-            text = without_lone_surrogates(str(make_header(decode_header(text)))).translate(C1_AS_CP1252)
+            text = without_lone_surrogates(str(make_header(decode_header(text)))).translate(_C1_AS_CP1252)
         except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):  # MessageError: bad base64, bad charset name
             if problems is not None:
                 problems.append("undecodable encoded word in a header")
@@ -575,7 +575,7 @@ def _decode_bytes(data: bytes, charset: str, problems: list[str]) -> str:
     if _controls(sample) > MAX_NOT_TEXT_SHARE * len(sample) and not _escape_coded(charset):
         return data.decode("latin-1")  # binary: not worth decoding well (drop_if_binary empties it)
     if charset in _LATIN1_LABELS:
-        return data.decode("latin-1").translate(C1_AS_CP1252)
+        return data.decode("latin-1").translate(_C1_AS_CP1252)
     try:
         return without_lone_surrogates(data.decode(charset))
     except UnicodeDecodeError:
@@ -593,8 +593,8 @@ _LATIN1_LABELS = frozenset(("iso-8859-1", "iso8859-1", "iso_8859-1", "latin-1", 
                             "ibm819", "iso-ir-100", "csisolatin1", "iso_8859-1:1987"))
 #: U+0080-U+009F to the characters windows-1252 gives those bytes (five it leaves undefined
 #: stay as they are).
-C1_AS_CP1252 = str.maketrans({chr(b): bytes([b]).decode("cp1252") for b in range(0x80, 0xA0)
-                              if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)})
+_C1_AS_CP1252 = str.maketrans({chr(b): bytes([b]).decode("cp1252") for b in range(0x80, 0xA0)
+                               if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)})
 
 
 def _escape_coded(charset: str) -> bool:

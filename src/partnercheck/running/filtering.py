@@ -59,7 +59,8 @@ def filter_message(raw: bytes, use_server: bool = True, model_option: str | None
         header, label = reply if reply else _classify_here(raw, model_option, rules_file)
         return add_header(raw, header), EXIT_CODES[label], None
     except Exception as exc:  # whatever happened, the mail goes through
-        return raw, EXIT_ERROR, str(exc) if _is_ours(exc) else f"{exc.__class__.__name__}: {exc}"
+        ours = isinstance(exc, PartnercheckError)
+        return raw, EXIT_ERROR, str(exc) if ours else f"{exc.__class__.__name__}: {exc}"
     except KeyboardInterrupt:  # Ctrl-C, or numpy's OpenBLAS failing to start its threads (a process limit)
         return raw, EXIT_ERROR, "interrupted while classifying"
 
@@ -120,8 +121,8 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
         return None
     try:
         reply = client.classify_remote(raw, path)
-    except client.ServerSilent as exc:  # too late to classify here too: pass the mail on now
-        raise ServerSilent(f"{exc}, and it is too late to classify the message here") from None
+    except client.ServerSilent:  # too late to classify here too: the mail goes on now
+        raise
     except client.ServerUnavailable:
         return None
     header, label = reply["header"], reply["label"]
@@ -132,10 +133,6 @@ def _ask_server(raw: bytes) -> tuple[str, str] | None:
         if named and os.path.abspath(named) != reply.get(key):
             return None
     return header, label
-
-
-class ServerSilent(PartnercheckError):
-    """The server took the message and did not answer in time."""
 
 
 def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None) -> tuple[str, str]:
@@ -150,10 +147,6 @@ def _classify_here(raw: bytes, model_option: str | None, rules_file: str | None)
     model = cached_model(model_path(model_option, config))
     verdict = classify_one(parse_message(raw), model, load_policy(config, rules_file), clues=False)
     return header_for(verdict), verdict.label
-
-
-def _is_ours(exc: Exception) -> bool:
-    return isinstance(exc, PartnercheckError)
 
 
 def strip_our_header(raw: bytes) -> bytes:
